@@ -1,0 +1,136 @@
+"""The Python API: load a region of a cube, filling missing chunks first."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import DataDirError
+from .grid import ChunkGrid, PixelWindow, roi_window, window_geobox
+from .manifest import Manifest, utc_now
+from .products import ArcticDEMResolution, Product, arcticdem
+from .settings import Settings, get_settings
+from .store import Cube, cube_exists, cube_paths
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from odc.geo.geobox import GeoBox
+
+    from .fill import FillReport
+
+log = logging.getLogger(__name__)
+
+
+def load_arcticdem(
+    geobox: GeoBox,
+    data_dir: str | Path | None,
+    resolution: ArcticDEMResolution,
+    buffer: int = 0,
+    persist: bool = True,
+) -> xr.Dataset:
+    """ArcticDEM `dem` and `datamask` over `geobox` on the cube grid (EPSG:3413, no resampling).
+
+    The geobox (any CRS) is taken to EPSG:3413 at the cube's resolution and padded by `buffer`
+    cube pixels. Chunks the manifest does not list as settled are downloaded first (Prefect flow
+    `fill_arcticdem`, or the same steps in-process; see DARTS_AUX_ORCHESTRATOR). `data_dir=None`
+    uses DARTS_AUX_DATA_DIR. `persist=False` returns lazy dask-backed variables.
+    """
+    product = arcticdem(resolution)
+    settings = get_settings()
+    directory = resolve_data_dir(data_dir, settings)
+    window = roi_window(geobox, product.extent, buffer)
+    if not is_settled(directory, product, window, settings):
+        report = fill_arcticdem_window(directory, product, window, settings)
+        report.raise_for_failures(settings.stac_url if settings.discovery == "stac" else settings.tile_index_url)
+    return read_dataset(directory, product, window, persist)
+
+
+def resolve_data_dir(data_dir: str | Path | None, settings: Settings) -> Path:
+    """The data directory to use: the argument, else DARTS_AUX_DATA_DIR; checked, not created."""
+    if data_dir is None:
+        data_dir = settings.data_dir
+    if not isinstance(data_dir, (str, Path)) or (isinstance(data_dir, str) and not data_dir.strip()):
+        raise DataDirError(f"data_dir must be a path (str or pathlib.Path), got {data_dir!r}.")
+    path = Path(data_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise DataDirError(f"data_dir {path} exists and is not a directory; pass a directory.")
+    return path
+
+
+def is_settled(data_dir: Path, product: Product, window: PixelWindow, settings: Settings) -> bool:
+    """True when every chunk of the window is full, or partial and checked within the revisit interval."""
+    if not cube_exists(data_dir, product):
+        return False
+    grid = ChunkGrid(product)
+    latest = Manifest(cube_paths(data_dir, product).manifest, grid).latest(window)
+    now, revisit = utc_now(), settings.revisit_days * 86400
+    return all(c in latest and latest[c].is_settled(now, revisit) for c in grid.chunks(window))
+
+
+def fill_arcticdem_window(data_dir: Path, product: Product, window: PixelWindow, settings: Settings) -> FillReport:
+    """Fill the chunks of a window: through the Prefect flow, or inline when no Prefect API is set."""
+    from .fill import arcticdem_context, run_inline
+
+    started = time.perf_counter()
+    if use_prefect(settings):
+        from flows.arcticdem import run_fill_arcticdem
+
+        report = run_fill_arcticdem(product, window, data_dir, settings)
+    else:
+        report = run_inline(arcticdem_context(int(product.resolution), data_dir, settings), window)
+    log.info("filled %s window %s in %.1f s", product.key, window, time.perf_counter() - started)
+    return report
+
+
+def use_prefect(settings: Settings) -> bool:
+    """Whether fills go through Prefect: forced by the setting, or 'auto' with a Prefect API configured."""
+    if settings.orchestrator != "auto":
+        return settings.orchestrator == "prefect"
+    import os
+
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    from prefect.settings import get_current_settings
+
+    return bool(get_current_settings().api.url)
+
+
+def read_dataset(data_dir: Path, product: Product, window: PixelWindow, persist: bool) -> xr.Dataset:
+    """The window of the cube as an xarray Dataset with odc-geo coordinates (numpy or lazy dask)."""
+    import xarray as xr
+    from odc.geo.xr import xr_coords
+
+    cube = Cube.open(data_dir, product)
+    if persist:
+        arrays = cube.read(window)
+    else:
+        arrays = lazy_window(cube, window)
+    geobox = window_geobox(product.extent, window)
+    coords = xr_coords(geobox, crs_coord_name="spatial_ref")
+    variables = {name: (("y", "x"), data, {"grid_mapping": "spatial_ref"}) for name, data in arrays.items()}
+    attrs = {"product": product.key, "source_collection": product.collection}
+    return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def lazy_window(cube: Cube, window: PixelWindow) -> dict:
+    """Dask arrays over just the window (never a graph over the whole extent), pinned to one snapshot."""
+    import dask.array as da
+
+    from .store import WindowReader
+
+    arrays = cube.arrays(cube.snapshot_id())
+    n = cube.product.read_chunk
+    chunks = tuple(_aligned_chunks(start, stop, n) for start, stop in ((window.row0, window.row1), (window.col0, window.col1)))
+    return {
+        name: da.from_array(WindowReader(array, window), chunks=chunks, asarray=True, lock=False,
+                            name=f"{cube.product.key}-{name}-{window.row0}-{window.col0}-{id(array)}")
+        for name, array in arrays.items()
+    }
+
+
+def _aligned_chunks(start: int, stop: int, step: int) -> tuple[int, ...]:
+    """Dask chunk sizes along one axis that follow the store's chunk boundaries."""
+    edges = [start, *range((start // step + 1) * step, stop, step), stop]
+    return tuple(b - a for a, b in zip(edges, edges[1:]) if b > a)

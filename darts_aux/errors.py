@@ -1,0 +1,63 @@
+"""The exception hierarchy: one root (DartsAuxError), a few kinds a caller can act on."""
+
+from __future__ import annotations
+
+
+class DartsAuxError(Exception):
+    """Root of every error darts-aux raises on purpose; catch this to catch them all."""
+
+
+class InvalidRequestError(DartsAuxError, ValueError):
+    """The caller asked for something that cannot be served; the message says what to change."""
+
+
+class InvalidResolutionError(InvalidRequestError):
+    """A product resolution that does not exist."""
+
+
+class InvalidBufferError(InvalidRequestError):
+    """A buffer that is negative, not an integer, or absurdly large."""
+
+
+class EmptyRegionError(InvalidRequestError):
+    """A geobox with no pixels, zero area or non-finite coordinates."""
+
+
+class OutsideExtentError(InvalidRequestError):
+    """A region that does not touch the product's extent at all."""
+
+
+class DataDirError(InvalidRequestError):
+    """A data directory that is not a path, not writable, or holds something else."""
+
+
+class ConfigurationError(DartsAuxError):
+    """A setting is missing or invalid; the message names the DARTS_AUX_* variable."""
+
+
+class SourceError(DartsAuxError):
+    """A remote source (STAC API, COG server, Earth Engine) failed; `source` names it."""
+
+    def __init__(self, message: str, *, source: str) -> None:
+        super().__init__(message)
+        self.source = source
+
+
+class TransientSourceError(SourceError):
+    """A source failure worth retrying: timeout, 429, 5xx, reset or truncated transfer."""
+
+
+class SourceUnavailableError(SourceError):
+    """A source stayed unreachable or failing after all retries."""
+
+
+class SourceDataError(SourceError):
+    """A source answered, but with data this project cannot use (bad item, wrong grid, not a COG)."""
+
+
+class StoreError(DartsAuxError):
+    """The cube store could not be created, read or committed to."""
+
+
+class ManifestError(DartsAuxError):
+    """The chunk manifest could not be read or written."""

@@ -1,0 +1,293 @@
+"""The fill steps (discover → download → commit) as plain functions, and an in-process runner.
+
+The Prefect flows in `flows/` wrap exactly these functions; `run_inline` runs them with the same
+retry policy in a thread pool when no Prefect API is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from . import staging
+from .errors import SourceUnavailableError
+from .grid import ChunkGrid, ChunkId, PixelWindow, window_bounds
+from .manifest import ChunkRecord, Manifest, status_for, utc_now
+from .mosaic import fill_gaps
+from .products import Product, arcticdem
+from .retry import RetryPolicy
+from .settings import Settings, get_settings
+from .sources.cog import ItemFailure, read_chunk
+from .sources.items import TileItem, assign_items, coverage
+from .sources.stac import ItemSource, StacApiSource, search_or_raise
+from .store import Cube, CubePaths, cube_paths
+
+log = logging.getLogger(__name__)
+COMPACT_AFTER_SEGMENTS = 64
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """One chunk to download: the items not yet merged into it, and every item known over it."""
+
+    chunk: ChunkId
+    new_items: tuple[TileItem, ...]
+    known_items: tuple[TileItem, ...]
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What a fill must do: chunks to download, chunks already full, partial chunks with nothing new."""
+
+    jobs: tuple[ChunkJob, ...]
+    reused: tuple[ChunkId, ...]
+    rechecked: tuple[ChunkId, ...]
+
+
+@dataclass(frozen=True)
+class StagedChunk:
+    """A downloaded chunk parked on disk, waiting for its commit."""
+
+    chunk: ChunkId
+    path: str | None
+    applied: tuple[str, ...]
+    failed: tuple[ItemFailure, ...]
+    known_items: tuple[TileItem, ...]
+    bytes_read: int
+    seconds: float
+
+
+@dataclass
+class FillReport:
+    """What one fill did, for logs, the CLI and Prefect artifacts."""
+
+    product: str
+    chunks_total: int = 0
+    chunks_reused: int = 0
+    chunks_fetched: int = 0
+    chunks_rechecked: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+    records: list[ChunkRecord] = field(default_factory=list)
+    failures: list[tuple[str, ItemFailure]] = field(default_factory=list)
+
+    def raise_for_failures(self, source: str) -> None:
+        """Raise SourceUnavailableError naming the tiles that could not be read (their chunks stay partial)."""
+        if not self.failures:
+            return
+        listed = "; ".join(f"{chunk}: {f.item_id} ({f.reason})" for chunk, f in self.failures[:5])
+        more = f" and {len(self.failures) - 5} more" if len(self.failures) > 5 else ""
+        raise SourceUnavailableError(
+            f"{len(self.failures)} tile reads from {source} failed after retries, their chunks are recorded "
+            f"'partial': {listed}{more}. Run the same load again to retry them.",
+            source=source,
+        )
+
+
+@dataclass(frozen=True)
+class FillContext:
+    """Everything a fill step needs, built from plain parameters in whatever process runs the step."""
+
+    product: Product
+    data_dir: Path
+    settings: Settings
+
+    @property
+    def grid(self) -> ChunkGrid:
+        return ChunkGrid(self.product)
+
+    @property
+    def policy(self) -> RetryPolicy:
+        s = self.settings
+        return RetryPolicy(s.retries, s.retry_delay_seconds, s.retry_jitter)
+
+    @property
+    def paths(self) -> CubePaths:
+        """Where the cube's parts live (nothing is created by asking)."""
+        return cube_paths(self.data_dir, self.product)
+
+    def cube(self) -> Cube:
+        """The cube, created on first use (metadata only)."""
+        return _open_cube(self.data_dir, self.product)
+
+    def manifest(self) -> Manifest:
+        """The cube's manifest (readable, and empty, before the cube exists)."""
+        return Manifest(self.paths.manifest, self.grid)
+
+    def item_source(self) -> ItemSource:
+        if self.settings.discovery == "tile-index":
+            from .sources.tile_index import TileIndexSource
+
+            return TileIndexSource(self.settings.tile_index_url, self.data_dir, self.policy, self.settings.http_timeout_seconds)
+        return StacApiSource(self.settings.stac_url, self.policy, self.settings.http_timeout_seconds)
+
+    @property
+    def source_url(self) -> str:
+        s = self.settings
+        return s.tile_index_url if s.discovery == "tile-index" else s.stac_url
+
+
+@lru_cache(maxsize=32)
+def _open_cube(data_dir: Path, product: Product) -> Cube:
+    return Cube.open_or_create(data_dir, product)
+
+
+def arcticdem_context(resolution: int, data_dir: str | Path, settings: Settings | None = None) -> FillContext:
+    """The fill context of an ArcticDEM cube."""
+    return FillContext(arcticdem(resolution), Path(data_dir), settings or get_settings())
+
+
+# -- the three steps ---------------------------------------------------------------------------
+
+
+def discover(ctx: FillContext, window: PixelWindow) -> Discovery:
+    """Chunks of the window not full → one item search → per chunk, the items not yet applied."""
+    grid, manifest = ctx.grid, ctx.manifest()
+    chunks = grid.chunks(window)
+    latest = manifest.latest(window)
+    todo = [c for c in chunks if not (c in latest and latest[c].status == "full")]
+    reused = tuple(c for c in chunks if c not in todo)
+    if not todo:
+        return Discovery((), reused, ())
+    items = search_or_raise(ctx.item_source(), ctx.product, _union_bounds(ctx, todo), ctx.source_url)
+    by_chunk = assign_items(grid, todo, items)
+    jobs, rechecked = [], []
+    for chunk in todo:
+        applied = set(latest[chunk].items_applied) if chunk in latest else set()
+        new = tuple(item for item in by_chunk[chunk] if item.id not in applied)
+        if new:
+            jobs.append(ChunkJob(chunk, new, by_chunk[chunk]))
+        else:
+            rechecked.append(chunk)
+    _record_rechecked(ctx, rechecked, by_chunk)
+    log.info("%s: %d chunks in the ROI, %d full, %d to download, %d partial with nothing new",
+             ctx.product.key, len(chunks), len(reused), len(jobs), len(rechecked))
+    return Discovery(tuple(jobs), reused, tuple(rechecked))
+
+
+def download(ctx: FillContext, job: ChunkJob) -> StagedChunk:
+    """Read the chunk's window of each new item and park the mosaic on disk."""
+    pixels = read_chunk(ctx.grid, job.chunk, job.new_items, ctx.policy, ctx.settings.http_timeout_seconds)
+    path = None
+    if pixels.applied:
+        path = str(staging.stage(ctx.cube().paths.staging, str(job.chunk), pixels.arrays))
+    bytes_per_pixel = sum(np.dtype(v.dtype).itemsize for v in ctx.product.variables)
+    log.info("chunk %s: read %d items (%d failed) in %.2f s", job.chunk, len(pixels.applied), len(pixels.failed), pixels.seconds)
+    return StagedChunk(job.chunk, path, tuple(pixels.applied), tuple(pixels.failed), job.known_items,
+                       pixels.pixels_read * bytes_per_pixel, pixels.seconds)
+
+
+def commit(ctx: FillContext, staged: StagedChunk, before_commit: Callable[[], None] | None = None) -> ChunkRecord:
+    """Merge a staged chunk into the cube (valid pixels already there win), then record it in the manifest."""
+    cube, manifest, grid = ctx.cube(), ctx.manifest(), ctx.grid
+    window = grid.window(staged.chunk)
+    new_pixels = staging.load(Path(staged.path)) if staged.path else None
+    with cube.commit_lock():
+        previous = manifest.latest(window).get(staged.chunk)
+        applied = tuple(sorted(set(previous.items_applied if previous else ()) | set(staged.applied)))
+        failed = tuple(sorted({f.item_id for f in staged.failed} - set(applied)))
+        known = {item.id: item for item in staged.known_items}
+        cov = coverage(grid, staged.chunk, [known[i] for i in applied if i in known])
+        status = status_for(cov, failed)
+        snapshot = previous.snapshot_id if previous else None
+        if new_pixels is not None:
+            meta = {"kind": "chunk", "product": ctx.product.key, "chunk": str(staged.chunk), "status": status,
+                    "items_applied": list(applied), "items_failed": list(failed), "coverage": cov}
+            snapshot = cube.commit_window(
+                window, lambda existing: _merge(ctx.product, existing, new_pixels),
+                f"{ctx.product.key} {staged.chunk}", meta, before_commit,
+            )
+        record = ChunkRecord(staged.chunk, status, applied, failed, cov, utc_now(), snapshot)
+        manifest.append([record])
+    if staged.path:
+        staging.discard(Path(staged.path))
+    log.info("chunk %s committed: %s, coverage %.3f, snapshot %s", staged.chunk, status, cov, snapshot)
+    return record
+
+
+def compact_if_needed(ctx: FillContext, threshold: int = COMPACT_AFTER_SEGMENTS) -> int:
+    """Fold manifest segments once there are many; returns how many files were folded."""
+    manifest = ctx.manifest()
+    if len(manifest.files()) <= threshold:
+        return 0
+    with ctx.cube().commit_lock():
+        return manifest.compact()
+
+
+def _merge(product: Product, existing: dict, new_pixels: dict) -> dict:
+    merged = {name: array.copy() for name, array in existing.items()}
+    for variable in product.variables:
+        fill_gaps(merged[variable.name], new_pixels[variable.name], variable.fill_value)
+    return merged
+
+
+def _union_bounds(ctx: FillContext, chunks: Sequence[ChunkId]) -> tuple[float, float, float, float]:
+    windows = [ctx.grid.window(c) for c in chunks]
+    union = PixelWindow(min(w.row0 for w in windows), max(w.row1 for w in windows),
+                        min(w.col0 for w in windows), max(w.col1 for w in windows))
+    return window_bounds(ctx.product.extent, union)
+
+
+def _record_rechecked(ctx: FillContext, chunks: list[ChunkId], by_chunk: dict[ChunkId, tuple[TileItem, ...]]) -> None:
+    """Note that partial chunks were searched again and nothing new was found (resets their revisit clock)."""
+    if not chunks:
+        return
+    manifest, now = ctx.manifest(), utc_now()
+    with ctx.cube().commit_lock():
+        latest = manifest.latest()
+        records = []
+        for chunk in chunks:
+            if chunk in latest:
+                records.append(latest[chunk].touched(now))
+            else:
+                cov = coverage(ctx.grid, chunk, by_chunk.get(chunk, ()))
+                records.append(ChunkRecord(chunk, "partial", (), (), cov, now, None))
+        manifest.append(records)
+
+
+# -- the in-process runner -----------------------------------------------------------------------
+
+
+def run_inline(ctx: FillContext, window: PixelWindow) -> FillReport:
+    """Discover, download (thread pool) and commit in this process, with the Prefect tasks' retry policy."""
+    started = time.perf_counter()
+    report = FillReport(ctx.product.key)
+    staging.sweep(ctx.paths.staging)
+    discovery = discover(ctx, window)
+    policy = ctx.policy
+    with ThreadPoolExecutor(max_workers=ctx.settings.download_workers, thread_name_prefix="download") as pool:
+        futures = [pool.submit(policy.call, lambda j=job: download(ctx, j), what=f"download of {job.chunk}")
+                   for job in discovery.jobs]
+        for future in as_completed(futures):
+            staged = future.result()
+            record = policy.call(lambda s=staged: commit(ctx, s), what=f"commit of {staged.chunk}")
+            add_to_report(report, staged, record)
+    finish_report(ctx, report, discovery, started)
+    return report
+
+
+def add_to_report(report: FillReport, staged: StagedChunk, record: ChunkRecord) -> None:
+    """Account one committed chunk."""
+    report.records.append(record)
+    report.chunks_fetched += 1
+    report.bytes_read += staged.bytes_read
+    report.failures.extend((str(staged.chunk), f) for f in staged.failed)
+
+
+def finish_report(ctx: FillContext, report: FillReport, discovery: Discovery, started: float) -> None:
+    """Totals, manifest compaction and the closing log line."""
+    report.chunks_reused = len(discovery.reused)
+    report.chunks_rechecked = len(discovery.rechecked)
+    report.chunks_total = report.chunks_reused + report.chunks_rechecked + len(discovery.jobs)
+    compact_if_needed(ctx)
+    report.seconds = time.perf_counter() - started
+    log.info("%s fill: %d chunks fetched, %d reused, %d rechecked, %.1f MB read in %.1f s",
+             ctx.product.key, report.chunks_fetched, report.chunks_reused, report.chunks_rechecked,
+             report.bytes_read / 1e6, report.seconds)

@@ -1,0 +1,70 @@
+"""One retry policy (exponential backoff with jitter, transient errors only) shared by inline runs and Prefect tasks."""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from .errors import SourceDataError, TransientSourceError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# Phrases with which GDAL/curl, requests and httpx report failures that a later attempt may not see.
+_TRANSIENT_TEXT = re.compile(
+    r"HTTP (response )?code:? ?(429|5\d\d)|\b(429|50[0-4])\b.*(error|status)|timed? ?out|timeout|"
+    r"connection (reset|refused|aborted|closed)|reset by peer|transfer closed|"
+    r"couldn't connect|could not connect|failed to connect|recv failure|send failure|"
+    r"empty reply|truncated|unexpected end|IReadBlock failed|premature",
+    re.IGNORECASE,
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for failures a retry can fix (timeouts, 429, 5xx, resets, truncated reads), never for bad input."""
+    if isinstance(error, TransientSourceError):
+        return True
+    if isinstance(error, (SourceDataError, ValueError, TypeError, KeyError)):
+        return False
+    if isinstance(error, (TimeoutError, ConnectionError, socket.timeout)):
+        return True
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if isinstance(status, int):
+        return status == 429 or status >= 500
+    return bool(_TRANSIENT_TEXT.search(str(error)))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a transient failure is retried."""
+
+    retries: int = 3
+    base_delay: float = 1.0
+    jitter: float = 0.5
+
+    def delays(self) -> list[float]:
+        """Nominal delay before each retry: base, 2·base, 4·base, …"""
+        return [self.base_delay * 2**attempt for attempt in range(self.retries)]
+
+    def jittered(self, delay: float) -> float:
+        """A delay spread by ±jitter so that retrying clients do not synchronise."""
+        return max(0.0, delay * (1 + random.uniform(-self.jitter, self.jitter)))
+
+    def call(self, fn: Callable[[], T], *, what: str) -> T:
+        """Run `fn`, retrying transient failures; the last failure propagates unchanged."""
+        for attempt, delay in enumerate([*self.delays(), None]):
+            try:
+                return fn()
+            except Exception as error:  # noqa: BLE001 - classified right below
+                if delay is None or not is_transient(error):
+                    raise
+                pause = self.jittered(delay)
+                log.warning("%s failed (%s); retry %d/%d in %.1f s", what, error, attempt + 1, self.retries, pause)
+                time.sleep(pause)
+        raise AssertionError("unreachable")

@@ -1,0 +1,58 @@
+"""Configuration from the environment (prefix DARTS_AUX_) with production defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PGC_STAC_URL = "https://stac.pgc.umn.edu/api/v1/"
+PGC_TILE_INDEX_URL = (
+    "https://data.pgc.umn.edu/elev/dem/setsm/ArcticDEM/indexes/ArcticDEM_Mosaic_Index_latest_gpqt.zip"
+)
+
+
+class Settings(BaseSettings):
+    """Every knob of darts-aux; each field is read from DARTS_AUX_<FIELD NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="DARTS_AUX_", frozen=True, extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "darts-aux",
+        description="Where cubes and manifests live; the default for load_*'s data_dir.",
+    )
+    stac_url: str = Field(PGC_STAC_URL, description="STAC API root serving PGC-shaped ArcticDEM items.")
+    discovery: Literal["stac", "tile-index"] = Field(
+        "stac", description="Find tiles by STAC item search, or by PGC's GeoParquet tile index."
+    )
+    tile_index_url: str = Field(PGC_TILE_INDEX_URL, description="PGC mosaic tile index (zip of GeoParquet).")
+    revisit_days: float = Field(7.0, ge=0, description="A partial chunk checked this recently counts as settled.")
+    download_workers: int = Field(4, ge=1, le=64, description="Chunks downloaded at once.")
+    orchestrator: Literal["auto", "prefect", "inline"] = Field(
+        "auto",
+        description="'prefect' runs the fill flow, 'inline' runs the same tasks in-process; "
+        "'auto' uses Prefect when a Prefect API is configured (PREFECT_API_URL), else inline.",
+    )
+    retries: int = Field(3, ge=0, le=20, description="Retries of a transient failure (per item read and per task).")
+    retry_delay_seconds: float = Field(1.0, ge=0, description="First retry delay; doubles on each retry.")
+    retry_jitter: float = Field(0.5, ge=0, le=1, description="Random spread of each retry delay, as a fraction.")
+    http_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one HTTP request to a source.")
+
+
+@lru_cache(maxsize=1)
+def _env_settings() -> Settings:
+    return Settings()
+
+
+def get_settings() -> Settings:
+    """The settings from the environment, read once per process."""
+    return _env_settings()
+
+
+def reload_settings() -> Settings:
+    """Re-read the environment (after changing DARTS_AUX_* variables in-process)."""
+    _env_settings.cache_clear()
+    return _env_settings()

@@ -1,0 +1,270 @@
+"""The Zarr cube in an icechunk repository: create (metadata only), commit whole chunks, read windows."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import icechunk
+import numpy as np
+import zarr
+from filelock import FileLock
+from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
+
+from .errors import DataDirError, StoreError
+from .grid import PixelWindow
+from .products import Codec, Product, Variable
+
+log = logging.getLogger(__name__)
+
+CUBE_MARKER = "cube.json"
+REPO_DIR = "store.icechunk"
+MANIFEST_DIR = "manifest"
+STAGING_DIR = "staging"
+LOCK_FILE = "commit.lock"
+BRANCH = "main"
+CUBE_FORMAT = 1
+MAX_CONFLICT_REDOS = 50
+
+Arrays = dict[str, np.ndarray]
+
+
+def zarr_compressor(codec: Codec, dtype: str) -> BloscCodec | ZstdCodec:
+    """The zarr v3 codec object for a Codec description."""
+    if codec.name == "zstd":
+        return ZstdCodec(level=codec.level)
+    return BloscCodec(
+        cname=codec.name.removeprefix("blosc-"),
+        clevel=codec.level,
+        shuffle=BloscShuffle[codec.shuffle],
+        typesize=np.dtype(dtype).itemsize,
+    )
+
+
+@dataclass(frozen=True)
+class CubePaths:
+    """Where one cube's parts live under a data directory."""
+
+    root: Path
+
+    @property
+    def marker(self) -> Path:
+        return self.root / CUBE_MARKER
+
+    @property
+    def repo(self) -> Path:
+        return self.root / REPO_DIR
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST_DIR
+
+    @property
+    def staging(self) -> Path:
+        return self.root / STAGING_DIR
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_FILE
+
+
+def cube_paths(data_dir: Path, product: Product) -> CubePaths:
+    """The folder of a product's cube inside a data directory."""
+    return CubePaths(Path(data_dir) / product.key)
+
+
+def cube_exists(data_dir: Path, product: Product) -> bool:
+    """True when the cube was created (its marker is written last)."""
+    return cube_paths(data_dir, product).marker.exists()
+
+
+class Cube:
+    """One product's cube: an icechunk repository holding a zarr group with one array per variable."""
+
+    def __init__(self, paths: CubePaths, product: Product, repo: icechunk.Repository) -> None:
+        self.paths = paths
+        self.product = product
+        self.repo = repo
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, data_dir: Path, product: Product) -> Cube:
+        """Open an existing cube for reading (no lock, no write)."""
+        paths = cube_paths(data_dir, product)
+        _check_marker(paths, product)
+        try:
+            repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(paths.repo)))
+        except icechunk.IcechunkError as error:
+            raise StoreError(f"cannot open the cube at {paths.repo}: {error}") from error
+        return cls(paths, product, repo)
+
+    @classmethod
+    def open_or_create(cls, data_dir: Path, product: Product) -> Cube:
+        """Open the cube, creating it (metadata only) first if needed; safe when processes race."""
+        paths = cube_paths(data_dir, product)
+        if paths.marker.exists():
+            return cls.open(data_dir, product)
+        try:
+            paths.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DataDirError(f"cannot create {paths.root}: {error}; pass a writable data_dir.") from error
+        with FileLock(paths.lock):
+            if not paths.marker.exists():
+                _create(paths, product)
+        return cls.open(data_dir, product)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def snapshot_id(self) -> str:
+        """The id of the branch tip: what a read now would see."""
+        return self.repo.lookup_branch(BRANCH)
+
+    def arrays(self, snapshot_id: str | None = None) -> dict[str, zarr.Array]:
+        """Read-only zarr arrays of every variable at one snapshot (the tip by default)."""
+        session = (
+            self.repo.readonly_session(snapshot_id=snapshot_id)
+            if snapshot_id
+            else self.repo.readonly_session(BRANCH)
+        )
+        group = zarr.open_group(session.store, mode="r")
+        return {v.name: group[v.name] for v in self.product.variables}
+
+    def read(self, window: PixelWindow) -> Arrays:
+        """Numpy arrays of every variable over a window, all from one snapshot."""
+        return {name: array[window.slices] for name, array in self.arrays().items()}
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def commit_window(
+        self,
+        window: PixelWindow,
+        merge: Callable[[Arrays], Arrays],
+        message: str,
+        metadata: Callable[[], Mapping[str, Any]] | Mapping[str, Any],
+        before_commit: Callable[[], None] | None = None,
+    ) -> str:
+        """Read a chunk, merge new pixels into it, write it whole and commit; returns the snapshot id.
+
+        Call it holding `commit_lock()`: icechunk's local storage is not safe for concurrent commits,
+        and the lock also orders the manifest row written after the commit. Should the branch still
+        move under us, the chunk is re-read and re-merged (never "ours wins").
+        """
+        for attempt in range(MAX_CONFLICT_REDOS):
+            session = self.repo.writable_session(BRANCH)
+            group = zarr.open_group(session.store, mode="r+")
+            existing = {v.name: group[v.name][window.slices] for v in self.product.variables}
+            merged = merge(existing)
+            for variable in self.product.variables:
+                group[variable.name][window.slices] = merged[variable.name]
+            if before_commit is not None:
+                before_commit()
+            meta = dict(metadata() if callable(metadata) else metadata)
+            try:
+                return session.commit(message, metadata=meta)
+            except icechunk.ConflictError:
+                log.info("%s: the branch moved during the merge; re-reading (redo %d)", message, attempt + 1)
+                continue
+            except icechunk.IcechunkError as error:
+                raise StoreError(f"commit of {message!r} to {self.paths.repo} failed: {error}") from error
+        raise StoreError(f"commit of {message!r} kept conflicting after {MAX_CONFLICT_REDOS} redos")
+
+    @contextmanager
+    def commit_lock(self) -> Iterator[None]:
+        """Hold the cube's inter-process commit lock (also serialises manifest updates)."""
+        with FileLock(self.paths.lock):
+            yield
+
+    def history(self) -> Iterator[icechunk.SnapshotInfo]:
+        """Snapshots of the branch, newest first (commit metadata names the chunks)."""
+        return self.repo.ancestry(branch=BRANCH)
+
+
+def _check_marker(paths: CubePaths, product: Product) -> None:
+    """Fail clearly when the folder holds no cube, or a cube of another product or format."""
+    if not paths.marker.exists():
+        raise StoreError(f"no cube at {paths.root}; it is created by the first load or fill.")
+    try:
+        marker = json.loads(paths.marker.read_text())
+    except (OSError, ValueError) as error:
+        raise DataDirError(f"{paths.marker} is unreadable ({error}); this folder does not hold a darts-aux cube.") from error
+    if marker.get("product") != product.key or marker.get("format") != CUBE_FORMAT:
+        raise DataDirError(
+            f"{paths.root} holds {marker.get('product')!r} format {marker.get('format')!r}, not "
+            f"{product.key!r} format {CUBE_FORMAT}; use another data_dir."
+        )
+
+
+def _create(paths: CubePaths, product: Product) -> None:
+    """Create the repository and its empty arrays, then write the marker (last, so it means 'complete')."""
+    started = time.perf_counter()
+    storage = icechunk.local_filesystem_storage(str(paths.repo))
+    if paths.repo.exists() and any(paths.repo.iterdir()):
+        repo = icechunk.Repository.open(storage)  # a creator died after creating the repo: finish its work
+    else:
+        repo = icechunk.Repository.create(storage)
+    session = repo.writable_session(BRANCH)
+    root = zarr.open_group(session.store, mode="a", attributes=_group_attributes(product))
+    for variable in product.variables:
+        if variable.name not in root:
+            _create_array(root, product, variable)
+    if session.has_uncommitted_changes:
+        session.commit(f"create {product.key} cube", metadata={"kind": "create", "product": product.key})
+    marker = {"product": product.key, "format": CUBE_FORMAT, "crs": product.extent.crs,
+              "shape": list(product.extent.shape), "fill_chunk": product.fill_chunk}
+    tmp = paths.marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps(marker, indent=2))
+    tmp.replace(paths.marker)
+    log.info("created %s cube at %s in %.2f s", product.key, paths.root, time.perf_counter() - started)
+
+
+def _group_attributes(product: Product) -> dict[str, Any]:
+    """Self-description of the grid, readable without darts-aux."""
+    e = product.extent
+    return {
+        "product": product.key,
+        "crs": e.crs,
+        "geotransform": list(e.affine.to_gdal()),
+        "fill_chunk": product.fill_chunk,
+        "source_collection": product.collection,
+    }
+
+
+def _create_array(root: zarr.Group, product: Product, variable: Variable) -> zarr.Array:
+    """An empty array of the whole extent, sharded by fill chunk, chunked by read chunk."""
+    fill = product.fill_chunk
+    return root.create_array(
+        name=variable.name,
+        shape=product.extent.shape,
+        dtype=variable.dtype,
+        chunks=(product.read_chunk, product.read_chunk),
+        shards=(fill, fill),
+        fill_value=variable.fill_value,
+        compressors=[zarr_compressor(variable.codec, variable.dtype)],
+        dimension_names=("y", "x"),
+        attributes={"source_asset": variable.source_asset, "grid_mapping": "spatial_ref"},
+    )
+
+
+class WindowReader:
+    """Array-like view of one window of a zarr array, for dask.array.from_array."""
+
+    def __init__(self, array: zarr.Array, window: PixelWindow) -> None:
+        self.array = array
+        self.window = window
+        self.shape = window.shape
+        self.dtype = array.dtype
+        self.ndim = 2
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        rows, cols = key
+        r0, r1, _ = rows.indices(self.shape[0])
+        c0, c1, _ = cols.indices(self.shape[1])
+        w = self.window
+        return self.array[w.row0 + r0 : w.row0 + r1, w.col0 + c0 : w.col0 + c1]
