@@ -22,6 +22,8 @@ from .grid import PixelWindow
 from .products import Codec, Product, Variable
 
 log = logging.getLogger(__name__)
+# Commits are serialised by our own file lock, so icechunk's warning about concurrent local commits is noise.
+icechunk.set_logs_filter("warn,icechunk::storage::object_store=error")
 
 CUBE_MARKER = "cube.json"
 REPO_DIR = "store.icechunk"

@@ -19,7 +19,7 @@ from .items import TileItem
 log = logging.getLogger(__name__)
 
 
-def gdal_http_options(timeout: float) -> dict[str, str]:
+def gdal_http_options(timeout: float) -> dict[str, str | int]:
     """GDAL settings for COGs over HTTP: no directory listings, merged ranges, GDAL's own retries off (ours rule)."""
     return {
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
@@ -29,7 +29,7 @@ def gdal_http_options(timeout: float) -> dict[str, str]:
         "GDAL_HTTP_TIMEOUT": str(int(max(1, timeout))),
         "GDAL_HTTP_CONNECTTIMEOUT": str(int(max(1, min(timeout, 10)))),
         "VSI_CACHE": "FALSE",
-        "GDAL_CACHEMAX": "256",
+        "GDAL_CACHEMAX": 256,
     }
 
 

@@ -1,0 +1,56 @@
+"""What a data directory holds: one summary row per cube, and manifest upkeep across cubes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from .grid import ChunkGrid
+from .manifest import Manifest
+from .products import ARCTICDEM_RESOLUTIONS, Product, arcticdem
+from .store import Cube, cube_exists, cube_paths
+
+
+@dataclass(frozen=True)
+class CubeStatus:
+    """A cube's completeness and size."""
+
+    product: str
+    full: int
+    partial: int
+    bytes_on_disk: int
+    last_update: datetime | None
+
+
+def known_products() -> list[Product]:
+    """Every product a data directory may hold."""
+    return [arcticdem(r) for r in ARCTICDEM_RESOLUTIONS]
+
+
+def present_products(data_dir: Path) -> Iterator[Product]:
+    """The products whose cube exists in the data directory."""
+    return (p for p in known_products() if cube_exists(data_dir, p))
+
+
+def cube_statuses(data_dir: Path) -> list[CubeStatus]:
+    """One status row per cube present."""
+    rows = []
+    for product in present_products(data_dir):
+        latest = Manifest(cube_paths(data_dir, product).manifest, ChunkGrid(product)).latest()
+        statuses = [r.status for r in latest.values()]
+        size = sum(f.stat().st_size for f in cube_paths(data_dir, product).root.rglob("*") if f.is_file())
+        last = max((r.checked_at for r in latest.values()), default=None)
+        rows.append(CubeStatus(product.key, statuses.count("full"), statuses.count("partial"), size, last))
+    return rows
+
+
+def compact_all(data_dir: Path) -> list[tuple[str, int]]:
+    """Compact every cube's manifest under its commit lock."""
+    done = []
+    for product in present_products(data_dir):
+        cube = Cube.open(data_dir, product)
+        with cube.commit_lock():
+            done.append((product.key, Manifest(cube.paths.manifest, ChunkGrid(product)).compact()))
+    return done

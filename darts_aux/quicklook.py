@@ -1,0 +1,66 @@
+"""PNG quicklooks: a hillshade of a DEM and a coverage map of a manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def hillshade(dem: np.ndarray, resolution: float, azimuth: float = 315.0, altitude: float = 45.0) -> np.ndarray:
+    """Shaded relief in 0…1 (NaN where the DEM has no data)."""
+    dy, dx = np.gradient(dem.astype("float64"), resolution)
+    slope = np.pi / 2 - np.arctan(np.hypot(dx, dy))
+    aspect = np.arctan2(-dx, dy)
+    az, alt = np.radians(azimuth), np.radians(altitude)
+    shaded = np.sin(alt) * np.sin(slope) + np.cos(alt) * np.cos(slope) * np.cos(az - aspect)
+    return np.clip(shaded, 0, 1)
+
+
+def write_hillshade_png(dem: np.ndarray, resolution: float, path: Path, title: str) -> Path:
+    """Save a hillshade of `dem` (no-data pixels in light blue) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shaded = np.ma.masked_invalid(hillshade(dem, resolution))
+    cmap = plt.get_cmap("gray").copy()
+    cmap.set_bad("#cfe3f2")
+    fig, ax = plt.subplots(figsize=(7, 7), dpi=110)
+    ax.imshow(shaded, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(title)
+    ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_coverage_png(manifest_files: list[Path], path: Path, title: str) -> Path:
+    """Save the manifest's chunks as a map coloured by status (full / partial)."""
+    import geopandas as gpd
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frame = pd.concat([gpd.read_parquet(p) for p in manifest_files], ignore_index=True)
+    frame = frame.sort_values("checked_at").drop_duplicates(["chunk_row", "chunk_col"], keep="last")
+    colours = {"full": "#2e8b57", "partial": "#f0a030"}
+    fig, ax = plt.subplots(figsize=(7, 7), dpi=110)
+    for status, part in frame.groupby("status"):
+        part.plot(ax=ax, color=colours.get(status, "grey"), edgecolor="black", linewidth=0.6, label=status)
+    for _, row in frame.iterrows():
+        centre = row.geometry.centroid
+        ax.annotate(f"{row.chunk_id}\n{row.coverage:.0%}", (centre.x, centre.y), ha="center", va="center", fontsize=7)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
+    ax.legend(handles, list(colours), loc="upper right")
+    ax.set_title(title)
+    ax.set_xlabel("x (EPSG:3413, m)")
+    ax.set_ylabel("y (EPSG:3413, m)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,109 @@
+"""Tile discovery from PGC's mosaic tile index (a zip of GeoParquet), fetched once into the data dir."""
+
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import SourceDataError, SourceUnavailableError
+from ..products import Product
+from ..retry import RetryPolicy, is_transient
+from .items import TileItem, tile_item_from_stac
+
+log = logging.getLogger(__name__)
+STAC_BROWSER_MARKER = "#/external/"
+
+
+def item_json_url(url: str) -> str:
+    """The JSON URL behind a tile index's item link (PGC lists STAC-browser links)."""
+    if STAC_BROWSER_MARKER in url:
+        return "https://" + url.split(STAC_BROWSER_MARKER, 1)[1]
+    return url
+
+
+class TileIndexSource:
+    """Finds tiles in the GeoParquet tile index, then fetches only the intersecting items' JSON."""
+
+    def __init__(self, url: str, data_dir: Path, policy: RetryPolicy, timeout: float = 30.0) -> None:
+        self.url = url
+        self.folder = Path(data_dir) / "tile-index"
+        self.policy = policy
+        self.timeout = timeout
+
+    def search(self, product: Product, bounds: tuple[float, float, float, float]) -> list[TileItem]:
+        """Items of the product's resolution whose footprint intersects `bounds` (EPSG:3413)."""
+        from shapely.geometry import box
+
+        frame = self._index(product)
+        hits = frame[frame.intersects(box(*bounds))]
+        urls = [item_json_url(u) for u in hits["s3url"]]
+        items = [tile_item_from_stac(self.policy.call(lambda u=u: self._get_json(u), what=f"item {u}"), product)
+                 for u in urls]
+        log.info("tile index: %d items of %s intersect the request", len(items), product.collection)
+        return items
+
+    def _index(self, product: Product) -> Any:
+        """The index rows of one resolution, as a GeoDataFrame in EPSG:3413."""
+        import geopandas as gpd
+        import pandas as pd
+
+        folder = self._fetch_once()
+        frames = [gpd.read_parquet(p) for p in sorted(folder.glob("**/*.parquet"))]
+        if not frames:
+            raise SourceDataError(f"the tile index {self.url} holds no GeoParquet file.", source="tile-index")
+        frame = pd.concat(frames, ignore_index=True).to_crs(product.extent.crs)
+        suffix = f"_{int(product.resolution)}m_v4.1"
+        return frame[frame["dem_id"].str.endswith(suffix)]
+
+    def _fetch_once(self) -> Path:
+        """Download and unpack the index unless a previous call already did."""
+        done = self.folder / ".complete"
+        if done.exists():
+            return self.folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        archive = self.folder / "index.zip"
+        self.policy.call(lambda: self._download(archive), what=f"tile index {self.url}")
+        with zipfile.ZipFile(archive) as zipped:
+            zipped.extractall(self.folder / "unpacked")
+        archive.unlink()
+        done.write_text(json.dumps({"url": self.url}))
+        return self.folder
+
+    def _download(self, target: Path) -> None:
+        import httpx
+
+        try:
+            with httpx.stream("GET", self.url, timeout=self.timeout, follow_redirects=True) as response:
+                response.raise_for_status()
+                with open(target, "wb") as handle:
+                    for block in response.iter_bytes():
+                        handle.write(block)
+        except httpx.HTTPError as error:
+            self._raise(error)
+
+    def _get_json(self, url: str) -> dict[str, Any]:
+        import httpx
+
+        try:
+            response = httpx.get(url, timeout=self.timeout, follow_redirects=True)
+            response.raise_for_status()
+            return response.json()
+        except httpx.HTTPError as error:
+            self._raise(error)
+            raise  # unreachable: _raise always raises
+
+    def _raise(self, error: Exception) -> None:
+        if is_transient(error) or isinstance(error, httpx_transport_errors()):
+            raise error
+        raise SourceUnavailableError(f"the tile index source failed: {error}; check DARTS_AUX_TILE_INDEX_URL.",
+                                     source="tile-index") from error
+
+
+def httpx_transport_errors() -> tuple[type[Exception], ...]:
+    """httpx errors that a retry may fix."""
+    import httpx
+
+    return (httpx.TransportError,)
