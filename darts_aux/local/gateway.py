@@ -1,0 +1,261 @@
+"""The loopback gateway: static files with byte ranges under /files/, a STAC reverse proxy under /stac/.
+
+Run as a subprocess: `python -m darts_aux.local.gateway CONFIG.json` (see `GatewayConfig`). Every request
+to an upstream is appended as one JSON line to the request log, written before the last body byte is
+sent, so a client that has its response also sees its log line.
+
+rustac links always start at the server root (it drops any path of `--addr`), so the proxy rewrites
+the upstream base URL in bodies and `Location` headers to `<public_base>/stac`.
+
+Fault injection (5xx, resets, stalls, truncation per upstream) belongs in `wrap_upstream`: it sees each
+upstream's ASGI app and sits inside the request log, which then records the injected outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+Upstream = Literal["stac", "files"]
+HOP_HEADERS = frozenset({"host", "content-length", "connection", "keep-alive", "transfer-encoding", "accept-encoding"})
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything the gateway subprocess needs; written as JSON by the parent."""
+
+    host: str
+    port: int
+    file_dirs: tuple[str, ...]
+    """Directories served under /files/, searched in order (per-run files first, then the tile tree)."""
+    upstream_file: str
+    """JSON file `{"url": "http://127.0.0.1:PORT"}` naming the current STAC server; re-read when it changes."""
+    log_path: str
+    """Request log, one JSON object per line."""
+    parent_pid: int = 0
+    """Exit when this process is gone (0: do not watch)."""
+
+    @property
+    def public_base(self) -> str:
+        """Base URL of the gateway as clients see it."""
+        return f"http://{self.host}:{self.port}"
+
+    def dump(self, path: Path) -> None:
+        """Write the config as JSON."""
+        path.write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, path: Path) -> GatewayConfig:
+        """Read a config written by `dump`."""
+        raw = json.loads(path.read_text())
+        return cls(**{**raw, "file_dirs": tuple(raw["file_dirs"])})
+
+
+def classify(path: str) -> Upstream | None:
+    """Which upstream a request path goes to (None for the gateway's own endpoints)."""
+    if path.startswith("/files/"):
+        return "files"
+    if path == "/stac" or path.startswith("/stac/"):
+        return "stac"
+    return None
+
+
+class RequestLog:
+    """ASGI middleware appending one JSON line per upstream request: what was asked and what was sent."""
+
+    def __init__(self, app: ASGIApp, log_path: Path) -> None:
+        self.app = app
+        self.log_path = log_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        upstream = classify(scope["path"]) if scope["type"] == "http" else None
+        if upstream is None:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        query = scope.get("query_string", b"").decode("latin-1")
+        record: dict[str, Any] = {
+            "time": time.time(),
+            "upstream": upstream,
+            "method": scope["method"],
+            "path": scope["path"] + (f"?{query}" if query else ""),
+            "range": headers.get("range"),
+            "status": None,
+            "bytes": 0,
+        }
+        t0 = time.perf_counter()
+        done = False
+
+        async def logging_send(message: Message) -> None:
+            nonlocal done
+            if message["type"] == "http.response.start":
+                record["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                record["bytes"] += len(message.get("body", b""))
+                if not message.get("more_body", False) and not done:
+                    done = True
+                    self._write(record, t0)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, logging_send)
+        finally:
+            if not done:
+                record["error"] = "response not completed"
+                self._write(record, t0)
+
+    def _write(self, record: dict[str, Any], t0: float) -> None:
+        """Append the record (synchronous: one event loop, so lines never interleave)."""
+        record["seconds"] = round(time.perf_counter() - t0, 6)
+        with open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+class MultiDirStaticFiles(StaticFiles):
+    """StaticFiles over several directories (first match wins); Range requests answered with 206."""
+
+    def __init__(self, directories: Sequence[Path | str]) -> None:
+        super().__init__(directory=str(directories[0]), check_dir=False)
+        self.all_directories = [str(d) for d in directories]
+
+
+class StacProxy:
+    """ASGI reverse proxy from `/stac/...` to the current rustac server, rewriting its URLs."""
+
+    def __init__(self, upstream_file: Path, public_stac_base: str) -> None:
+        self.upstream_file = upstream_file
+        self.public = public_stac_base
+        self._mtime: int | None = None
+        self._url = ""
+        self._client: httpx.AsyncClient | None = None
+
+    def upstream(self) -> str:
+        """Base URL of the STAC server, re-read whenever the parent swaps it."""
+        mtime = self.upstream_file.stat().st_mtime_ns
+        if mtime != self._mtime:
+            self._url = json.loads(self.upstream_file.read_text())["url"].rstrip("/")
+            self._mtime = mtime
+        return self._url
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """Shared HTTP client (created on first use, in the serving loop)."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=60.0, trust_env=False)
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        response = await self.forward(request)
+        await response(scope, receive, send)
+
+    async def forward(self, request: Request) -> Response:
+        """Send the request to rustac and return its answer with URLs pointing through the gateway."""
+        base = self.upstream()
+        rest = request.url.path[len("/stac") :] or "/"
+        query = request.url.query
+        url = base + rest + (f"?{query}" if query else "")
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        try:
+            upstream = await self.client.request(request.method, url, content=await request.body(), headers=headers)
+        except httpx.HTTPError as exc:
+            return JSONResponse({"code": "BadGateway", "description": f"{type(exc).__name__}: {exc}"}, 502)
+        pattern = re.compile(re.escape(base.encode()) + rb"(?![0-9])")
+        body = pattern.sub(self.public.encode(), upstream.content)
+        out_headers = {}
+        if "content-type" in upstream.headers:
+            out_headers["content-type"] = upstream.headers["content-type"]
+        if "location" in upstream.headers:
+            out_headers["location"] = pattern.sub(self.public.encode(), upstream.headers["location"].encode()).decode()
+        return Response(body, status_code=upstream.status_code, headers=out_headers)
+
+
+def wrap_upstream(name: Upstream, app: ASGIApp, config: GatewayConfig) -> ASGIApp:
+    """The one place to add per-upstream behaviour such as fault injection; today: unchanged."""
+    del name, config
+    return app
+
+
+def build_app(config: GatewayConfig) -> ASGIApp:
+    """The gateway ASGI app: /healthz, /files/ (static, ranges), /stac (proxy), wrapped in the log."""
+    proxy = StacProxy(Path(config.upstream_file), config.public_base + "/stac")
+    files = wrap_upstream("files", MultiDirStaticFiles(config.file_dirs), config)
+    stac = wrap_upstream("stac", proxy, config)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        watcher = asyncio.create_task(_watch_parent(config.parent_pid))
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            await proxy.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Mount("/files", app=files),
+            Route("/stac", stac),
+            Mount("/stac", app=stac),
+        ],
+        lifespan=lifespan,
+    )
+    return RequestLog(app, Path(config.log_path))
+
+
+async def _watch_parent(parent_pid: int) -> None:
+    """Stop the server once the parent process is gone (no orphans after a crashed test run)."""
+    if parent_pid <= 0:
+        return
+    while True:
+        await asyncio.sleep(1.0)
+        if os.getppid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the gateway subprocess."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        raise SystemExit("usage: python -m darts_aux.local.gateway CONFIG.json")
+    config = GatewayConfig.load(Path(args[0]))
+    uvicorn.run(
+        build_app(config),
+        host=config.host,
+        port=config.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
+
+
+if __name__ == "__main__":
+    main()
