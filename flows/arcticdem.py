@@ -51,7 +51,16 @@ def commit_task(ctx: FillContext, staged: StagedChunk) -> ChunkRecord:
     return commit(ctx, staged)
 
 
-@flow(name="fill_arcticdem", flow_run_name="arcticdem-{resolution}m", task_runner=ThreadPoolTaskRunner(max_workers=4))
+def _flow_run_name() -> str:
+    """'arcticdem-32m 30×25 km': product, resolution and ROI size, readable in the UI."""
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters
+    left, bottom, right, top = params["bounds"]
+    return f"arcticdem-{params['resolution']}m {(right - left) / 1000:.0f}×{(top - bottom) / 1000:.0f} km"
+
+
+@flow(name="fill_arcticdem", flow_run_name=_flow_run_name, task_runner=ThreadPoolTaskRunner(max_workers=4))
 def fill_arcticdem(
     resolution: int,
     bounds: tuple[float, float, float, float],
@@ -62,7 +71,7 @@ def fill_arcticdem(
     settings = get_settings()
     ctx = arcticdem_context(resolution, data_dir or settings.data_dir, settings)
     window = window_from_bounds(ctx.product.extent, tuple(bounds)).clip(ctx.product.extent.shape)
-    discovery = discover_task(ctx, window)
+    discovery = discover_task.with_options(task_run_name=f"discover-{ctx.product.key}")(ctx, window)
     options = retry_options(ctx.policy)
     staged_futures = [
         download_task.with_options(task_run_name=f"download-{job.chunk}", **options).submit(ctx, job)

@@ -62,8 +62,12 @@ class StacApiSource:
             return list(search.items_as_dicts())
         except APIError as error:
             status = getattr(error, "status_code", None)
-            if status is not None and (status == 429 or status >= 500):
+            if (status is not None and (status == 429 or status >= 500)) or (status is None and is_transient(error)):
                 raise
+            if status is None:
+                raise SourceUnavailableError(
+                    f"the STAC API at {self.url} could not be reached ({error}); check DARTS_AUX_STAC_URL "
+                    f"and the network.", source="stac") from error
             raise SourceDataError(
                 f"the STAC API at {self.url} rejected the search of {collection!r}: {error}", source="stac"
             ) from error
