@@ -15,7 +15,7 @@ app = typer.Typer(help="Auxiliary rasters for Arctic remote sensing from self-fi
                   no_args_is_help=True, add_completion=False)
 manifest_app = typer.Typer(help="Inspect and maintain the chunk manifests.", no_args_is_help=True)
 app.add_typer(manifest_app, name="manifest")
-console = Console()
+console = Console(width=None if Console().is_terminal else 110)
 
 DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default: DARTS_AUX_DATA_DIR).")]
 

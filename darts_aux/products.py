@@ -66,9 +66,9 @@ class Product:
     """Short, path-safe name, e.g. 'arcticdem-32m'; also the cube's folder name."""
     extent: Extent
     fill_chunk: int
-    """Pixels per side of the unit of download, commit and completeness (a zarr shard)."""
+    """Pixels per side of the unit of download, commit and completeness: an aligned block of zarr chunks."""
     read_chunk: int
-    """Pixels per side of the zarr chunk inside a shard: the unit a read decodes."""
+    """Pixels per side of a zarr chunk: the unit a read decodes (divides fill_chunk)."""
     variables: tuple[Variable, ...]
     collection: str
 
@@ -80,7 +80,7 @@ class Product:
 
 _NAN = float("nan")  # one object, so that equal products compare equal
 _DEM_CODEC = Codec("blosc-lz4", 5, "shuffle")
-_MASK_CODEC = Codec("blosc-lz4", 5, "bitshuffle")
+_MASK_CODEC = Codec("blosc-lz4", 5, "noshuffle")  # one-byte values: shuffling is a no-op, bitshuffle slows decoding
 _FILL_CHUNK = 4000
 _READ_CHUNK = 1000
 

@@ -33,6 +33,7 @@ LOCK_FILE = "commit.lock"
 BRANCH = "main"
 CUBE_FORMAT = 1
 MAX_CONFLICT_REDOS = 50
+MANIFEST_SPLIT_CHUNKS = 32  # zarr chunks per axis in one icechunk manifest piece
 
 Arrays = dict[str, np.ndarray]
 
@@ -203,6 +204,14 @@ def _check_marker(paths: CubePaths, product: Product) -> None:
         )
 
 
+def repository_config() -> icechunk.RepositoryConfig:
+    """Split icechunk's chunk manifests by region, so a commit rewrites only the piece around its chunk."""
+    splitting = icechunk.ManifestSplittingConfig.from_dict(
+        {icechunk.ManifestSplitCondition.AnyArray(): {icechunk.ManifestSplitDimCondition.Any(): MANIFEST_SPLIT_CHUNKS}}
+    )
+    return icechunk.RepositoryConfig(manifest=icechunk.ManifestConfig(splitting=splitting))
+
+
 def _create(paths: CubePaths, product: Product) -> None:
     """Create the repository and its empty arrays, then write the marker (last, so it means 'complete')."""
     started = time.perf_counter()
@@ -210,7 +219,8 @@ def _create(paths: CubePaths, product: Product) -> None:
     if paths.repo.exists() and any(paths.repo.iterdir()):
         repo = icechunk.Repository.open(storage)  # a creator died after creating the repo: finish its work
     else:
-        repo = icechunk.Repository.create(storage)
+        repo = icechunk.Repository.create(storage, config=repository_config())
+        repo.save_config()
     session = repo.writable_session(BRANCH)
     root = zarr.open_group(session.store, mode="a", attributes=_group_attributes(product))
     for variable in product.variables:
@@ -239,14 +249,12 @@ def _group_attributes(product: Product) -> dict[str, Any]:
 
 
 def _create_array(root: zarr.Group, product: Product, variable: Variable) -> zarr.Array:
-    """An empty array of the whole extent, sharded by fill chunk, chunked by read chunk."""
-    fill = product.fill_chunk
+    """An empty array of the whole extent in read-chunk-sized zarr chunks (a fill chunk is a block of them)."""
     return root.create_array(
         name=variable.name,
         shape=product.extent.shape,
         dtype=variable.dtype,
         chunks=(product.read_chunk, product.read_chunk),
-        shards=(fill, fill),
         fill_value=variable.fill_value,
         compressors=[zarr_compressor(variable.codec, variable.dtype)],
         dimension_names=("y", "x"),
