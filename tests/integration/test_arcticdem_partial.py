@@ -83,7 +83,7 @@ def test_missing_tile_leaves_chunk_partial_then_arrival_turns_it_full(
     expected_with, _ = formula_oracle(catalog, 32, chunk_window)
     np.testing.assert_array_equal(after, expected_with)
     assert np.isnan(before).sum() > np.isnan(after).sum()
-    assert after_row.status == ("full" if after_row.coverage == 1.0 else "partial")
+    assert after_row.status == "full" and after_row.coverage == 1.0 and after_row.items_failed == ()
     assert after_row.snapshot_id != first.snapshot_id
 
 
