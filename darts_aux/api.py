@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import DataDirError
-from .grid import ChunkGrid, PixelWindow, roi_window, window_geobox
+from .grid import ChunkGrid, PixelWindow, roi_window, window_geobox, window_parts
 from .manifest import Manifest, utc_now
 from .products import ArcticDEMResolution, Product, arcticdem
 from .settings import Settings, get_settings
@@ -43,7 +43,7 @@ def load_arcticdem(
     window = roi_window(geobox, product.extent, buffer)
     if not is_settled(directory, product, window, settings):
         report = fill_arcticdem_window(directory, product, window, settings)
-        report.raise_for_failures(settings.stac_url if settings.discovery == "stac" else settings.tile_index_url)
+        report.raise_for_failures()
     return read_dataset(directory, product, window, persist)
 
 
@@ -122,12 +122,15 @@ def lazy_window(cube: Cube, window: PixelWindow) -> dict:
 
     arrays = cube.arrays(cube.snapshot_id())
     n = cube.product.read_chunk
-    chunks = tuple(_aligned_chunks(start, stop, n) for start, stop in ((window.row0, window.row1), (window.col0, window.col1)))
-    return {
-        name: da.from_array(WindowReader(array, window), chunks=chunks, asarray=True, lock=False,
-                            name=f"{cube.product.key}-{name}-{window.row0}-{window.col0}-{id(array)}")
-        for name, array in arrays.items()
-    }
+    out = {}
+    for name, array in arrays.items():
+        pieces = []
+        for part, _ in window_parts(cube.product.extent, window):
+            chunks = (_aligned_chunks(part.row0, part.row1, n), _aligned_chunks(part.col0, part.col1, n))
+            pieces.append(da.from_array(WindowReader(array, part), chunks=chunks, asarray=True, lock=False,
+                                        name=f"{cube.product.key}-{name}-{part.row0}-{part.col0}-{id(array)}"))
+        out[name] = pieces[0] if len(pieces) == 1 else da.concatenate(pieces, axis=1)
+    return out
 
 
 def _aligned_chunks(start: int, stop: int, step: int) -> tuple[int, ...]:

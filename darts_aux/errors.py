@@ -15,6 +15,10 @@ class InvalidResolutionError(InvalidRequestError):
     """A product resolution that does not exist."""
 
 
+class UnknownEditionError(InvalidRequestError):
+    """A TCVIS edition that does not exist."""
+
+
 class InvalidBufferError(InvalidRequestError):
     """A buffer that is negative, not an integer, or absurdly large."""
 
@@ -49,6 +53,10 @@ class TransientSourceError(SourceError):
 
 class SourceUnavailableError(SourceError):
     """A source stayed unreachable or failing after all retries."""
+
+
+class SourceRequestError(SourceError):
+    """A source rejected a request as invalid (HTTP 4xx other than 429); retrying cannot help."""
 
 
 class SourceDataError(SourceError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -18,15 +18,13 @@ import numpy as np
 
 from . import staging
 from .errors import SourceUnavailableError
-from .grid import ChunkGrid, ChunkId, PixelWindow, window_bounds
+from .grid import ChunkGrid, ChunkId, PixelWindow
 from .manifest import ChunkRecord, Manifest, status_for, utc_now
 from .mosaic import fill_gaps
-from .products import Product, arcticdem
+from .products import Product, arcticdem, tcvis
 from .retry import RetryPolicy
 from .settings import Settings, get_settings
-from .sources.cog import ItemFailure, read_chunk
-from .sources.items import TileItem, assign_items, coverage
-from .sources.stac import ItemSource, StacApiSource, search_or_raise
+from .sources.base import ChunkSource, ItemFailure, SourceItem
 from .store import Cube, CubePaths, cube_paths
 
 log = logging.getLogger(__name__)
@@ -38,8 +36,8 @@ class ChunkJob:
     """One chunk to download: the items not yet merged into it, and every item known over it."""
 
     chunk: ChunkId
-    new_items: tuple[TileItem, ...]
-    known_items: tuple[TileItem, ...]
+    new_items: tuple[SourceItem, ...]
+    known_items: tuple[SourceItem, ...]
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,7 @@ class StagedChunk:
     path: str | None
     applied: tuple[str, ...]
     failed: tuple[ItemFailure, ...]
-    known_items: tuple[TileItem, ...]
+    known_items: tuple[SourceItem, ...]
     bytes_read: int
     seconds: float
 
@@ -69,6 +67,8 @@ class FillReport:
     """What one fill did, for logs, the CLI and Prefect artifacts."""
 
     product: str
+    source: str = ""
+    source_url: str = ""
     chunks_total: int = 0
     chunks_reused: int = 0
     chunks_fetched: int = 0
@@ -78,16 +78,16 @@ class FillReport:
     records: list[ChunkRecord] = field(default_factory=list)
     failures: list[tuple[str, ItemFailure]] = field(default_factory=list)
 
-    def raise_for_failures(self, source: str) -> None:
-        """Raise SourceUnavailableError naming the tiles that could not be read (their chunks stay partial)."""
+    def raise_for_failures(self) -> None:
+        """Raise SourceUnavailableError naming the items that could not be read (their chunks stay partial)."""
         if not self.failures:
             return
         listed = "; ".join(f"{chunk}: {f.item_id} ({f.reason})" for chunk, f in self.failures[:5])
         more = f" and {len(self.failures) - 5} more" if len(self.failures) > 5 else ""
         raise SourceUnavailableError(
-            f"{len(self.failures)} tile reads from {source} failed after retries, their chunks are recorded "
-            f"'partial': {listed}{more}. Run the same load again to retry them.",
-            source=source,
+            f"{len(self.failures)} reads from {self.source} ({self.source_url}) failed after retries, their chunks "
+            f"are recorded 'partial': {listed}{more}. Run the same load again to retry them.",
+            source=self.source,
         )
 
 
@@ -121,17 +121,15 @@ class FillContext:
         """The cube's manifest (readable, and empty, before the cube exists)."""
         return Manifest(self.paths.manifest, self.grid)
 
-    def item_source(self) -> ItemSource:
-        if self.settings.discovery == "tile-index":
-            from .sources.tile_index import TileIndexSource
+    def source(self) -> ChunkSource:
+        """The product's pixel source, configured from the settings."""
+        if self.product.key.startswith("tcvis"):
+            from .sources.tcvis import TCVISSource
 
-            return TileIndexSource(self.settings.tile_index_url, self.data_dir, self.policy, self.settings.http_timeout_seconds)
-        return StacApiSource(self.settings.stac_url, self.policy, self.settings.http_timeout_seconds)
+            return TCVISSource(self.product, self.settings, self.policy)
+        from .sources.arcticdem import ArcticDEMSource
 
-    @property
-    def source_url(self) -> str:
-        s = self.settings
-        return s.tile_index_url if s.discovery == "tile-index" else s.stac_url
+        return ArcticDEMSource(self.product, self.settings, self.data_dir, self.policy)
 
 
 @lru_cache(maxsize=32)
@@ -142,6 +140,11 @@ def _open_cube(data_dir: Path, product: Product) -> Cube:
 def arcticdem_context(resolution: int, data_dir: str | Path, settings: Settings | None = None) -> FillContext:
     """The fill context of an ArcticDEM cube."""
     return FillContext(arcticdem(resolution), Path(data_dir), settings or get_settings())
+
+
+def tcvis_context(edition: str, data_dir: str | Path, settings: Settings | None = None) -> FillContext:
+    """The fill context of a TCVIS cube."""
+    return FillContext(tcvis(edition), Path(data_dir), settings or get_settings())
 
 
 # -- the three steps ---------------------------------------------------------------------------
@@ -156,8 +159,7 @@ def discover(ctx: FillContext, window: PixelWindow) -> Discovery:
     reused = tuple(c for c in chunks if c not in todo)
     if not todo:
         return Discovery((), reused, ())
-    items = search_or_raise(ctx.item_source(), ctx.product, _union_bounds(ctx, todo), ctx.source_url)
-    by_chunk = assign_items(grid, todo, items)
+    by_chunk = ctx.source().items(todo)
     jobs, rechecked = [], []
     for chunk in todo:
         applied = set(latest[chunk].items_applied) if chunk in latest else set()
@@ -174,7 +176,7 @@ def discover(ctx: FillContext, window: PixelWindow) -> Discovery:
 
 def download(ctx: FillContext, job: ChunkJob) -> StagedChunk:
     """Read the chunk's window of each new item and park the mosaic on disk."""
-    pixels = read_chunk(ctx.grid, job.chunk, job.new_items, ctx.policy, ctx.settings.http_timeout_seconds)
+    pixels = ctx.source().fetch(job.chunk, job.new_items)
     path = None
     if pixels.applied:
         path = str(staging.stage(ctx.cube().paths.staging, str(job.chunk), pixels.arrays))
@@ -194,7 +196,7 @@ def commit(ctx: FillContext, staged: StagedChunk, before_commit: Callable[[], No
         applied = tuple(sorted(set(previous.items_applied if previous else ()) | set(staged.applied)))
         failed = tuple(sorted({f.item_id for f in staged.failed} - set(applied)))
         known = {item.id: item for item in staged.known_items}
-        cov = coverage(grid, staged.chunk, [known[i] for i in applied if i in known])
+        cov = ctx.source().coverage(staged.chunk, [known[i] for i in applied if i in known])
         status = status_for(cov, failed)
         snapshot = previous.snapshot_id if previous else None
         if new_pixels is not None:
@@ -222,20 +224,16 @@ def compact_if_needed(ctx: FillContext, threshold: int = COMPACT_AFTER_SEGMENTS)
 
 
 def _merge(product: Product, existing: dict, new_pixels: dict) -> dict:
+    """The chunk after a commit: existing valid pixels kept and gaps filled, or replaced whole."""
+    if product.merge == "replace":
+        return {v.name: new_pixels[v.name] for v in product.variables}
     merged = {name: array.copy() for name, array in existing.items()}
     for variable in product.variables:
         fill_gaps(merged[variable.name], new_pixels[variable.name], variable.fill_value)
     return merged
 
 
-def _union_bounds(ctx: FillContext, chunks: Sequence[ChunkId]) -> tuple[float, float, float, float]:
-    windows = [ctx.grid.window(c) for c in chunks]
-    union = PixelWindow(min(w.row0 for w in windows), max(w.row1 for w in windows),
-                        min(w.col0 for w in windows), max(w.col1 for w in windows))
-    return window_bounds(ctx.product.extent, union)
-
-
-def _record_rechecked(ctx: FillContext, chunks: list[ChunkId], by_chunk: dict[ChunkId, tuple[TileItem, ...]]) -> None:
+def _record_rechecked(ctx: FillContext, chunks: list[ChunkId], by_chunk: dict[ChunkId, tuple[SourceItem, ...]]) -> None:
     """Note that partial chunks were searched again and nothing new was found (resets their revisit clock)."""
     if not chunks:
         return
@@ -247,7 +245,7 @@ def _record_rechecked(ctx: FillContext, chunks: list[ChunkId], by_chunk: dict[Ch
             if chunk in latest:
                 records.append(latest[chunk].touched(now))
             else:
-                cov = coverage(ctx.grid, chunk, by_chunk.get(chunk, ()))
+                cov = ctx.source().coverage(chunk, by_chunk.get(chunk, ()))
                 records.append(ChunkRecord(chunk, "partial", (), (), cov, now, None))
         manifest.append(records)
 
@@ -258,7 +256,7 @@ def _record_rechecked(ctx: FillContext, chunks: list[ChunkId], by_chunk: dict[Ch
 def run_inline(ctx: FillContext, window: PixelWindow) -> FillReport:
     """Discover, download (thread pool) and commit in this process, with the Prefect tasks' retry policy."""
     started = time.perf_counter()
-    report = FillReport(ctx.product.key)
+    report = new_report(ctx)
     staging.sweep(ctx.paths.staging)
     discovery = discover(ctx, window)
     policy = ctx.policy
@@ -271,6 +269,12 @@ def run_inline(ctx: FillContext, window: PixelWindow) -> FillReport:
             add_to_report(report, staged, record)
     finish_report(ctx, report, discovery, started)
     return report
+
+
+def new_report(ctx: FillContext) -> FillReport:
+    """An empty report naming the product and its source."""
+    source = ctx.source()
+    return FillReport(ctx.product.key, source.name, source.url)
 
 
 def add_to_report(report: FillReport, staged: StagedChunk, record: ChunkRecord) -> None:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from affine import Affine
 from odc.geo.geobox import GeoBox
 from shapely.geometry import Polygon, box
 
@@ -93,8 +94,21 @@ def extent_geobox(extent: Extent) -> GeoBox:
 
 
 def window_geobox(extent: Extent, window: PixelWindow) -> GeoBox:
-    """The GeoBox of a window of the cube grid (same pixels, same CRS)."""
-    return extent_geobox(extent)[window.slices]
+    """The GeoBox of a window of the cube grid (same pixels, same CRS; past 180° for wrapped windows)."""
+    return GeoBox(window.shape, extent.affine * Affine.translation(window.col0, window.row0), extent.crs)
+
+
+def window_parts(extent: Extent, window: PixelWindow) -> list[tuple[PixelWindow, slice]]:
+    """The window as parts inside the grid, each with its column slice in the window's array.
+
+    Only a wrapping (global lon/lat) grid has windows that leave it on the east and continue at column 0.
+    """
+    cols = extent.shape[1]
+    if window.col1 <= cols:
+        return [(window, slice(0, window.shape[1]))]
+    east = PixelWindow(window.row0, window.row1, window.col0, cols)
+    west = PixelWindow(window.row0, window.row1, 0, window.col1 - cols)
+    return [(east, slice(0, east.shape[1])), (west, slice(east.shape[1], window.shape[1]))]
 
 
 def window_bounds(extent: Extent, window: PixelWindow) -> tuple[float, float, float, float]:
@@ -129,20 +143,43 @@ def roi_window(geobox: GeoBox, extent: Extent, buffer: int = 0) -> PixelWindow:
             f"buffer={buffer} is outside 0…{MAX_BUFFER_PIXELS} cube pixels; pass a non-negative pixel count."
         )
     _check_geobox(geobox)
-    projected = geobox.extent.to_crs(extent.crs, resolution="auto")
-    bbox = projected.boundingbox
+    bbox = _projected_bbox(geobox, extent)
     if not all(math.isfinite(v) for v in bbox):
-        raise EmptyRegionError(
-            f"the geobox cannot be projected to {extent.crs}; pass a geobox over the Arctic."
-        )
-    window = window_from_bounds(extent, tuple(bbox)).pad(buffer)
-    clipped = window.clip(extent.shape)
+        raise EmptyRegionError(f"the geobox cannot be projected to {extent.crs}; pass a geobox over the Arctic.")
+    window = window_from_bounds(extent, bbox).pad(buffer)
+    clipped = _wrap(window, extent.shape) if extent.wrap_x else window.clip(extent.shape)
     if clipped.is_empty:
         raise OutsideExtentError(
             f"the region {tuple(round(v) for v in bbox)} ({extent.crs}) lies outside the cube extent "
             f"{extent.bounds}; pass a geobox that overlaps it."
         )
     return clipped
+
+
+def _projected_bbox(geobox: GeoBox, extent: Extent) -> tuple[float, float, float, float]:
+    """The geobox's footprint in the cube's CRS as a box; on a global lon/lat grid, unwrapped at ±180°."""
+    projected = geobox.extent.to_crs(extent.crs, resolution="auto")
+    if not extent.wrap_x or geobox.crs == extent.crs:
+        return tuple(projected.boundingbox)
+    points = [xy for ring in _rings(projected.geom) for xy in ring]
+    lons = [x for x, _ in points]
+    if max(lons) - min(lons) > 180:  # the outline jumps across the antimeridian: continue east of 180°
+        lons = [x + 360 if x < 0 else x for x in lons]
+    lats = [y for _, y in points]
+    return (min(lons), min(lats), max(lons), max(lats))
+
+
+def _rings(geom: object) -> list[list[tuple[float, float]]]:
+    parts = getattr(geom, "geoms", [geom])
+    return [list(p.exterior.coords) for p in parts]
+
+
+def _wrap(window: PixelWindow, shape: tuple[int, int]) -> PixelWindow:
+    """Rows clipped; columns moved so the window starts inside the grid (it may end past its east edge)."""
+    rows, cols = shape
+    width = min(window.shape[1], cols)
+    col0 = window.col0 % cols
+    return PixelWindow(max(window.row0, 0), min(window.row1, rows), col0, col0 + width)
 
 
 def _check_geobox(geobox: object) -> None:
@@ -193,8 +230,14 @@ class ChunkGrid:
         return box(*window_bounds(self.product.extent, self.window(chunk)))
 
     def chunks(self, window: PixelWindow) -> list[ChunkId]:
-        """Every chunk a window touches, row-major."""
-        return list(self._iter_chunks(window))
+        """Every chunk a window touches, row-major (both sides of the antimeridian for wrapped windows)."""
+        return [c for part, _ in window_parts(self.product.extent, window) for c in self._iter_chunks(part)]
+
+    def chunk_ranges(self, window: PixelWindow) -> list[tuple[int, int, int, int]]:
+        """Inclusive (row0, row1, col0, col1) chunk ranges of a window's parts."""
+        n = self.chunk
+        return [(p.row0 // n, (p.row1 - 1) // n, p.col0 // n, (p.col1 - 1) // n)
+                for p, _ in window_parts(self.product.extent, window) if not p.is_empty]
 
     def _iter_chunks(self, window: PixelWindow) -> Iterator[ChunkId]:
         n = self.chunk

@@ -220,11 +220,11 @@ def _first_of_group(rows: pa.ChunkedArray, cols: pa.ChunkedArray) -> pa.Array:
 
 def _window_filter(grid: ChunkGrid, window: PixelWindow) -> pc.Expression:
     """Rows of the chunks a pixel window touches."""
-    n = grid.chunk
-    row0, row1 = window.row0 // n, (window.row1 - 1) // n
-    col0, col1 = window.col0 // n, (window.col1 - 1) // n
     field_row, field_col = pc.field("chunk_row"), pc.field("chunk_col")
-    return (field_row >= row0) & (field_row <= row1) & (field_col >= col0) & (field_col <= col1)
+    expression = pc.scalar(False)
+    for row0, row1, col0, col1 in grid.chunk_ranges(window):
+        expression = expression | ((field_row >= row0) & (field_row <= row1) & (field_col >= col0) & (field_col <= col1))
+    return expression
 
 
 def _records(table: pa.Table) -> Iterable[ChunkRecord]:

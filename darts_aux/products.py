@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 from affine import Affine
 
-from .errors import InvalidResolutionError
+from .errors import InvalidResolutionError, UnknownEditionError
 
 ArcticDEMResolution = Literal[2, 10, 32]
 ARCTICDEM_RESOLUTIONS: tuple[int, ...] = (2, 10, 32)
@@ -45,6 +46,8 @@ class Extent:
     y0: float
     resolution: float
     shape: tuple[int, int]
+    wrap_x: bool = False
+    """True for a global lon/lat grid: regions may cross the antimeridian and continue at column 0."""
 
     @property
     def affine(self) -> Affine:
@@ -71,11 +74,18 @@ class Product:
     """Pixels per side of a zarr chunk: the unit a read decodes (divides fill_chunk)."""
     variables: tuple[Variable, ...]
     collection: str
+    """Where pixels come from: a STAC collection id, or an Earth Engine ImageCollection id."""
+    merge: Literal["fill-gaps", "replace"] = "fill-gaps"
+    """How a commit combines new pixels with a chunk: fill only its empty pixels, or replace it whole."""
 
     @property
     def resolution(self) -> float:
         """Pixel size in CRS units."""
         return self.extent.resolution
+
+    def variable(self, name: str) -> Variable:
+        """The variable called `name`."""
+        return next(v for v in self.variables if v.name == name)
 
 
 _NAN = float("nan")  # one object, so that equal products compare equal
@@ -114,4 +124,59 @@ def arcticdem(resolution: int) -> Product:
         read_chunk=_READ_CHUNK,
         variables=_arcticdem_variables(),
         collection=f"arcticdem-mosaics-v4.1-{resolution}m",
+    )
+
+
+TCVIS_EDITIONS: tuple[str, ...] = (
+    "users/ingmarnitze/TCTrend_SR_2000-2019_TCVIS",
+    "users/ingmarnitze/TCTrend_SR_2001-2020_TCVIS",
+    "users/ingmarnitze/TCTrend_SR_2003-2022_TCVIS",
+    "projects/ee-ingmarnitze/assets/TCTrend_SR_2005-2024_TCVIS",
+)
+DEFAULT_TCVIS_EDITION = TCVIS_EDITIONS[0]
+TCVIS_PIXEL = 0.00026949458523585647  # degrees: 30 m at the equator, the grid of the Earth Engine asset
+TCVIS_BANDS: tuple[tuple[str, str], ...] = (
+    ("tc_brightness", "TCB_slope"),
+    ("tc_greenness", "TCG_slope"),
+    ("tc_wetness", "TCW_slope"),
+)
+VALID_VARIABLE = "valid"
+_BAND_CODEC = Codec("blosc-lz4", 5, "noshuffle")
+
+
+def tcvis_edition_years(edition: str) -> str:
+    """'users/ingmarnitze/TCTrend_SR_2000-2019_TCVIS' → '2000-2019'."""
+    return edition.split("TCTrend_SR_", 1)[1].removesuffix("_TCVIS")
+
+
+def _tcvis_extent() -> Extent:
+    """The global grid as odc-geo's GeoBox.from_bbox((−180, −90, 180, 90), 4326, pixel) lays it out (upstream's).
+
+    Pixel edges sit on whole multiples of the pixel size from 0°; 1,335,834 × 667,918 px. 360° is not a whole
+    number of pixels, so the grid overshoots ±180° by 0.055 px on each side.
+    """
+    left = math.floor(-180 / TCVIS_PIXEL)
+    top = math.ceil(90 / TCVIS_PIXEL)
+    shape = (top - math.floor(-90 / TCVIS_PIXEL), math.ceil(180 / TCVIS_PIXEL) - left)
+    return Extent("EPSG:4326", left * TCVIS_PIXEL, top * TCVIS_PIXEL, TCVIS_PIXEL, shape, wrap_x=True)
+
+
+def tcvis(edition: str = DEFAULT_TCVIS_EDITION) -> Product:
+    """The TCVIS cube of one edition: Tasseled-Cap trend bands (uint8) plus `valid` (1 where the source has data)."""
+    matches = [e for e in TCVIS_EDITIONS if edition in (e, tcvis_edition_years(e))]
+    if not matches:
+        raise UnknownEditionError(
+            f"unknown TCVIS edition {edition!r}; use one of: {', '.join(TCVIS_EDITIONS)} "
+            f"(or their years, e.g. '2000-2019'), e.g. via DARTS_AUX_TCVIS_EDITION."
+        )
+    full = matches[0]
+    variables = tuple(Variable(name, "uint8", 0, band, 0, _BAND_CODEC) for name, band in TCVIS_BANDS)
+    return Product(
+        key=f"tcvis-{tcvis_edition_years(full)}",
+        extent=_tcvis_extent(),
+        fill_chunk=_FILL_CHUNK,
+        read_chunk=_READ_CHUNK,
+        variables=(*variables, Variable(VALID_VARIABLE, "uint8", 0, VALID_VARIABLE, 0, _BAND_CODEC)),
+        collection=full,
+        merge="replace",
     )

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .errors import SourceDataError, TransientSourceError
+from .errors import SourceDataError, SourceRequestError, TransientSourceError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -26,16 +26,31 @@ _TRANSIENT_TEXT = re.compile(
 )
 
 
+def http_status(error: BaseException) -> int | None:
+    """The HTTP status behind an error, looking through its causes (Earth Engine keeps it on __context__)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        for holder, attribute in (("response", "status_code"), ("resp", "status"), ("", "status_code")):
+            target = getattr(current, holder, None) if holder else current
+            status = getattr(target, attribute, None)
+            if isinstance(status, int) or (isinstance(status, str) and status.isdigit()):
+                return int(status)
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def is_transient(error: BaseException) -> bool:
     """True for failures a retry can fix (timeouts, 429, 5xx, resets, truncated reads), never for bad input."""
     if isinstance(error, TransientSourceError):
         return True
-    if isinstance(error, (SourceDataError, ValueError, TypeError, KeyError)):
+    if isinstance(error, (SourceDataError, SourceRequestError, ValueError, TypeError, KeyError)):
         return False
     if isinstance(error, (TimeoutError, ConnectionError, socket.timeout)):
         return True
-    status = getattr(getattr(error, "response", None), "status_code", None)
-    if isinstance(status, int):
+    status = http_status(error)
+    if status is not None:
         return status == 429 or status >= 500
     return bool(_TRANSIENT_TEXT.search(str(error)))
 

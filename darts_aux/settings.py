@@ -10,6 +10,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PGC_STAC_URL = "https://stac.pgc.umn.edu/api/v1/"
+EE_HIGH_VOLUME_URL = "https://earthengine-highvolume.googleapis.com"
 PGC_TILE_INDEX_URL = (
     "https://data.pgc.umn.edu/elev/dem/setsm/ArcticDEM/indexes/ArcticDEM_Mosaic_Index_latest_gpqt.zip"
 )
@@ -40,6 +41,17 @@ class Settings(BaseSettings):
     retry_delay_seconds: float = Field(1.0, ge=0, description="First retry delay; doubles on each retry.")
     retry_jitter: float = Field(0.5, ge=0, le=1, description="Random spread of each retry delay, as a fraction.")
     http_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one HTTP request to a source.")
+    tcvis_edition: str = Field(
+        "users/ingmarnitze/TCTrend_SR_2000-2019_TCVIS", description="TCVIS edition (Earth Engine ImageCollection id)."
+    )
+    ee_project: str | None = Field(None, description="Google Cloud project for Earth Engine requests.")
+    ee_url: str = Field(EE_HIGH_VOLUME_URL, description="Earth Engine API root (the high-volume endpoint).")
+    ee_credentials: str | None = Field(
+        None,
+        description="Service-account key file for Earth Engine; unset: the user's default credentials; "
+        "'anonymous': no credentials (only for a local Earth Engine).",
+    )
+    ee_max_in_flight: int = Field(8, ge=1, le=40, description="Earth Engine requests in flight at once per process.")
 
 
 @lru_cache(maxsize=1)

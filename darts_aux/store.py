@@ -18,7 +18,7 @@ from filelock import FileLock
 from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
 
 from .errors import DataDirError, StoreError
-from .grid import PixelWindow
+from .grid import PixelWindow, window_parts
 from .products import Codec, Product, Variable
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,11 @@ class Cube:
 
     def read(self, window: PixelWindow) -> Arrays:
         """Numpy arrays of every variable over a window, all from one snapshot."""
-        return {name: array[window.slices] for name, array in self.arrays().items()}
+        parts = window_parts(self.product.extent, window)
+        arrays = self.arrays()
+        if len(parts) == 1:
+            return {name: array[window.slices] for name, array in arrays.items()}
+        return {name: np.concatenate([array[part.slices] for part, _ in parts], axis=1) for name, array in arrays.items()}
 
     # -- writing -------------------------------------------------------------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -14,6 +13,7 @@ from ..grid import ChunkGrid, ChunkId, PixelWindow
 from ..mosaic import fill_gaps, nodata_to_fill
 from ..products import Product
 from ..retry import RetryPolicy, is_transient
+from .base import ChunkPixels, ItemFailure, empty_chunk
 from .items import TileItem
 
 log = logging.getLogger(__name__)
@@ -31,31 +31,6 @@ def gdal_http_options(timeout: float) -> dict[str, str | int]:
         "VSI_CACHE": "FALSE",
         "GDAL_CACHEMAX": 256,
     }
-
-
-@dataclass(frozen=True)
-class ItemFailure:
-    """A tile that could not be read, and why."""
-
-    item_id: str
-    reason: str
-    transient: bool
-
-
-@dataclass
-class ChunkPixels:
-    """A chunk's mosaic of the items read, plus what was applied and what failed."""
-
-    arrays: dict[str, np.ndarray]
-    applied: list[str] = field(default_factory=list)
-    failed: list[ItemFailure] = field(default_factory=list)
-    pixels_read: int = 0
-    seconds: float = 0.0
-
-
-def empty_chunk(product: Product, window: PixelWindow) -> dict[str, np.ndarray]:
-    """Arrays of a chunk's shape holding only fill values."""
-    return {v.name: np.full(window.shape, v.fill_value, dtype=v.dtype) for v in product.variables}
 
 
 def read_chunk(
