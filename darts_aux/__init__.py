@@ -6,16 +6,16 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import DartsAuxError
 
-__all__ = ["DartsAuxError", "load_arcticdem"]
+__all__ = ["DartsAuxError", "load_arcticdem", "load_tcvis"]
 
 if TYPE_CHECKING:
-    from .api import load_arcticdem
+    from .api import load_arcticdem, load_tcvis
 
 
 def __getattr__(name: str) -> Any:
     """Import the API lazily so that `import darts_aux` stays cheap."""
-    if name == "load_arcticdem":
-        from .api import load_arcticdem
+    if name in ("load_arcticdem", "load_tcvis"):
+        from . import api
 
-        return load_arcticdem
+        return getattr(api, name)
     raise AttributeError(f"module 'darts_aux' has no attribute {name!r}")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from .errors import DataDirError
 from .grid import ChunkGrid, PixelWindow, roi_window, window_geobox, window_parts
 from .manifest import Manifest, utc_now
-from .products import ArcticDEMResolution, Product, arcticdem
+from .products import ArcticDEMResolution, Product, arcticdem, tcvis
 from .settings import Settings, get_settings
 from .store import Cube, cube_exists, cube_paths
 
@@ -37,12 +37,26 @@ def load_arcticdem(
     `fill_arcticdem`, or the same steps in-process; see DARTS_AUX_ORCHESTRATOR). `data_dir=None`
     uses DARTS_AUX_DATA_DIR. `persist=False` returns lazy dask-backed variables.
     """
-    product = arcticdem(resolution)
+    return load(arcticdem(resolution), geobox, data_dir, buffer, persist)
+
+
+def load_tcvis(geobox: GeoBox, data_dir: str | Path | None = None, buffer: int = 0, persist: bool = True) -> xr.Dataset:
+    """TCVIS `tc_brightness`, `tc_greenness`, `tc_wetness` (uint8) and `valid` over `geobox` (EPSG:4326 cube grid).
+
+    The edition is DARTS_AUX_TCVIS_EDITION; each edition is its own cube. Masked source pixels have
+    `valid == 0` (and 0 in the bands), so a real 0 is told apart from no data. Regions across the
+    antimeridian come back as one Dataset whose longitudes continue past 180°.
+    """
+    return load(tcvis(get_settings().tcvis_edition), geobox, data_dir, buffer, persist)
+
+
+def load(product: Product, geobox: GeoBox, data_dir: str | Path | None, buffer: int, persist: bool) -> xr.Dataset:
+    """Crop a product's cube to a geobox (+buffer), filling missing chunks first."""
     settings = get_settings()
     directory = resolve_data_dir(data_dir, settings)
     window = roi_window(geobox, product.extent, buffer)
     if not is_settled(directory, product, window, settings):
-        report = fill_arcticdem_window(directory, product, window, settings)
+        report = fill(directory, product, window, settings)
         report.raise_for_failures()
     return read_dataset(directory, product, window, persist)
 
@@ -69,17 +83,19 @@ def is_settled(data_dir: Path, product: Product, window: PixelWindow, settings: 
     return all(c in latest and latest[c].is_settled(now, revisit) for c in grid.chunks(window))
 
 
-def fill_arcticdem_window(data_dir: Path, product: Product, window: PixelWindow, settings: Settings) -> FillReport:
-    """Fill the chunks of a window: through the Prefect flow, or inline when no Prefect API is set."""
-    from .fill import arcticdem_context, run_inline
+def fill(data_dir: Path, product: Product, window: PixelWindow, settings: Settings) -> FillReport:
+    """Fill the chunks of a window: through the product's Prefect flow, or inline when no Prefect API is set."""
+    from .fill import FillContext, run_inline
 
     started = time.perf_counter()
     if use_prefect(settings):
-        from flows.arcticdem import run_fill_arcticdem
-
-        report = run_fill_arcticdem(product, window, data_dir, settings)
+        if product.key.startswith("tcvis"):
+            from flows.tcvis import run_fill_tcvis as run_flow
+        else:
+            from flows.arcticdem import run_fill_arcticdem as run_flow
+        report = run_flow(product, window, data_dir, settings)
     else:
-        report = run_inline(arcticdem_context(int(product.resolution), data_dir, settings), window)
+        report = run_inline(FillContext(product, data_dir, settings), window)
     log.info("filled %s window %s in %.1f s", product.key, window, time.perf_counter() - started)
     return report
 
@@ -109,7 +125,8 @@ def read_dataset(data_dir: Path, product: Product, window: PixelWindow, persist:
         arrays = lazy_window(cube, window)
     geobox = window_geobox(product.extent, window)
     coords = xr_coords(geobox, crs_coord_name="spatial_ref")
-    variables = {name: (("y", "x"), data, {"grid_mapping": "spatial_ref"}) for name, data in arrays.items()}
+    dims = geobox.dimensions  # ("y", "x"), or ("latitude", "longitude") on a lon/lat grid
+    variables = {name: (dims, data, {"grid_mapping": "spatial_ref"}) for name, data in arrays.items()}
     attrs = {"product": product.key, "source_collection": product.collection}
     return xr.Dataset(variables, coords=coords, attrs=attrs)
 

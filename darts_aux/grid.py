@@ -134,6 +134,12 @@ def window_from_bounds(extent: Extent, bounds: tuple[float, float, float, float]
     )
 
 
+def bounds_window(extent: Extent, bounds: tuple[float, float, float, float]) -> PixelWindow:
+    """The window of a box in the cube's CRS, clipped (or, on a global grid, wrapped) to the grid."""
+    window = window_from_bounds(extent, bounds)
+    return _wrap(window, extent.shape) if extent.wrap_x else window.clip(extent.shape)
+
+
 def roi_window(geobox: GeoBox, extent: Extent, buffer: int = 0) -> PixelWindow:
     """The cube window covering `geobox` (any CRS) padded by `buffer` pixels and clipped to the cube."""
     if isinstance(buffer, bool) or not isinstance(buffer, int):

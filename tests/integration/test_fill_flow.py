@@ -55,7 +55,7 @@ def test_flow_run_has_one_discover_and_a_download_and_commit_per_chunk(
 def test_tasks_carry_the_retry_policy() -> None:
     from prefect.states import Completed, Failed
 
-    from flows.arcticdem import download_task
+    from flows.tasks import download_task
     from flows.policy import retry_on_transient, retry_options
 
     policy = RetryPolicy(retries=4, base_delay=0.5, jitter=0.3)
