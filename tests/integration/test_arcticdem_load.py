@@ -21,10 +21,10 @@ from darts_aux.store import cube_paths
 
 from .conftest import formula_oracle, published_tiles, rasterio_mosaic
 
-# Around the corner of supertiles 72_46, 72_47, 73_46, 73_47 (x = 600 km, y = 3,200 km), crossing the
-# 32 m chunk borders at x = 607,904 m and y = 3,204,096 m.
-ROI_32M = GeoBox.from_bbox((590_000, 3_190_000, 620_000, 3_215_000), "EPSG:3413", resolution=32)
-# Around the 2 m subtile corner at (700 km, 3,200 km), crossing the 2 m chunk borders x = 703,900, y = 3,196,100.
+# Around the corner of supertiles 71_46, 71_47, 72_46, 72_47 (x = 600 km, y = 3,100 km), crossing the
+# 32 m chunk borders at x = 639,904 m and y = 3,140,096 m.
+ROI_32M = GeoBox.from_bbox((590_000, 3_090_000, 650_000, 3_150_000), "EPSG:3413", resolution=32)
+# Around the 2 m subtile corner at (700 km, 3,200 km), crossing the 2 m chunk borders x = 699,900, y = 3,200,100.
 ROI_2M = GeoBox.from_bbox((698_000, 3_195_500, 704_500, 3_201_000), "EPSG:3413", resolution=2)
 
 

@@ -12,7 +12,6 @@ from odc.geo.geobox import GeoBox
 from darts_aux import load_arcticdem
 from darts_aux.grid import ChunkGrid, ChunkId, PixelWindow, roi_window, window_geobox
 from darts_aux.local import LocalCatalog, default_spec
-from darts_aux.local.spec import COAST_Y
 from darts_aux.manifest import Manifest
 from darts_aux.products import arcticdem
 from darts_aux.store import Cube, cube_paths
@@ -30,10 +29,12 @@ def _chunk_at(x: float, y: float) -> ChunkId:
     return chunk
 
 
-# The chunk holding (720 km, 3,150 km) spans supertiles 72_47 and 72_48 (and their neighbours).
+# The chunk holding (720 km, 3,150 km) spans supertiles 72_47, 72_48, 73_47 and 73_48.
 SHARED = _chunk_at(720_000, 3_150_000)
-# A region inside SHARED, over 72_47 only, and a second region that adds the chunk to SHARED's left.
-ROI_FIRST = GeoBox.from_bbox((650_000, 3_140_000, 690_000, 3_160_000), "EPSG:3413", resolution=32)
+# A region inside SHARED over 72_47 only.
+ROI_FIRST = GeoBox.from_bbox((650_000, 3_150_000, 690_000, 3_190_000), "EPSG:3413", resolution=32)
+# The catalog's east edge: no tile east of supertile column 49 (x > 900,096 m).
+EAST_EDGE = 900_096
 
 
 @pytest.fixture
@@ -90,12 +91,15 @@ def test_missing_tile_leaves_chunk_partial_then_arrival_turns_it_full(
 def test_chunk_beyond_the_coverage_edge_stays_partial_and_is_not_searched_again(
     use_catalog: LocalCatalog, inline: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    coastal = GeoBox.from_bbox((650_000, COAST_Y - 20_000, 670_000, COAST_Y + 20_000), "EPSG:3413", resolution=32)
+    coastal = GeoBox.from_bbox((EAST_EDGE - 20_000, 3_150_000, EAST_EDGE + 20_000, 3_170_000), "EPSG:3413",
+                               resolution=32)
+    (chunk,) = GRID.chunks(roi_window(coastal, PRODUCT.extent))
     ds = load_arcticdem(coastal, tmp_path, 32)
     rows = _manifest(tmp_path).latest()
-    assert rows and all(r.status == "partial" and r.coverage < 1 for r in rows.values())
-    north = ds.dem.sel(y=slice(None, COAST_Y + 200)).values
-    assert np.isnan(north).all() and np.isfinite(ds.dem.sel(y=slice(COAST_Y - 200, None)).values).any()
+    assert list(rows) == [chunk]
+    assert rows[chunk].status == "partial" and 0.5 < rows[chunk].coverage < 0.7 and rows[chunk].snapshot_id
+    assert np.isnan(ds.dem.sel(x=slice(EAST_EDGE + 16, None)).values).all()
+    assert np.isfinite(ds.dem.sel(x=slice(None, EAST_EDGE - 16)).values).any()
 
     use_catalog.reset_log()
     load_arcticdem(coastal, tmp_path, 32)

@@ -19,7 +19,7 @@ from darts_aux.store import cube_paths
 from .conftest import formula_oracle, point_at
 
 PRODUCT = arcticdem(32)
-ROI = GeoBox.from_bbox((690_000, 3_190_000, 715_000, 3_215_000), "EPSG:3413", resolution=32)
+ROI = GeoBox.from_bbox((785_000, 3_130_000, 810_000, 3_155_000), "EPSG:3413", resolution=32)
 
 
 def test_flow_run_has_one_discover_and_a_download_and_commit_per_chunk(

@@ -41,7 +41,8 @@ def test_lonlat_geobox_across_the_antimeridian_is_one_window() -> None:
     assert abs(window.shape[1] * TCVIS_PIXEL - 1.0) < 2 * TCVIS_PIXEL
     grid = ChunkGrid(PRODUCT)
     chunks = grid.chunks(window)
-    assert {c.col for c in chunks} == {grid.shape[1] - 1, 0}
+    cols_touched = {c.col for c in chunks}
+    assert {grid.shape[1] - 1, 0} <= cols_touched and max(cols_touched - {0}) >= grid.shape[1] - 2
     gbox = window_geobox(EXTENT, window)
     assert gbox.extent.boundingbox.left < 179.5 and gbox.extent.boundingbox.right > 180.5
 
