@@ -10,6 +10,7 @@ import pytest
 
 from darts_aux.grid import PixelWindow, window_bounds
 from darts_aux.local import LocalCatalog, TileRef
+from darts_aux.local.earthengine import LocalEarthEngine
 from darts_aux.products import arcticdem
 from darts_aux.settings import reload_settings
 
@@ -103,3 +104,28 @@ def formula_oracle(catalog: LocalCatalog, resolution: int, window: PixelWindow, 
     x = left + (np.arange(cols) + 0.5) * resolution
     y = top - (np.arange(rows) + 0.5) * resolution
     return catalog.expected_pixels(resolution, x[None, :], y[:, None], items=items)
+
+
+@pytest.fixture(scope="session")
+def earth_engine() -> Iterator[LocalEarthEngine]:
+    """The local Earth Engine for the session; the client's stray HTTPS fetches go to it (and fail at once)."""
+    import os
+
+    from darts_aux.local.earthengine import LocalEarthEngine
+
+    with LocalEarthEngine() as running:
+        for key, value in running.offline_env.items():
+            os.environ[key] = value
+        yield running
+
+
+@pytest.fixture
+def use_earth_engine(earth_engine: LocalEarthEngine, monkeypatch: pytest.MonkeyPatch) -> LocalEarthEngine:
+    """Point DARTS_AUX_EE_* at the local Earth Engine; healthy server, empty log."""
+    monkeypatch.setenv("DARTS_AUX_EE_URL", earth_engine.url)
+    monkeypatch.setenv("DARTS_AUX_EE_PROJECT", earth_engine.project)
+    monkeypatch.setenv("DARTS_AUX_EE_CREDENTIALS", "anonymous")
+    reload_settings()
+    earth_engine.clear_faults()
+    earth_engine.reset_log()
+    return earth_engine
