@@ -1,11 +1,14 @@
-"""The demo: the embedded local catalog, two ArcticDEM regions filled and loaded twice, quicklooks."""
+"""The demo: the embedded local catalog and Earth Engine, three regions filled and loaded twice, quicklooks."""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from odc.geo.geobox import GeoBox
 from rich.console import Console
@@ -13,7 +16,7 @@ from rich.table import Table
 
 from .grid import ChunkGrid, ChunkId, roi_window
 from .manifest import ChunkRecord, Manifest
-from .products import arcticdem
+from .products import Product, arcticdem, tcvis
 from .settings import reload_settings
 from .store import cube_paths
 
@@ -26,82 +29,113 @@ PREFECT_OFFLINE = {
 
 @dataclass(frozen=True)
 class DemoRegion:
-    """A named region to load at one resolution."""
+    """A named region of one product."""
 
     name: str
-    resolution: int
+    product: Product
     geobox: GeoBox
 
 
 def demo_regions() -> list[DemoRegion]:
-    """160 km across four 32 m supertiles, and 4 km across four 2 m subtiles (local catalog in Yakutia)."""
+    """160 km across four 32 m tiles, 4 km across four 2 m subtiles, and TCVIS over the same Yakutian corner."""
     from .local.spec import SUBTILE_CORNER, SUPERTILE_CORNER
 
     (cx, cy), (sx, sy) = SUPERTILE_CORNER, SUBTILE_CORNER
+    lon, lat = GeoBox.from_bbox((cx - 1, cy - 1, cx + 1, cy + 1), "EPSG:3413", resolution=1).extent.centroid.to_crs(
+        "EPSG:4326").coords[0]
     return [
-        DemoRegion("32 m, 4 tiles", 32,
+        DemoRegion("ArcticDEM 32 m, 4 tiles", arcticdem(32),
                    GeoBox.from_bbox((cx - 80_000, cy - 80_000, cx + 80_000, cy + 80_000), "EPSG:3413", resolution=32)),
-        DemoRegion("2 m, 4 tiles", 2,
+        DemoRegion("ArcticDEM 2 m, 4 tiles", arcticdem(2),
                    GeoBox.from_bbox((sx - 2_000, sy - 2_000, sx + 2_000, sy + 2_000), "EPSG:3413", resolution=2)),
+        DemoRegion("TCVIS 2000-2019", tcvis(),
+                   GeoBox.from_bbox((lon - 0.5, lat - 0.2, lon + 0.5, lat + 0.2), "EPSG:4326", resolution=0.0003)),
     ]
 
 
 def run_demo(out: Path, *, inline: bool, console: Console) -> None:
-    """Fill and load each demo region twice against the local catalog; print a table, write PNGs."""
-    from . import load_arcticdem
+    """Fill and load each demo region twice against the local services; print a table, write PNGs."""
     from .local import LocalCatalog
-    from .quicklook import write_coverage_png, write_hillshade_png
+    from .local.earthengine import LocalEarthEngine
 
     for key, value in PREFECT_OFFLINE.items():
         os.environ.setdefault(key, value)
     out.mkdir(parents=True, exist_ok=True)
     data_dir = out / "data"
-    table = Table(title="darts-aux demo (local catalog)")
-    for column in ("region", "pass", "pixels", "fetched", "reused", "STAC req", "file req", "MB", "s"):
-        table.add_column(column, justify="right" if column != "region" else "left")
-    with console.status("building and starting the local catalog (first run generates the tiles)…"):
-        catalog = LocalCatalog(out / "local-catalog").start()
-    try:
-        os.environ["DARTS_AUX_STAC_URL"] = catalog.stac_url
-        os.environ["DARTS_AUX_ORCHESTRATOR"] = "inline" if inline else "prefect"
-        reload_settings()
-        console.print(f"local STAC API: {catalog.stac_url}  (fills run {'in-process' if inline else 'as Prefect flows'})")
-        pictures = []
+    table = Table(title="darts-aux demo (local catalog and Earth Engine)")
+    for column in ("region", "pass", "pixels", "fetched", "reused", "requests", "MB sent", "s"):
+        table.add_column(column, justify="left" if column == "region" else "right")
+    with ExitStack() as services:
+        with console.status("starting the local catalog (the first run generates its tiles) and Earth Engine…"):
+            catalog = services.enter_context(LocalCatalog(out / "local-catalog"))
+            earth_engine = services.enter_context(LocalEarthEngine())
+        _configure(catalog, earth_engine, inline)
+        console.print(f"local STAC API {catalog.stac_url}, local Earth Engine {earth_engine.url}; fills run "
+                      f"{'in-process' if inline else 'as Prefect flows'}")
+        pictures: list[Path] = []
         for region in demo_regions():
+            requests_of: Callable[[], list[dict[str, Any]]] = (
+                earth_engine.requests if region.product.key.startswith("tcvis") else catalog.requests)
             for attempt in ("first", "again"):
                 catalog.reset_log()
+                earth_engine.reset_log()
                 before = _manifest_rows(data_dir, region)
                 with console.status(f"{region.name}: {attempt} load…"):
                     started = time.perf_counter()
-                    dataset = load_arcticdem(region.geobox, data_dir, region.resolution)
+                    dataset = _load(region, data_dir)
                     seconds = time.perf_counter() - started
                 after = _manifest_rows(data_dir, region)
                 fetched = sum(1 for c, rec in after.items() if _committed_since(before.get(c), rec))
-                requests = catalog.requests()
-                table.add_row(region.name, attempt, f"{dataset.dem.size / 1e6:.1f} M", str(fetched), str(len(after) - fetched),
-                              str(sum(r["upstream"] == "stac" for r in requests)),
-                              str(sum(r["upstream"] == "files" for r in requests)),
-                              f"{sum(r.get('bytes') or 0 for r in requests) / 1e6:.1f}", f"{seconds:.2f}")
-            slug = f"arcticdem-{region.resolution}m"
-            pictures.append(write_hillshade_png(dataset.dem.values, region.resolution, out / f"{slug}-hillshade.png",
-                                                f"ArcticDEM {region.name}"))
-            manifest = Manifest(cube_paths(data_dir, arcticdem(region.resolution)).manifest,
-                                ChunkGrid(arcticdem(region.resolution)))
-            pictures.append(write_coverage_png(manifest.files(), out / f"{slug}-coverage.png",
-                                               f"{slug} manifest: chunks by status"))
-    finally:
-        catalog.stop()
+                sent = requests_of()
+                first_var = next(iter(dataset.data_vars.values()))
+                table.add_row(region.name, attempt, f"{first_var.size / 1e6:.1f} M", str(fetched),
+                              str(len(after) - fetched), str(len(sent)),
+                              f"{sum(r.get('bytes') or 0 for r in sent) / 1e6:.1f}", f"{seconds:.2f}")
+            pictures.extend(_quicklooks(region, dataset, data_dir, out))
     console.print(table)
-    console.print("fetched/reused: chunks downloaded / already in the cube; req: requests the local servers "
-                  "logged; MB: bytes they sent")
+    console.print("fetched/reused: chunks downloaded / already in the cube; requests and MB: what the local "
+                  "servers logged and sent")
     console.print("quicklooks: " + ", ".join(str(p) for p in pictures))
     console.print(f"cubes and manifests: {data_dir}")
 
 
+def _configure(catalog: Any, earth_engine: Any, inline: bool) -> None:
+    """Point the settings at the local services (the Earth Engine client's stray HTTPS goes to it too)."""
+    os.environ.update(earth_engine.offline_env)
+    os.environ["no_proxy"] = os.environ["NO_PROXY"] = "127.0.0.1,localhost"  # only the stray fetch is proxied
+    os.environ["DARTS_AUX_STAC_URL"] = catalog.stac_url
+    os.environ["DARTS_AUX_EE_URL"] = earth_engine.url
+    os.environ["DARTS_AUX_EE_PROJECT"] = earth_engine.project
+    os.environ["DARTS_AUX_EE_CREDENTIALS"] = "anonymous"
+    os.environ["DARTS_AUX_ORCHESTRATOR"] = "inline" if inline else "prefect"
+    reload_settings()
+
+
+def _load(region: DemoRegion, data_dir: Path) -> Any:
+    from . import load_arcticdem, load_tcvis
+
+    if region.product.key.startswith("tcvis"):
+        return load_tcvis(region.geobox, data_dir)
+    return load_arcticdem(region.geobox, data_dir, int(region.product.resolution))
+
+
+def _quicklooks(region: DemoRegion, dataset: Any, data_dir: Path, out: Path) -> list[Path]:
+    from .quicklook import write_coverage_png, write_hillshade_png, write_rgb_png
+
+    slug = region.product.key
+    if slug.startswith("tcvis"):
+        picture = write_rgb_png(dataset, out / f"{slug}-rgb.png", f"{region.name}: TCB/TCG/TCW trends as RGB")
+    else:
+        picture = write_hillshade_png(dataset.dem.values, region.product.resolution, out / f"{slug}-hillshade.png",
+                                      region.name)
+    manifest = Manifest(cube_paths(data_dir, region.product).manifest, ChunkGrid(region.product))
+    coverage = write_coverage_png(manifest.files(), out / f"{slug}-coverage.png", f"{slug} manifest: chunks by status")
+    return [picture, coverage]
+
+
 def _manifest_rows(data_dir: Path, region: DemoRegion) -> dict[ChunkId, ChunkRecord]:
-    product = arcticdem(region.resolution)
-    window = roi_window(region.geobox, product.extent)
-    return Manifest(cube_paths(data_dir, product).manifest, ChunkGrid(product)).latest(window)
+    window = roi_window(region.geobox, region.product.extent)
+    return Manifest(cube_paths(data_dir, region.product).manifest, ChunkGrid(region.product)).latest(window)
 
 
 def _committed_since(before: ChunkRecord | None, after: ChunkRecord) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +61,27 @@ def write_coverage_png(manifest_files: list[Path], path: Path, title: str) -> Pa
     ax.set_title(title)
     ax.set_xlabel("x (EPSG:3413, m)")
     ax.set_ylabel("y (EPSG:3413, m)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_rgb_png(dataset: Any, path: Path, title: str) -> Path:
+    """Save TCVIS brightness/greenness/wetness as an RGB PNG (masked pixels grey)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rgb = np.stack([dataset[v].values for v in ("tc_brightness", "tc_greenness", "tc_wetness")], axis=-1)
+    rgb = rgb.astype("float32") / 255.0
+    rgb[dataset["valid"].values == 0] = 0.6
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    ax.imshow(rgb, interpolation="nearest", extent=tuple(dataset.odc.geobox.extent.boundingbox[i] for i in (0, 2, 1, 3)))
+    ax.set_title(title)
+    ax.set_xlabel("longitude (°)")
+    ax.set_ylabel("latitude (°)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

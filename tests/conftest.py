@@ -36,7 +36,19 @@ def _loopback_only(self: socket.socket, address: object) -> None:
     _real_connect(self, address)
 
 
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback_names_only(host: object, *args: object, **kwargs: object) -> object:
+    """Refuse DNS lookups of anything but loopback names: no query leaves the machine (nor hangs on it)."""
+    name = host.decode() if isinstance(host, bytes) else host
+    if name not in (None, "localhost", "::1") and not str(name).startswith("127."):
+        raise socket.gaierror(socket.EAI_NONAME, f"test network guard: no DNS lookup of {name!r} (loopback only)")
+    return _real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+
+
 socket.socket.connect = _loopback_only  # type: ignore[method-assign]
+socket.getaddrinfo = _loopback_names_only  # type: ignore[assignment]
 
 
 @pytest.fixture(autouse=True)

@@ -74,16 +74,18 @@ def initialise(settings: Settings) -> None:
         if _in_flight is None or _in_flight_size != settings.ee_max_in_flight:
             _in_flight = threading.BoundedSemaphore(settings.ee_max_in_flight)
             _in_flight_size = settings.ee_max_in_flight
-        if _initialised_with == key:
+        import ee
+
+        if _initialised_with == key and ee.data.is_initialized():
             return
         if not settings.ee_project:
             raise ConfigurationError(
                 "Earth Engine needs a Google Cloud project: set DARTS_AUX_EE_PROJECT (a project registered "
                 "for Earth Engine)."
             )
-        import ee
-
         credentials = _credentials(settings)
+        if _initialised_with is not None:
+            ee.Reset()  # the client caches the previous server's algorithms per process
         try:
             ee.Initialize(credentials=credentials, project=settings.ee_project, url=settings.ee_url)
         except ee.EEException as error:

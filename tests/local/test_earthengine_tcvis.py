@@ -40,9 +40,10 @@ def test_all_eight_neighbours_differ_in_the_linear_bands(edition: str) -> None:
         for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
             a = v[: v.shape[0] - dy, max(0, -dx) : v.shape[1] - max(0, dx)]
             b = v[dy:, max(0, dx) : v.shape[1] - max(0, -dx) if dx < 0 else None]
-            both = valid[: v.shape[0] - dy, max(0, -dx) : v.shape[1] - max(0, dx)] & valid[
-                dy:, max(0, dx) : v.shape[1] - max(0, -dx) if dx < 0 else None
-            ]
+            both = (
+                valid[: v.shape[0] - dy, max(0, -dx) : v.shape[1] - max(0, dx)]
+                & valid[dy:, max(0, dx) : v.shape[1] - max(0, -dx) if dx < 0 else None]
+            )
             assert not (a[both] == b[both]).any(), (band, dy, dx)
 
 
@@ -86,7 +87,9 @@ def test_float_noise_at_pixel_centres_does_not_matter() -> None:
 
 
 def test_longitudes_wrap() -> None:
-    np.testing.assert_allclose(wrap_lon([-180.0, 179.9, 180.0, 180.1, -180.1, 540.0]), [-180, 179.9, -180, -179.9, 179.9, -180])
+    np.testing.assert_allclose(
+        wrap_lon([-180.0, 179.9, 180.0, 180.1, -180.1, 540.0]), [-180, 179.9, -180, -179.9, 179.9, -180]
+    )
     lon = np.array([-179.99, -120.0, 0.0, 179.99])
     for shift in (360.0, -360.0, 720.0):
         a, b = tcvis_pixels(EDITIONS[0], lon, 70.0), tcvis_pixels(EDITIONS[0], lon + shift, 70.0)
@@ -100,13 +103,18 @@ def test_cube_columns_cover_the_pixel_index_range() -> None:
     assert list(k) == [CUBE_LEFT, CUBE_LEFT + 1, CUBE_LEFT + 1_335_832, CUBE_LEFT + 1_335_833]
 
 
-def test_lakes_cross_chunk_borders() -> None:
-    # Columns either side of a 4000-px chunk border of the project's grid, 4000 rows: lakes span it.
-    border = CUBE_LEFT + 4000 * 190
+@pytest.mark.parametrize("chunk", [1000, 3600, 4000, 5000])
+def test_lakes_cross_chunk_borders(chunk: int) -> None:
+    # Columns either side of a chunk border of the project's grid, 4000 rows: lakes span it.
+    border = CUBE_LEFT + chunk * (760_000 // chunk)
     lon = (np.array([border - 1, border]) + 0.5) * P
     lat = ((250_000 + np.arange(4000) + 0.5) * P)[:, None]
     valid = tcvis_pixels(EDITIONS[0], lon, lat)[VALID]
     assert ((valid[:, 0] == 0) & (valid[:, 1] == 0)).sum() > 20
+
+
+def test_lake_share_is_moderate() -> None:
+    valid = tcvis_pixels(EDITIONS[0], *block(600_000, 250_000, 1000, 1000))[VALID]
     assert 0.05 < 1 - valid.mean() < 0.3
 
 

@@ -1,0 +1,265 @@
+"""LocalEarthEngine: the loopback Earth Engine REST server as a context-managed subprocess.
+
+    with LocalEarthEngine() as local_ee:
+        ee.Initialize(credentials=AnonymousCredentials(), project=local_ee.project, url=local_ee.url)
+        local_ee.set_faults([429, 503])          # the next two computePixels requests fail
+        local_ee.requests()                      # what the server saw
+
+The server (uvicorn + starlette, `python -m darts_aux.local.earthengine.server`) runs in its own session on
+a free 127.0.0.1 port; it is stopped (whole process group) on `stop()`, on errors during `start()`, at
+interpreter exit, and (Linux, main thread) when this process dies.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from darts_aux.local import _procs
+from darts_aux.local.earthengine.config import ServerConfig
+from darts_aux.local.earthengine.faults import Fault, script_json
+
+DEFAULT_PROJECT = "local-project"
+_LIVE: weakref.WeakSet[LocalEarthEngine] = weakref.WeakSet()
+
+
+class LocalEarthEngine:
+    """A running (or startable) local Earth Engine REST server for the unmodified `earthengine-api` client."""
+
+    def __init__(self, project: str = DEFAULT_PROJECT, *, startup_timeout: float = 30.0) -> None:
+        self.project = project
+        self.startup_timeout = startup_timeout
+        self._run_dir: Path | None = None
+        self._port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._admin: httpx.Client | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> LocalEarthEngine:
+        """Start the server on a free port and wait until it answers; idempotent."""
+        if self.running:
+            return self
+        self._run_dir = Path(tempfile.mkdtemp(prefix="darts-aux-ee-"))
+        _LIVE.add(self)
+        try:
+            for attempt in range(3):
+                try:
+                    self._start_server(attempt)
+                    return self
+                except _procs.ServerStartError:
+                    if attempt == 2:
+                        raise
+        except BaseException:
+            self.stop()
+            raise
+        raise AssertionError("unreachable")
+
+    def stop(self) -> None:
+        """Stop the server (whole process group) and delete the per-run directory; idempotent."""
+        _procs.stop(self._proc)
+        self._proc = None
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+        if self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+        self._run_dir = None
+        self._port = None
+        _LIVE.discard(self)
+
+    @property
+    def running(self) -> bool:
+        """Whether start() succeeded and stop() has not been called."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def __repr__(self) -> str:
+        return f"LocalEarthEngine(project={self.project!r}, {self.url if self.running else 'stopped'})"
+
+    def __enter__(self) -> LocalEarthEngine:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- addresses ---------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:PORT`: the `url` to give `ee.Initialize` (no trailing slash)."""
+        if self._port is None:
+            raise RuntimeError("LocalEarthEngine is not running; call start() first")
+        return f"http://{_procs.LOOPBACK}:{self._port}"
+
+    @property
+    def port(self) -> int:
+        """The server's TCP port."""
+        if self._port is None:
+            raise RuntimeError("LocalEarthEngine is not running; call start() first")
+        return self._port
+
+    @property
+    def offline_env(self) -> dict[str, str]:
+        """Environment that keeps the client's deprecation-catalog fetch (urllib, HTTPS) on loopback.
+
+        The server refuses CONNECT with 403, so urllib fails at once without a DNS lookup. Set it before
+        the process's first `urllib.request.urlopen` (urllib caches its proxy settings) and only where
+        no real HTTPS traffic is wanted.
+        """
+        return {"https_proxy": self.url, "HTTPS_PROXY": self.url}
+
+    @property
+    def log_path(self) -> Path:
+        """The server's request log (JSON lines)."""
+        return self._require_run_dir() / "requests.jsonl"
+
+    # -- request log and statistics ----------------------------------------------------------------
+
+    def requests(self, path_contains: str | None = None) -> list[dict[str, Any]]:
+        """Logged requests, oldest first (optionally only paths containing `path_contains`).
+
+        Each record: time, method, path (+query), status, bytes, seconds; computePixels requests also carry
+        in_flight (admitted requests in progress at arrival), concurrent (admitted ones including itself;
+        absent if rejected), grid {width, height}, band_ids, fault ("cap", "script" or "random") and message.
+        """
+        try:
+            lines = self.log_path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        records: list[dict[str, Any]] = []
+        for number, line in enumerate(lines, 1):
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                if number < len(lines):  # only the line being written may be incomplete
+                    raise
+        return [r for r in records if path_contains is None or path_contains in r["path"]]
+
+    def compute_requests(self) -> list[dict[str, Any]]:
+        """Logged computePixels requests."""
+        return self.requests(":computePixels")
+
+    def reset_log(self) -> None:
+        """Forget the logged requests and the server's counters (including `max_in_flight_seen`)."""
+        self.log_path.write_text("", encoding="utf-8")
+        self._admin_call("POST", "/_admin/reset")
+
+    def stats(self) -> dict[str, int]:
+        """Server counters since the last reset.
+
+        Keys: in_flight, max_in_flight_seen, compute_pixels, rejected_by_cap, faults.
+        """
+        return dict(self._admin_call("GET", "/_admin/stats"))
+
+    def max_in_flight_seen(self) -> int:
+        """Most computePixels requests the server was answering at once (admitted ones only) since the last reset."""
+        return int(self.stats()["max_in_flight_seen"])
+
+    # -- fault injection ---------------------------------------------------------------------------
+
+    def set_faults(
+        self,
+        script: Sequence[int | str | Mapping[str, Any] | Fault] | None = None,
+        *,
+        probability: float | None = None,
+        statuses: Sequence[int] | None = None,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """Script the next computePixels answers (e.g. [429, 503, "truncate"]) and/or random failures.
+
+        Only the arguments given change. `probability` > 0 makes each admitted request without a scripted
+        fault fail with a status drawn from `statuses` (default [503]); `seed` makes the draws repeatable.
+        Returns the server's fault state.
+        """
+        changes: dict[str, Any] = {}
+        if script is not None:
+            changes["script"] = script_json(script)
+        if probability is not None:
+            changes["probability"] = probability
+        if statuses is not None:
+            changes["statuses"] = list(statuses)
+        if seed is not None or probability is not None:
+            changes["seed"] = seed
+        return self._configure(changes)
+
+    def set_delay(self, seconds: float) -> dict[str, Any]:
+        """Make every admitted computePixels request wait `seconds` before it is answered."""
+        return self._configure({"delay": float(seconds)})
+
+    def set_max_in_flight(self, n: int | None) -> dict[str, Any]:
+        """Answer 429 at once to a computePixels request arriving while `n` are being answered (None: no cap)."""
+        return self._configure({"max_in_flight": n})
+
+    def clear_faults(self) -> dict[str, Any]:
+        """Back to a healthy server: no script, no random faults, no delay, no cap."""
+        return dict(self._admin_call("DELETE", "/_admin/faults"))
+
+    def faults(self) -> dict[str, Any]:
+        """The server's fault settings plus the unused rest of the script (`remaining`)."""
+        return dict(self._admin_call("GET", "/_admin/faults"))
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _configure(self, changes: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._admin_call("POST", "/_admin/faults", changes))
+
+    def _admin_call(self, method: str, path: str, payload: Any = None) -> Any:
+        """Call an admin endpoint; ValueError with the server's message on 400."""
+        if self._admin is None:
+            if not self.running:
+                raise RuntimeError("LocalEarthEngine is not running; call start() first")
+            self._admin = httpx.Client(base_url=self.url, timeout=10.0, trust_env=False)
+        response = self._admin.request(method, path, json=payload)
+        if response.status_code == 400:
+            raise ValueError(response.json().get("error", response.text))
+        response.raise_for_status()
+        return response.json()
+
+    def _require_run_dir(self) -> Path:
+        if self._run_dir is None:
+            raise RuntimeError("LocalEarthEngine is not running; call start() first")
+        return self._run_dir
+
+    def _start_server(self, attempt: int) -> None:
+        """Start the server subprocess on a fresh port and wait for /healthz."""
+        run_dir = self._require_run_dir()
+        self._port = _procs.free_port()
+        config = ServerConfig(
+            host=_procs.LOOPBACK,
+            port=self._port,
+            project=self.project,
+            log_path=str(self.log_path),
+            parent_pid=os.getpid(),
+        )
+        config_path = run_dir / "server.json"
+        config.dump(config_path)
+        log = run_dir / f"server-{attempt}.log"
+        proc = _procs.spawn([sys.executable, "-m", "darts_aux.local.earthengine.server", str(config_path)], log)
+        try:
+            _procs.wait_healthy(f"{self.url}/healthz", proc, log, self.startup_timeout)
+        except BaseException:
+            _procs.stop(proc)
+            raise
+        self._proc = proc
+        self.log_path.write_text("", encoding="utf-8")
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Interpreter exit: stop every local Earth Engine still running."""
+    for engine in list(_LIVE):
+        engine.stop()
