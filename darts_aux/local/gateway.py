@@ -16,24 +16,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
-import signal
 import sys
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from darts_aux.local._asgi import RequestLog, request_headers, serve, watch_parent
 
 Upstream = Literal["stac", "files"]
 HOP_HEADERS = frozenset({"host", "content-length", "connection", "keep-alive", "transfer-encoding", "accept-encoding"})
@@ -79,55 +77,12 @@ def classify(path: str) -> Upstream | None:
     return None
 
 
-class RequestLog:
-    """ASGI middleware appending one JSON line per upstream request: what was asked and what was sent."""
-
-    def __init__(self, app: ASGIApp, log_path: Path) -> None:
-        self.app = app
-        self.log_path = log_path
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        upstream = classify(scope["path"]) if scope["type"] == "http" else None
-        if upstream is None:
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        query = scope.get("query_string", b"").decode("latin-1")
-        record: dict[str, Any] = {
-            "time": time.time(),
-            "upstream": upstream,
-            "method": scope["method"],
-            "path": scope["path"] + (f"?{query}" if query else ""),
-            "range": headers.get("range"),
-            "status": None,
-            "bytes": 0,
-        }
-        t0 = time.perf_counter()
-        done = False
-
-        async def logging_send(message: Message) -> None:
-            nonlocal done
-            if message["type"] == "http.response.start":
-                record["status"] = message["status"]
-            elif message["type"] == "http.response.body":
-                record["bytes"] += len(message.get("body", b""))
-                if not message.get("more_body", False) and not done:
-                    done = True
-                    self._write(record, t0)
-            await send(message)
-
-        try:
-            await self.app(scope, receive, logging_send)
-        finally:
-            if not done:
-                record["error"] = "response not completed"
-                self._write(record, t0)
-
-    def _write(self, record: dict[str, Any], t0: float) -> None:
-        """Append the record (synchronous: one event loop, so lines never interleave)."""
-        record["seconds"] = round(time.perf_counter() - t0, 6)
-        with open(self.log_path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+def describe_request(scope: Scope) -> dict[str, Any] | None:
+    """Log fields of a request to an upstream (others pass unlogged)."""
+    upstream = classify(scope["path"])
+    if upstream is None:
+        return None
+    return {"upstream": upstream, "range": request_headers(scope).get("range")}
 
 
 class MultiDirStaticFiles(StaticFiles):
@@ -211,7 +166,7 @@ def build_app(config: GatewayConfig) -> ASGIApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        watcher = asyncio.create_task(_watch_parent(config.parent_pid))
+        watcher = asyncio.create_task(watch_parent(config.parent_pid))
         try:
             yield
         finally:
@@ -227,18 +182,7 @@ def build_app(config: GatewayConfig) -> ASGIApp:
         ],
         lifespan=lifespan,
     )
-    return RequestLog(app, Path(config.log_path))
-
-
-async def _watch_parent(parent_pid: int) -> None:
-    """Stop the server once the parent process is gone (no orphans after a crashed test run)."""
-    if parent_pid <= 0:
-        return
-    while True:
-        await asyncio.sleep(1.0)
-        if os.getppid() != parent_pid:
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
+    return RequestLog(app, Path(config.log_path), describe_request)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -247,14 +191,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if len(args) != 1:
         raise SystemExit("usage: python -m darts_aux.local.gateway CONFIG.json")
     config = GatewayConfig.load(Path(args[0]))
-    uvicorn.run(
-        build_app(config),
-        host=config.host,
-        port=config.port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=2,
-    )
+    serve(build_app(config), config.host, config.port)
 
 
 if __name__ == "__main__":

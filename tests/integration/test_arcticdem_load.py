@@ -13,7 +13,6 @@ from odc.geo.geobox import GeoBox
 from darts_aux import load_arcticdem
 from darts_aux.grid import ChunkGrid, PixelWindow, roi_window, window_geobox
 from darts_aux.local import LocalCatalog
-from darts_aux.local.spec import SUPERTILE_CORNER
 from darts_aux.manifest import Manifest
 from darts_aux.products import arcticdem
 from darts_aux.settings import reload_settings

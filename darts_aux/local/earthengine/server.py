@@ -18,25 +18,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import json
-import os
-import signal
 import sys
-import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from darts_aux.local._asgi import RequestLog, serve, watch_parent
 from darts_aux.local.earthengine.config import ServerConfig
 from darts_aux.local.earthengine.errors import DEFAULT_MESSAGES, EEError, error_body, invalid
 from darts_aux.local.earthengine.expression import Raster, evaluate_image, render
@@ -77,52 +73,10 @@ def google_error(status: int, message: str | None = None) -> JSONResponse:
     return JSONResponse(error_body(status, message), status_code=status)
 
 
-class RequestLog:
-    """ASGI middleware appending one JSON line per request (admin and health checks excepted)."""
-
-    def __init__(self, app: ASGIApp, log_path: Path) -> None:
-        self.app = app
-        self.log_path = log_path
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith("/_admin") or scope["path"] == "/healthz":
-            await self.app(scope, receive, send)
-            return
-        query = scope.get("query_string", b"").decode("latin-1")
-        record: dict[str, Any] = {
-            "time": time.time(),
-            "method": scope["method"],
-            "path": scope["path"] + (f"?{query}" if query else ""),
-            "status": None,
-            "bytes": 0,
-        }
-        scope[LOG_KEY] = record
-        t0 = time.perf_counter()
-        done = False
-
-        async def logging_send(message: Message) -> None:
-            nonlocal done
-            if message["type"] == "http.response.start":
-                record["status"] = message["status"]
-            elif message["type"] == "http.response.body":
-                record["bytes"] += len(message.get("body", b""))
-                if not message.get("more_body", False) and not done:
-                    done = True
-                    self._write(record, t0)
-            await send(message)
-
-        try:
-            await self.app(scope, receive, logging_send)
-        finally:
-            if not done:
-                record["error"] = "response not completed"
-                self._write(record, t0)
-
-    def _write(self, record: dict[str, Any], t0: float) -> None:
-        """Append the record (synchronous: one event loop, so lines never interleave)."""
-        record["seconds"] = round(time.perf_counter() - t0, 6)
-        with open(self.log_path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+def describe_request(scope: Scope) -> dict[str, Any] | None:
+    """Every request is logged except admin calls and health checks."""
+    path = scope["path"]
+    return None if path.startswith("/_admin") or path == "/healthz" else {}
 
 
 class RefuseConnect:
@@ -296,7 +250,7 @@ def build_app(config: ServerConfig) -> ASGIApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        watcher = asyncio.create_task(_watch_parent(config.parent_pid))
+        watcher = asyncio.create_task(watch_parent(config.parent_pid))
         try:
             yield
         finally:
@@ -315,18 +269,7 @@ def build_app(config: ServerConfig) -> ASGIApp:
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
-    return RequestLog(RefuseConnect(app), Path(config.log_path))
-
-
-async def _watch_parent(parent_pid: int) -> None:
-    """Stop the server once the parent process is gone (no orphans after a crashed test run)."""
-    if parent_pid <= 0:
-        return
-    while True:
-        await asyncio.sleep(1.0)
-        if os.getppid() != parent_pid:
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
+    return RequestLog(RefuseConnect(app), Path(config.log_path), describe_request, LOG_KEY)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -335,14 +278,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if len(args) != 1:
         raise SystemExit("usage: python -m darts_aux.local.earthengine.server CONFIG.json")
     config = ServerConfig.load(Path(args[0]))
-    uvicorn.run(
-        build_app(config),
-        host=config.host,
-        port=config.port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=2,
-    )
+    serve(build_app(config), config.host, config.port)
 
 
 if __name__ == "__main__":
