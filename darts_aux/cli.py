@@ -1,23 +1,69 @@
-"""The `darts-aux` command line (typer + rich)."""
+"""The `darts-aux` command line (typer + rich).
+
+Every command has `--help`. Errors darts-aux raises on purpose (DartsAuxError: bad input, an unreachable
+source, …) end the command with one red line on stderr and exit code 1; usage errors (an unknown
+option or product) are typer's, with exit code 2.
+"""
 
 from __future__ import annotations
 
 import logging
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
-app = typer.Typer(help="Auxiliary rasters for Arctic remote sensing from self-filling Zarr datacubes.",
+from .errors import DartsAuxError
+
+
+class _Commands(TyperGroup):
+    """The root group: a DartsAuxError from any command becomes one red line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DartsAuxError as error:
+            print_error(error)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(cls=_Commands, help="Auxiliary rasters for Arctic remote sensing from self-filling Zarr datacubes.",
                   no_args_is_help=True, add_completion=False)
 manifest_app = typer.Typer(help="Inspect and maintain the chunk manifests.", no_args_is_help=True)
 app.add_typer(manifest_app, name="manifest")
 console = Console(width=None if Console().is_terminal else 110)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+class ProductName(str, Enum):
+    """The products a region can be fetched or loaded from."""
+
+    arcticdem = "arcticdem"
+    tcvis = "tcvis"
+
 
 DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default: DARTS_AUX_DATA_DIR).")]
+ProductArgument = Annotated[ProductName, typer.Argument(help="arcticdem (EPSG:3413, 2/10/32 m) or tcvis (EPSG:4326).",
+                                                        show_default=False)]
+BBoxOption = Annotated[tuple[float, float, float, float] | None, typer.Option(
+    "--bbox", metavar="MINX MINY MAXX MAXY",
+    help="Region as a box in --crs. Across the antimeridian, continue past 180 (179.5 … 180.5).")]
+CrsOption = Annotated[str | None, typer.Option(
+    "--crs", help="CRS of --bbox (default EPSG:3413 for arcticdem, EPSG:4326 for tcvis); of a --geojson file "
+                  "without a 'crs' member (default EPSG:4326).")]
+GeoJsonOption = Annotated[Path | None, typer.Option(
+    "--geojson", help="Region as the bounding box of a GeoJSON geometry, Feature or FeatureCollection "
+                      "(CRS from its 'crs' member, else --crs, else EPSG:4326).")]
+ResolutionOption = Annotated[int | None, typer.Option(
+    "--resolution", help="ArcticDEM resolution in metres: 2, 10 or 32 (default 32). Not for tcvis.")]
+BufferOption = Annotated[int, typer.Option("--buffer", help="Cube pixels added around the region on every side.")]
 
 
 @app.callback()
@@ -27,20 +73,92 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log ever
                         handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
 
 
+def print_error(error: BaseException) -> None:
+    """One red line on stderr (no markup is read from the message)."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    err_console.print(Text.assemble(("error: ", "bold red"), (message, "red")))
+
+
 @app.command()
-def status(data_dir: DataDirOption = None) -> None:
+def fetch(
+    product: ProductArgument,
+    bbox: BBoxOption = None,
+    crs: CrsOption = None,
+    geojson: GeoJsonOption = None,
+    resolution: ResolutionOption = None,
+    buffer: BufferOption = 0,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Fill the cube's chunks over a region (nothing is loaded) and print what was fetched.
+
+    Chunks the manifest lists as settled are not searched again; the others are filled through Prefect or in-process, as DARTS_AUX_ORCHESTRATOR says, with a progress bar of chunks.
+    """
+    from .cli_support import fetch_region, summary_table
+
+    region, settings = _region(product, bbox, crs, geojson, resolution, buffer, data_dir)
+    report, filled = fetch_region(region, settings, err_console)
+    console.print(summary_table(report, region, filled))
+    report.raise_for_failures()
+
+
+@app.command()
+def load(
+    product: ProductArgument,
+    out: Annotated[Path, typer.Option("--out", help="Output file: .nc (NetCDF, xarray) or .tif (multi-band GeoTIFF).",
+                                      show_default=False)],
+    bbox: BBoxOption = None,
+    crs: CrsOption = None,
+    geojson: GeoJsonOption = None,
+    resolution: ResolutionOption = None,
+    buffer: BufferOption = 0,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Load a region (filling missing chunks first) and write it to a file.
+
+    The file holds the cube's own grid over the region (EPSG:3413 or EPSG:4326, no resampling).
+
+    NetCDF (.nc): the xarray Dataset as load_arcticdem / load_tcvis return it (needs netCDF4, h5netcdf or scipy).
+
+    GeoTIFF (.tif): one file, one band per variable, band descriptions = variable names. ArcticDEM's uint8 datamask is stored as float32 beside dem (exact; band tag source_dtype=uint8) with nodata NaN; TCVIS bands stay uint8 with no nodata value (0 is a real value there: see the valid band).
+    """
+    from .api import read_dataset
+    from .cli_support import check_output, fetch_region, summary_table, write_output
+
+    region, settings = _region(product, bbox, crs, geojson, resolution, buffer, data_dir)
+    check_output(out)
+    report, filled = fetch_region(region, settings, err_console)
+    if filled:
+        console.print(summary_table(report, region, filled))
+    report.raise_for_failures()
+    dataset = read_dataset(region.data_dir, region.product, region.window, persist=False)
+    console.print(write_output(dataset, out))
+
+
+@app.command()
+def status(
+    data_dir: DataDirOption = None,
+    map_: Annotated[Path | None, typer.Option(
+        "--map", help="Also write each cube's coverage map (chunks by status): --map out.png writes "
+                      "out-<cube>.png per cube, e.g. out-arcticdem-32m.png.")] = None,
+) -> None:
     """Per cube: chunks full / partial, bytes on disk, last update."""
+    from .api import resolve_data_dir
+    from .cli_support import write_coverage_maps
     from .cubes import cube_statuses
     from .settings import get_settings
 
-    directory = data_dir or get_settings().data_dir
+    directory = resolve_data_dir(data_dir, get_settings())
+    rows = cube_statuses(directory) if directory.is_dir() else []
     table = Table(title=f"cubes in {directory}")
     for column in ("cube", "full", "partial", "bytes on disk", "last update"):
         table.add_column(column)
-    for row in cube_statuses(directory):
-        table.add_row(row.product, str(row.full), str(row.partial), f"{row.bytes_on_disk / 1e6:,.1f} MB",
+    for row in rows:
+        table.add_row(row.product.key, str(row.full), str(row.partial), f"{row.bytes_on_disk / 1e6:,.1f} MB",
                       row.last_update.isoformat(timespec="seconds") if row.last_update else "-")
     console.print(table)
+    if map_ is not None:
+        for path in write_coverage_maps(rows, map_):
+            console.print(f"wrote {path}")
 
 
 @manifest_app.command("compact")
@@ -54,6 +172,23 @@ def manifest_compact(data_dir: DataDirOption = None) -> None:
 
 
 @app.command()
+def serve(data_dir: DataDirOption = None) -> None:
+    """Start the Prefect deployments' schedules in this process (runs until stopped with Ctrl+C)."""
+    from .api import resolve_data_dir
+    from .settings import get_settings
+
+    directory = None if data_dir is None else str(resolve_data_dir(data_dir, get_settings()))
+    try:
+        from flows.deployments import serve_all
+    except ImportError as error:
+        from .cli_support import CliInputError
+
+        raise CliInputError(f"cannot serve the deployments: flows.deployments does not import ({error}); "
+                            "install darts-aux with its flows and Prefect (uv sync).") from None
+    serve_all(directory)
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the quicklooks and the demo's data.")] = Path("demo-output"),
     inline: Annotated[bool, typer.Option(help="Run fills in-process instead of through Prefect.")] = False,
@@ -62,6 +197,18 @@ def demo(
     from .demo import run_demo
 
     run_demo(out, inline=inline, console=console)
+
+
+def _region(product: ProductName, bbox: tuple[float, float, float, float] | None, crs: str | None,
+            geojson: Path | None, resolution: int | None, buffer: int, data_dir: Path | None) -> tuple[Any, Any]:
+    """The cube window of a command's region, and the settings (nothing is written)."""
+    from .cli_support import product_for, region_geobox, resolve_region
+    from .settings import get_settings
+
+    settings = get_settings()
+    cube = product_for(product.value, resolution, settings.tcvis_edition)
+    geobox = region_geobox(cube, bbox=bbox, crs=crs, geojson=geojson)
+    return resolve_region(cube, geobox, data_dir, buffer, settings), settings
 
 
 if __name__ == "__main__":

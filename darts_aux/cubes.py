@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .grid import ChunkGrid
 from .manifest import Manifest
-from .products import ARCTICDEM_RESOLUTIONS, Product, arcticdem
+from .products import ARCTICDEM_RESOLUTIONS, TCVIS_EDITIONS, Product, arcticdem, tcvis
 from .store import Cube, cube_exists, cube_paths
 
 
@@ -17,16 +17,17 @@ from .store import Cube, cube_exists, cube_paths
 class CubeStatus:
     """A cube's completeness and size."""
 
-    product: str
+    product: Product
     full: int
     partial: int
     bytes_on_disk: int
     last_update: datetime | None
+    manifest_files: tuple[Path, ...]
 
 
 def known_products() -> list[Product]:
     """Every product a data directory may hold."""
-    return [arcticdem(r) for r in ARCTICDEM_RESOLUTIONS]
+    return [*(arcticdem(r) for r in ARCTICDEM_RESOLUTIONS), *(tcvis(e) for e in TCVIS_EDITIONS)]
 
 
 def present_products(data_dir: Path) -> Iterator[Product]:
@@ -38,11 +39,14 @@ def cube_statuses(data_dir: Path) -> list[CubeStatus]:
     """One status row per cube present."""
     rows = []
     for product in present_products(data_dir):
-        latest = Manifest(cube_paths(data_dir, product).manifest, ChunkGrid(product)).latest()
+        paths = cube_paths(data_dir, product)
+        manifest = Manifest(paths.manifest, ChunkGrid(product))
+        latest = manifest.latest()
         statuses = [r.status for r in latest.values()]
-        size = sum(f.stat().st_size for f in cube_paths(data_dir, product).root.rglob("*") if f.is_file())
+        size = sum(f.stat().st_size for f in paths.root.rglob("*") if f.is_file())
         last = max((r.checked_at for r in latest.values()), default=None)
-        rows.append(CubeStatus(product.key, statuses.count("full"), statuses.count("partial"), size, last))
+        rows.append(CubeStatus(product, statuses.count("full"), statuses.count("partial"), size, last,
+                               tuple(manifest.files())))
     return rows
 
 

@@ -59,8 +59,12 @@ def write_coverage_png(manifest_files: list[Path], path: Path, title: str) -> Pa
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
     ax.legend(handles, list(colours), loc="upper right")
     ax.set_title(title)
-    ax.set_xlabel("x (EPSG:3413, m)")
-    ax.set_ylabel("y (EPSG:3413, m)")
+    crs = frame.crs
+    geographic = crs is not None and crs.is_geographic
+    unit = "°" if geographic else "m"
+    name = crs.to_string() if crs is not None else "cube CRS"
+    ax.set_xlabel(f"{'longitude' if geographic else 'x'} ({name}, {unit})")
+    ax.set_ylabel(f"{'latitude' if geographic else 'y'} ({name}, {unit})")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

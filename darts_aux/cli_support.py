@@ -1,0 +1,448 @@
+"""What the `darts-aux` commands are made of: products and regions from options, a fill with a progress bar,
+output files (GeoTIFF, NetCDF) and per-cube status and coverage maps.
+
+Kept apart from `cli.py` so that the pure parts (regions, output kinds) are unit-tested without typer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from .errors import DartsAuxError, InvalidRequestError
+from .products import ARCTICDEM_CRS, Product, arcticdem, tcvis
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from odc.geo.geobox import GeoBox
+    from rich.console import Console
+    from rich.table import Table
+
+    from .cubes import CubeStatus
+    from .fill import FillReport
+    from .grid import PixelWindow
+    from .settings import Settings
+
+BBox = tuple[float, float, float, float]
+"""(min x, min y, max x, max y) in the region's CRS."""
+ProductName = Literal["arcticdem", "tcvis"]
+DEFAULT_ARCTICDEM_RESOLUTION = 32
+DEFAULT_CRS: dict[str, str] = {"arcticdem": ARCTICDEM_CRS, "tcvis": "EPSG:4326"}
+GEOJSON_CRS = "EPSG:4326"
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
+"""xarray's NetCDF writers, in order of preference, with the module each needs."""
+GEOTIFF_STRIP_ROWS = 2048
+POLL_SECONDS = 0.3
+
+
+class CliInputError(InvalidRequestError):
+    """A command-line option that cannot be used as given (region, CRS, GeoJSON file, output path)."""
+
+
+class OutputError(DartsAuxError):
+    """An output file could not be written."""
+
+
+# -- products ------------------------------------------------------------------------------------
+
+
+def product_for(name: str, resolution: int | None, tcvis_edition: str) -> Product:
+    """The cube a command works on: ArcticDEM at `resolution` (default 32 m), or TCVIS of the configured edition."""
+    if name == "arcticdem":
+        return arcticdem(DEFAULT_ARCTICDEM_RESOLUTION if resolution is None else resolution)
+    if name == "tcvis":
+        if resolution is not None:
+            raise CliInputError("TCVIS has a single resolution (0.00027°, ~30 m); drop --resolution.")
+        return tcvis(tcvis_edition)
+    raise CliInputError(f"unknown product {name!r}; use arcticdem or tcvis.")
+
+
+# -- regions -------------------------------------------------------------------------------------
+
+
+def parse_crs(text: str) -> str:
+    """A CRS given on the command line or in a GeoJSON file, normalised ('EPSG:n', else WKT)."""
+    from odc.geo.crs import CRS
+
+    if "CRS84" in text.upper():  # OGC:CRS84 / urn:ogc:def:crs:OGC:1.3:CRS84: lon/lat, like GeoJSON's x/y
+        return "EPSG:4326"
+    try:
+        crs = CRS(text)
+    except Exception as error:  # pyproj's CRSError and odc-geo's ValueError alike
+        raise CliInputError(f"unknown CRS {text!r} ({_first_line(error)}); give it like EPSG:3413.") from None
+    return f"EPSG:{crs.epsg}" if crs.epsg is not None else crs.to_wkt()
+
+
+def check_bbox(bbox: BBox) -> BBox:
+    """A bbox with finite values and min < max on both axes."""
+    minx, miny, maxx, maxy = (float(v) for v in bbox)
+    if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
+        raise CliInputError(f"--bbox {_fmt(bbox)} has a value that is not a finite number.")
+    if minx >= maxx or miny >= maxy:
+        hint = " (a region across the antimeridian continues past 180, e.g. 179.5 … 180.5)" if minx >= maxx else ""
+        raise CliInputError(
+            f"--bbox {_fmt(bbox)} is empty: it needs MINX < MAXX and MINY < MAXY, in the order MINX MINY MAXX MAXY{hint}."
+        )
+    return (minx, miny, maxx, maxy)
+
+
+def read_geojson(path: Path) -> tuple[BBox, str | None]:
+    """Bounding box of a GeoJSON geometry, Feature or FeatureCollection, and the CRS its `crs` member names."""
+    import shapely
+    from shapely.geometry import shape
+
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise CliInputError(f"cannot read the GeoJSON file {path}: {error.strerror or error}.") from None
+    except (UnicodeDecodeError, ValueError) as error:
+        raise CliInputError(f"{path} is not GeoJSON (not valid JSON: {_first_line(error)}).") from None
+    if not isinstance(document, dict):
+        raise CliInputError(f"{path} is not GeoJSON: expected a geometry, Feature or FeatureCollection object.")
+    try:
+        geometries = [shape(g) for g in _geojson_geometries(document, path)]
+    except CliInputError:
+        raise
+    except Exception as error:  # shapely's GeometryTypeError, KeyError, ValueError for malformed coordinates
+        raise CliInputError(f"{path} holds a geometry that cannot be read ({_first_line(error)}).") from None
+    geometries = [g for g in geometries if not g.is_empty]
+    if not geometries:
+        raise CliInputError(f"{path} holds no geometry with coordinates.")
+    bounds = tuple(float(v) for v in shapely.union_all(geometries).bounds)
+    if not all(math.isfinite(v) for v in bounds) or bounds[0] >= bounds[2] or bounds[1] >= bounds[3]:
+        raise CliInputError(f"the geometry in {path} has no area (bounding box {_fmt(bounds)}); give a polygon.")
+    return bounds, _geojson_crs(document, path)
+
+
+def _geojson_geometries(document: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+    kind = document.get("type")
+    if kind == "FeatureCollection":
+        features = document.get("features")
+        if not isinstance(features, list):
+            raise CliInputError(f"{path}: a FeatureCollection needs a 'features' list.")
+        return [f["geometry"] for f in features if isinstance(f, dict) and f.get("geometry")]
+    if kind == "Feature":
+        return [document["geometry"]] if document.get("geometry") else []
+    if kind in ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection"):
+        return [document]
+    raise CliInputError(f"{path} is not GeoJSON: type {kind!r} is not a geometry, Feature or FeatureCollection.")
+
+
+def _geojson_crs(document: dict[str, Any], path: Path) -> str | None:
+    """The legacy `crs` member ({"type": "name", "properties": {"name": "EPSG:3413"}}), if any."""
+    member = document.get("crs")
+    if member is None:
+        return None
+    name = member.get("properties", {}).get("name") if isinstance(member, dict) else None
+    if not isinstance(name, str):
+        raise CliInputError(f"{path}: the 'crs' member must be {{'type': 'name', 'properties': {{'name': 'EPSG:…'}}}}.")
+    return parse_crs(name)
+
+
+def region_geobox(product: Product, *, bbox: BBox | None, crs: str | None, geojson: Path | None) -> GeoBox:
+    """The region of a command as a GeoBox: --bbox in --crs (default by product), or a GeoJSON file's bounding box.
+
+    The CRS of a GeoJSON file is its `crs` member, else --crs, else EPSG:4326.
+    """
+    if (bbox is None) == (geojson is None):
+        raise CliInputError("give the region either as --bbox MINX MINY MAXX MAXY or as --geojson FILE (one of them).")
+    given_crs = parse_crs(crs) if crs is not None else None
+    if geojson is not None:
+        box, file_crs = read_geojson(geojson)
+        if file_crs is not None and given_crs is not None and file_crs != given_crs:
+            raise CliInputError(f"{geojson} says its CRS is {file_crs} but --crs is {given_crs}; drop --crs.")
+        return bbox_geobox(product, box, file_crs or given_crs or GEOJSON_CRS)
+    assert bbox is not None
+    return bbox_geobox(product, check_bbox(bbox), given_crs or DEFAULT_CRS[_product_name(product)])
+
+
+def bbox_geobox(product: Product, bbox: BBox, crs: str) -> GeoBox:
+    """A GeoBox over a bbox: at the product's resolution in the product's CRS, else exactly the box.
+
+    Either way the load takes the box's footprint to the cube grid and snaps it outward to whole cube pixels.
+    """
+    from odc.geo.geobox import GeoBox
+
+    if parse_crs(crs) == parse_crs(product.extent.crs):
+        return GeoBox.from_bbox(bbox, crs, resolution=product.resolution)
+    return GeoBox.from_bbox(bbox, crs, tight=True, shape=(1, 1))
+
+
+def _product_name(product: Product) -> str:
+    return "tcvis" if product.key.startswith("tcvis") else "arcticdem"
+
+
+# -- fills ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Region:
+    """A command's region resolved against a cube."""
+
+    product: Product
+    data_dir: Path
+    window: PixelWindow
+
+    @property
+    def chunk_count(self) -> int:
+        from .grid import ChunkGrid
+
+        return len(ChunkGrid(self.product).chunks(self.window))
+
+
+def resolve_region(product: Product, geobox: GeoBox, data_dir: Path | None, buffer: int, settings: Settings) -> Region:
+    """Data directory and cube window of a region (the same steps `load_*` takes; nothing is written)."""
+    from .api import resolve_data_dir
+    from .grid import roi_window
+
+    return Region(product, resolve_data_dir(data_dir, settings), roi_window(geobox, product.extent, buffer))
+
+
+def fetch_region(region: Region, settings: Settings, console: Console) -> tuple[FillReport, bool]:
+    """Fill the region's chunks unless the manifest says they are settled; (report, whether a fill ran).
+
+    Fills go through `api.fill`, so Prefect or in-process runs stay as configured.
+    """
+    from .api import fill, is_settled
+    from .fill import FillReport
+
+    started = time.perf_counter()
+    if is_settled(region.data_dir, region.product, region.window, settings):
+        count = region.chunk_count
+        report = FillReport(region.product.key, chunks_total=count, chunks_reused=count,
+                            seconds=time.perf_counter() - started)
+        return report, False
+    report = run_with_progress(lambda: fill(region.data_dir, region.product, region.window, settings), region, console)
+    return report, True
+
+
+def run_with_progress(work: Callable[[], FillReport], region: Region, console: Console) -> FillReport:
+    """Run a fill in a worker thread; advance a bar of chunks from the manifest rows written since it started."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    counter = ChunkCounter(region)
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["report"] = work()
+        except BaseException as error:  # handed to the main thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name="darts-aux-fill", daemon=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(f"filling {region.product.key}", total=counter.total, completed=counter.done())
+        worker.start()
+        while worker.is_alive():
+            worker.join(POLL_SECONDS)
+            progress.update(task, completed=counter.done())
+        if "report" in outcome:
+            progress.update(task, completed=counter.total)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["report"]
+
+
+class ChunkCounter:
+    """Chunks of a window that are done: full before the fill started, or given a manifest row since."""
+
+    def __init__(self, region: Region) -> None:
+        from .grid import ChunkGrid
+        from .manifest import Manifest, utc_now
+        from .store import cube_paths
+
+        self.chunks = set(ChunkGrid(region.product).chunks(region.window))
+        self.window = region.window
+        self.manifest = Manifest(cube_paths(region.data_dir, region.product).manifest, ChunkGrid(region.product))
+        self.started: datetime = utc_now()
+        self.full_before = {c for c, rec in self._latest().items() if rec.status == "full"}
+        self._last = len(self.full_before & self.chunks)
+
+    @property
+    def total(self) -> int:
+        return len(self.chunks)
+
+    def done(self) -> int:
+        """How many chunks are done now (never fewer than last time; a failed read keeps the last count)."""
+        try:
+            latest = self._latest()
+        except Exception:  # a segment being compacted away, a half-written file: try again next poll
+            return self._last
+        fresh = {c for c, rec in latest.items() if rec.checked_at >= self.started}
+        self._last = max(self._last, len((self.full_before | fresh) & self.chunks))
+        return self._last
+
+    def _latest(self) -> dict:
+        return self.manifest.latest(self.window)
+
+
+def summary_table(report: FillReport, region: Region, filled: bool) -> Table:
+    """One row: chunks fetched / reused / rechecked, MB read, seconds."""
+    from rich.table import Table
+
+    rows, cols = region.window.shape
+    caption = (f"window {cols} × {rows} px of {region.product.key} ({region.product.extent.crs}) in {region.data_dir}; "
+               + ("filled" if filled else "settled in the cube: no fill started"))
+    table = Table(title=f"fetch {region.product.key}", caption=caption)
+    for column in ("cube", "chunks", "fetched", "reused", "rechecked", "MB read", "seconds"):
+        table.add_column(column, justify="left" if column == "cube" else "right")
+    table.add_row(region.product.key, str(report.chunks_total), str(report.chunks_fetched), str(report.chunks_reused),
+                  str(report.chunks_rechecked), f"{report.bytes_read / 1e6:,.1f}", f"{report.seconds:.1f}")
+    return table
+
+
+# -- output files --------------------------------------------------------------------------------
+
+
+def output_kind(path: Path) -> Literal["netcdf", "geotiff"]:
+    """What an --out path asks for, by its suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix in NETCDF_SUFFIXES:
+        return "netcdf"
+    if suffix in GEOTIFF_SUFFIXES:
+        return "geotiff"
+    raise CliInputError(f"--out {path}: the name must end in .nc (NetCDF) or .tif (GeoTIFF).")
+
+
+def check_output(path: Path) -> Literal["netcdf", "geotiff"]:
+    """Fail before any fill when the output cannot be written: suffix, writer, folder."""
+    kind = output_kind(path)
+    if path.is_dir():
+        raise CliInputError(f"--out {path} is a directory; give a file name.")
+    folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise CliInputError(f"--out {path}: {folder} is not a directory.")
+    return kind
+
+
+def write_output(dataset: xr.Dataset, path: Path) -> str:
+    """Write the dataset as NetCDF or GeoTIFF by the path's suffix; returns a one-line description."""
+    kind = output_kind(path)
+    with _atomic(path) as tmp:
+        if kind == "netcdf":
+            write_netcdf(dataset, tmp)
+        else:
+            write_geotiff(dataset, tmp)
+    geobox = dataset.odc.geobox
+    names = ", ".join(dataset.data_vars)
+    what = "NetCDF" if kind == "netcdf" else f"GeoTIFF ({geotiff_dtype(dataset)}, one band per variable)"
+    crs = f"EPSG:{geobox.crs.epsg}" if geobox.crs.epsg is not None else "a CRS without EPSG code"
+    return f"wrote {path}: {what}: {names}; {geobox.width} × {geobox.height} px, {crs}"
+
+
+def write_netcdf(dataset: xr.Dataset, path: Path) -> None:
+    """xarray's NetCDF of the dataset (variables, odc-geo coordinates, `spatial_ref` grid mapping), compressed."""
+    encoding = {name: {"compression": "gzip", "compression_opts": 4} for name in dataset.data_vars}
+    dataset.to_netcdf(path, engine="h5netcdf", encoding=encoding)
+
+
+def geotiff_dtype(dataset: xr.Dataset) -> np.dtype:
+    """The one dtype of a multi-band GeoTIFF: the smallest that holds every variable exactly (uint8 + float32 → float32)."""
+    return np.result_type(*(v.dtype for v in dataset.data_vars.values()))
+
+
+def write_geotiff(dataset: xr.Dataset, path: Path) -> None:
+    """A multi-band GeoTIFF: one band per variable (description = name), the cube grid's CRS and transform.
+
+    Variables of different dtypes share the smallest dtype that holds them all exactly (ArcticDEM's uint8
+    `datamask` is stored as float32 beside `dem`; the band's tag `source_dtype` keeps the original). Float
+    files have nodata NaN; integer files (TCVIS) have none, because 0 is a real value there (see `valid`).
+    Written in strips of rows, so a large region is never held in memory whole.
+    """
+    import rasterio
+    from rasterio.crs import CRS as RioCRS
+
+    geobox = dataset.odc.geobox
+    dtype = geotiff_dtype(dataset)
+    floating = np.issubdtype(dtype, np.floating)
+    crs = RioCRS.from_epsg(geobox.crs.epsg) if geobox.crs.epsg is not None else RioCRS.from_wkt(geobox.crs.to_wkt())
+    profile = {
+        "driver": "GTiff", "width": geobox.width, "height": geobox.height, "count": len(dataset.data_vars),
+        "dtype": dtype.name, "crs": crs, "transform": geobox.affine, "nodata": float("nan") if floating else None,
+        "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "deflate",
+        "predictor": 3 if floating else 2, "BIGTIFF": "IF_SAFER",
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.update_tags(**{k: str(v) for k, v in dataset.attrs.items()})
+        for band, (name, variable) in enumerate(dataset.data_vars.items(), start=1):
+            dst.set_band_description(band, name)
+            dst.update_tags(band, source_dtype=str(variable.dtype))
+            data = variable.data
+            for row0 in range(0, geobox.height, GEOTIFF_STRIP_ROWS):
+                row1 = min(row0 + GEOTIFF_STRIP_ROWS, geobox.height)
+                strip = np.asarray(data[row0:row1]).astype(dtype, copy=False)
+                dst.write(strip, band, window=((row0, row1), (0, geobox.width)))
+
+
+@contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """Write to a temporary name beside `path`, rename into place on success, remove it on failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error}") from None
+    except Exception as error:
+        import rasterio.errors
+
+        if isinstance(error, rasterio.errors.RasterioError):
+            raise OutputError(f"cannot write {path}: {_first_line(error)}") from None
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# -- status and coverage maps --------------------------------------------------------------------
+
+
+def coverage_map_path(out: Path, product: Product) -> Path:
+    """Where a cube's coverage map goes: `--map out.png` → `out-<cube>.png`, one PNG per cube."""
+    return out.with_name(f"{out.stem}-{product.key}{out.suffix}")
+
+
+def write_coverage_maps(statuses: list[CubeStatus], out: Path) -> list[Path]:
+    """One coverage PNG per cube with manifest rows (chunks coloured by status)."""
+    from .quicklook import write_coverage_png
+
+    if out.suffix.lower() != ".png":
+        raise CliInputError(f"--map {out}: the name must end in .png (one PNG per cube gets a suffix).")
+    mapped = [s for s in statuses if s.manifest_files and s.full + s.partial]
+    if not mapped:
+        raise CliInputError("no cube in the data directory has manifest rows yet: nothing to map. Fetch a region first.")
+    written = []
+    for status in mapped:
+        path = coverage_map_path(out, status.product)
+        title = f"{status.product.key}: {status.full} full, {status.partial} partial chunks"
+        with _atomic(path) as tmp:
+            write_coverage_png(list(status.manifest_files), tmp, title)
+        written.append(path)
+    return written
+
+
+# -- small things --------------------------------------------------------------------------------
+
+
+def _fmt(values: tuple[float, ...]) -> str:
+    return " ".join(f"{v:.10g}" for v in values)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
