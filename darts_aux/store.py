@@ -33,7 +33,7 @@ LOCK_FILE = "commit.lock"
 BRANCH = "main"
 CUBE_FORMAT = 1
 MAX_CONFLICT_REDOS = 50
-MANIFEST_SPLIT_CHUNKS = 32  # zarr chunks per axis in one icechunk manifest piece
+MANIFEST_SPLIT_CHUNKS = 25  # zarr chunks per axis in one icechunk manifest piece: one 2 m tile (benchmarks/README.md)
 
 Arrays = dict[str, np.ndarray]
 
