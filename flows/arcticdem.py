@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from prefect import flow
 
 from darts_aux.fill import FillReport, arcticdem_context
-from darts_aux.grid import PixelWindow, bounds_window, window_bounds
-from darts_aux.products import Product
+from darts_aux.grid import PixelWindow, window_bounds
+from darts_aux.products import Product, arcticdem
 from darts_aux.settings import Settings, get_settings
 
+from .roi import Bounds, fill_window_of, window_size_label
 from .tasks import fill_window, thread_runner
 
 
@@ -19,16 +21,35 @@ def _flow_run_name() -> str:
     from prefect.runtime import flow_run
 
     params = flow_run.parameters
-    left, bottom, right, top = params["bounds"]
-    return f"arcticdem-{params['resolution']}m {(right - left) / 1000:.0f}×{(top - bottom) / 1000:.0f} km"
+    resolution = params["resolution"]
+    bounds, crs, geometry = params.get("bounds"), params.get("crs"), params.get("geometry")
+    if geometry is None and crs is None and bounds is not None:
+        left, bottom, right, top = bounds
+        return f"arcticdem-{resolution}m {(right - left) / 1000:.0f}×{(top - bottom) / 1000:.0f} km"
+    try:
+        product = arcticdem(resolution)
+        size = window_size_label(product, fill_window_of(product, bounds, crs, geometry, params.get("buffer", 0)))
+    except Exception:  # noqa: BLE001 - a bad ROI fails in the flow with its own message; the name stays plain
+        size = "ROI"
+    return f"arcticdem-{resolution}m {size}"
 
 
 @flow(name="fill_arcticdem", flow_run_name=_flow_run_name, task_runner=thread_runner(4))
-def fill_arcticdem(resolution: int, bounds: tuple[float, float, float, float], data_dir: str | None = None) -> FillReport:
-    """Fill every chunk of an ArcticDEM cube touching `bounds` (EPSG:3413 left, bottom, right, top)."""
+def fill_arcticdem(resolution: int, bounds: tuple[float, float, float, float] | None = None,
+                   data_dir: str | None = None, crs: str | None = None,
+                   geometry: dict[str, Any] | str | None = None, buffer: int = 0) -> FillReport:
+    """Fill every chunk of an ArcticDEM cube (2, 10 or 32 m) touching a region.
+
+    The region is `bounds` (left, bottom, right, top) in `crs` (default EPSG:3413), or a GeoJSON `geometry`
+    (geometry, Feature or FeatureCollection; in `crs`, default EPSG:4326), padded by `buffer` cube pixels.
+    """
     settings = get_settings()
     ctx = arcticdem_context(resolution, data_dir or settings.data_dir, settings)
-    return fill_window(ctx, bounds_window(ctx.product.extent, tuple(bounds)))
+    return fill_window(ctx, fill_window_of(ctx.product, _bounds(bounds), crs, geometry, buffer))
+
+
+def _bounds(bounds: Bounds | list[float] | None) -> Bounds | None:
+    return None if bounds is None else tuple(bounds)  # type: ignore[return-value]
 
 
 def run_fill_arcticdem(product: Product, window: PixelWindow, data_dir: Path, settings: Settings) -> FillReport:

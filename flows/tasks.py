@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import task
@@ -23,7 +25,7 @@ from darts_aux.fill import (
     finish_report,
     new_report,
 )
-from darts_aux.grid import PixelWindow
+from darts_aux.grid import ChunkId, PixelWindow
 from darts_aux.manifest import ChunkRecord
 
 from .policy import retry_options
@@ -47,15 +49,89 @@ def commit_task(ctx: FillContext, staged: StagedChunk) -> ChunkRecord:
     return commit(ctx, staged)
 
 
+def product_tags(product: str) -> list[str]:
+    """Tags of every task of a product's fill: the source family ('arcticdem', 'tcvis') and the cube key."""
+    return [product.split("-")[0], product]
+
+
+def download_tags(product: str) -> list[str]:
+    """Tags of a download task: the product's, plus 'download' and 'download-<family>' for concurrency limits.
+
+    `prefect concurrency-limit create download 4` caps downloads of every source together;
+    `prefect concurrency-limit create download-arcticdem 4` (or `download-tcvis`) caps one source only.
+    A limit on 'arcticdem' or 'tcvis' would also hold back the discover and commit tasks.
+    """
+    family = product.split("-")[0]
+    return [*product_tags(product), "download", f"download-{family}"]
+
+
+@dataclass(frozen=True)
+class ChunkRun:
+    """What one fill did to one chunk, for the chunk table artifact."""
+
+    chunk: ChunkId
+    action: str
+    """'fetched' (downloaded and committed), 'rechecked' (partial, nothing new), 'reused' (full) or 'failed'."""
+    record: ChunkRecord | None
+    """The chunk's manifest row after the fill (None when never recorded)."""
+    new_items: tuple[str, ...] = ()
+    bytes_read: int = 0
+    seconds: float = 0.0
+    error: str = ""
+    region: str = ""
+
+
+@dataclass
+class FillOutcome:
+    """A fill of one product over one or more windows: the report, every chunk's fate, the errors raised."""
+
+    ctx: FillContext
+    report: FillReport
+    windows: list[tuple[str, PixelWindow]] = field(default_factory=list)
+    chunks: list[ChunkRun] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+
+    def raise_first_error(self) -> None:
+        """Raise the first chunk error, as a failed task would (the other chunks were still committed)."""
+        if self.errors:
+            raise self.errors[0]
+
+
 def fill_window(ctx: FillContext, window: PixelWindow) -> FillReport:
-    """The body of every fill flow: discover, then a retried download and a commit task per chunk."""
+    """The body of every fill flow: discover, then a retried download and a commit task per chunk.
+
+    Publishes the chunk table and summary artifacts of the run, then raises the first chunk error, if any.
+    """
+    from .artifacts import publish_fill_artifacts
+
+    outcome = fill_windows(ctx, [("", window)])
+    publish_fill_artifacts(outcome)
+    outcome.raise_first_error()
+    return outcome.report
+
+
+def fill_windows(ctx: FillContext, windows: Sequence[tuple[str, PixelWindow]]) -> FillOutcome:
+    """Fill several (labelled) windows of one product one after another; errors are collected, not raised."""
+    started = time.perf_counter()
+    outcome = FillOutcome(ctx, new_report(ctx), list(windows))
+    for label, window in windows:
+        part, chunks, errors = _fill_one(ctx, window, label)
+        _add_report(outcome.report, part)
+        outcome.chunks.extend(chunks)
+        outcome.errors.extend(errors)
+    outcome.report.seconds = time.perf_counter() - started
+    return outcome
+
+
+def _fill_one(ctx: FillContext, window: PixelWindow, label: str
+              ) -> tuple[FillReport, list[ChunkRun], list[BaseException]]:
     started = time.perf_counter()
     product = ctx.product.key
-    tags = [product.split("-")[0], product]
+    tags = product_tags(product)
     discovery = discover_task.with_options(task_run_name=f"discover-{product}", tags=tags)(ctx, window)
     options = retry_options(ctx.policy)
     staged = [
-        download_task.with_options(task_run_name=f"download-{job.chunk}", tags=[*tags, "download"], **options)
+        download_task.with_options(task_run_name=f"download-{job.chunk}", tags=download_tags(product), **options)
         .submit(ctx, job)
         for job in discovery.jobs
     ]
@@ -65,23 +141,49 @@ def fill_window(ctx: FillContext, window: PixelWindow) -> FillReport:
         for job, future in zip(discovery.jobs, staged)
     ]
     report = new_report(ctx)
-    errors = _collect(report, staged, commits)
+    chunks, errors = _collect(report, discovery.jobs, staged, commits, label)
     finish_report(ctx, report, discovery, started)
-    if errors:
-        raise errors[0]
-    return report
+    chunks.extend(_settled_chunks(ctx, window, discovery, label))
+    return report, chunks, errors
 
 
-def _collect(report: FillReport, staged: list[PrefectFuture[Any]], commits: list[PrefectFuture[Any]]) -> list[BaseException]:
-    """Wait for every chunk; account the committed ones, return the errors of the others."""
+def _collect(report: FillReport, jobs: Sequence[ChunkJob], staged: list[PrefectFuture[Any]],
+             commits: list[PrefectFuture[Any]], label: str) -> tuple[list[ChunkRun], list[BaseException]]:
+    """Wait for every chunk; account the committed ones, return every chunk's run and the errors of the others."""
     errors: list[BaseException] = []
-    for staged_future, commit_future in zip(staged, commits):
+    chunks: list[ChunkRun] = []
+    for job, staged_future, commit_future in zip(jobs, staged, commits):
         try:
             record = commit_future.result()
-            add_to_report(report, staged_future.result(), record)
+            staged_chunk = staged_future.result()
+            add_to_report(report, staged_chunk, record)
+            chunks.append(ChunkRun(job.chunk, "fetched", record, staged_chunk.applied, staged_chunk.bytes_read,
+                                   staged_chunk.seconds, region=label))
         except Exception as error:  # noqa: BLE001 - one chunk failed; the others still count, raise at the end
             errors.append(error)
-    return errors
+            chunks.append(ChunkRun(job.chunk, "failed", None, error=f"{type(error).__name__}: {error}", region=label))
+    return chunks, errors
+
+
+def _settled_chunks(ctx: FillContext, window: PixelWindow, discovery: Discovery, label: str) -> list[ChunkRun]:
+    """Rows for the chunks the fill did not download: full ones reused, partial ones searched again."""
+    if not discovery.reused and not discovery.rechecked:
+        return []
+    latest = ctx.manifest().latest(window)
+    return [ChunkRun(chunk, action, latest.get(chunk), region=label)
+            for action, chunks in (("reused", discovery.reused), ("rechecked", discovery.rechecked))
+            for chunk in chunks]
+
+
+def _add_report(total: FillReport, part: FillReport) -> None:
+    """Add one window's report to the product's running total."""
+    total.chunks_total += part.chunks_total
+    total.chunks_reused += part.chunks_reused
+    total.chunks_fetched += part.chunks_fetched
+    total.chunks_rechecked += part.chunks_rechecked
+    total.bytes_read += part.bytes_read
+    total.records.extend(part.records)
+    total.failures.extend(part.failures)
 
 
 def thread_runner(workers: int) -> ThreadPoolTaskRunner:

@@ -1,0 +1,150 @@
+"""Prefect artifacts of a fill: a table of its chunks and a markdown summary with the coverage map."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import tempfile
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from darts_aux.grid import window_bounds
+
+from .tasks import ChunkRun, FillOutcome
+
+log = logging.getLogger(__name__)
+MAP_MAX_CHUNKS = 400
+"""Above this many chunks the summary skips the coverage map (matplotlib labels every chunk)."""
+QUICKLOOK_DIR = "quicklooks"
+
+
+def artifact_keys(product: str) -> tuple[str, str]:
+    """The keys of a product's chunk table and summary (the UI's Artifacts page lists their history)."""
+    return f"{product}-chunks", f"{product}-summary"
+
+
+def chunk_table(outcome: FillOutcome) -> list[dict[str, Any]]:
+    """One row per chunk: id, what the fill did, status and items after it, bytes read and download seconds."""
+    return [_row(run) for run in outcome.chunks]
+
+
+def _row(run: ChunkRun) -> dict[str, Any]:
+    record = run.record
+    return {
+        "chunk": str(run.chunk),
+        "region": run.region,
+        "action": run.action,
+        "status": record.status if record else ("failed" if run.action == "failed" else "unknown"),
+        "coverage": round(record.coverage, 4) if record else None,
+        "items_applied": ", ".join(record.items_applied) if record else "",
+        "new_items": len(run.new_items),
+        "items_failed": ", ".join(record.items_failed) if record else "",
+        "bytes": run.bytes_read,
+        "seconds": round(run.seconds, 3),
+        "error": run.error,
+    }
+
+
+def publish_fill_artifacts(outcome: FillOutcome) -> None:
+    """Create the chunk table and the summary in the current flow run; a failure here only logs a warning."""
+    from prefect.context import FlowRunContext
+
+    if FlowRunContext.get() is None:  # the flow body run through .fn(): no run to attach artifacts to
+        return
+    try:
+        _publish(outcome)
+    except Exception as error:  # noqa: BLE001 - artifacts are a view; the manifest is the record
+        log.warning("could not publish the artifacts of the %s fill: %s", outcome.ctx.product.key, error)
+
+
+def _publish(outcome: FillOutcome) -> None:
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    product = outcome.ctx.product.key
+    table_key, summary_key = artifact_keys(product)
+    create_table_artifact(chunk_table(outcome), key=table_key,
+                          description=f"{product}: every chunk of the fill, what was done to it and its status after")
+    create_markdown_artifact(summary_markdown(outcome), key=summary_key,
+                             description=f"{product}: fill summary and coverage map")
+
+
+def summary_markdown(outcome: FillOutcome, with_map: bool = True) -> str:
+    """The run's summary: source, regions, chunk counts, bytes and time, failures, the coverage map."""
+    ctx, report = outcome.ctx, outcome.report
+    product = ctx.product
+    actions = Counter(run.action for run in outcome.chunks)
+    statuses = Counter(run.record.status for run in outcome.chunks if run.record)
+    lines = [
+        f"# {product.key} fill",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| source | {report.source} `{report.source_url}` (`{product.collection}`) |",
+        f"| data dir | `{ctx.data_dir}` |",
+    ]
+    for label, window in outcome.windows:
+        bounds = ", ".join(f"{v:.6g}" for v in window_bounds(product.extent, window))
+        name = f"region {label}" if label else "region"
+        lines.append(f"| {name} | rows {window.row0}–{window.row1}, cols {window.col0}–{window.col1} "
+                     f"({bounds}, {product.extent.crs}) |")
+    lines += [
+        (f"| chunks | {report.chunks_total}: {actions['fetched']} fetched, {actions['reused']} reused (full), "
+         f"{actions['rechecked']} rechecked (partial, nothing new), {actions['failed']} failed |"),
+        f"| status after | {statuses['full']} full, {statuses['partial']} partial |",
+        f"| read | {report.bytes_read / 1e6:,.1f} MB in {report.seconds:.1f} s |",
+    ]
+    if report.failures:
+        lines += ["", "## Item reads that failed after retries (their chunks stay partial)", ""]
+        lines += [f"- `{chunk}`: `{failure.item_id}` ({failure.reason})" for chunk, failure in report.failures[:20]]
+    errors = [run for run in outcome.chunks if run.action == "failed"]
+    if errors:
+        lines += ["", "## Chunks whose task failed", ""]
+        lines += [f"- `{run.chunk}`: {run.error}" for run in errors[:20]]
+    if with_map:
+        lines += ["", *_coverage_map(outcome)]
+    return "\n".join(lines) + "\n"
+
+
+def _coverage_map(outcome: FillOutcome) -> list[str]:
+    """The map of the fill's chunks by status: embedded as a data URI, and saved under data_dir/quicklooks."""
+    chunks = sorted({run.chunk for run in outcome.chunks if run.record})
+    if not chunks:
+        return ["No chunk of this fill is in the manifest: no coverage map."]
+    if len(chunks) > MAP_MAX_CHUNKS:
+        return [f"{len(chunks)} chunks: too many for a labelled coverage map; see `darts-aux status`."]
+    try:
+        path = write_fill_coverage_png(outcome, chunks)
+    except Exception as error:  # noqa: BLE001 - the summary stands without its picture
+        log.warning("coverage map of the %s fill failed: %s", outcome.ctx.product.key, error)
+        return [f"Coverage map unavailable: {error}"]
+    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+    return [f"![coverage of the fill's chunks by status](data:image/png;base64,{encoded})", "",
+            f"Coverage map (full: green, partial: orange): `{path}`"]
+
+
+def write_fill_coverage_png(outcome: FillOutcome, chunks: list[Any]) -> Path:
+    """Draw the manifest rows of `chunks` with darts_aux.quicklook into data_dir/quicklooks/<time>-<product>-coverage.png."""
+    import geopandas as gpd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from darts_aux.quicklook import write_coverage_png
+
+    ctx = outcome.ctx
+    table = ctx.manifest().latest_table()
+    table = table.filter(pc.is_in(table.column("chunk_id"), pa.array([str(c) for c in chunks])))
+    frame = gpd.GeoDataFrame(
+        table.drop_columns(["geometry"]).to_pandas(),
+        geometry=gpd.GeoSeries.from_wkb(table.column("geometry").to_pylist(), crs=ctx.product.extent.crs),
+    )
+    out_dir = Path(ctx.data_dir) / QUICKLOOK_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    path = out_dir / f"{stamp}-{ctx.product.key}-coverage.png"
+    with tempfile.TemporaryDirectory(prefix="darts-aux-coverage-") as tmp:
+        subset = Path(tmp) / "chunks.parquet"
+        frame.to_parquet(subset)
+        write_coverage_png([subset], path, f"{ctx.product.key}: the fill's chunks by status")
+    return path
