@@ -171,6 +171,16 @@ def manifest_compact(data_dir: DataDirOption = None) -> None:
         console.print(f"{product}: folded {folded} files")
 
 
+@manifest_app.command("rebuild")
+def manifest_rebuild(data_dir: DataDirOption = None) -> None:
+    """Rebuild every cube's manifest from the store's own commit history (e.g. after the manifest was lost)."""
+    from .cubes import rebuild_all
+    from .settings import get_settings
+
+    for product, chunks in rebuild_all(data_dir or get_settings().data_dir):
+        console.print(f"{product}: {chunks} chunks recorded from the store's history")
+
+
 @app.command()
 def serve(data_dir: DataDirOption = None) -> None:
     """Start the Prefect deployments' schedules in this process (runs until stopped with Ctrl+C)."""

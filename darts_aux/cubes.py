@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
-from .grid import ChunkGrid
-from .manifest import Manifest
+from .grid import ChunkGrid, ChunkId
+from .manifest import ChunkRecord, Manifest
 from .products import ARCTICDEM_RESOLUTIONS, TCVIS_EDITIONS, Product, arcticdem, tcvis
 from .store import Cube, cube_exists, cube_paths
 
@@ -57,4 +57,47 @@ def compact_all(data_dir: Path) -> list[tuple[str, int]]:
         cube = Cube.open(data_dir, product)
         with cube.commit_lock():
             done.append((product.key, Manifest(cube.paths.manifest, ChunkGrid(product)).compact()))
+    return done
+
+
+def records_from_history(cube: Cube) -> list[ChunkRecord]:
+    """The latest chunk records the store's own commit metadata holds (newest commit per chunk wins)."""
+    latest: dict[ChunkId, ChunkRecord] = {}
+    for snapshot in cube.history():  # newest first
+        meta = snapshot.metadata or {}
+        if meta.get("kind") != "chunk" or "chunk" not in meta:
+            continue
+        chunk = ChunkId.parse(meta["chunk"])
+        if chunk in latest:
+            continue
+        latest[chunk] = ChunkRecord(
+            chunk=chunk,
+            status=meta["status"],
+            items_applied=tuple(meta.get("items_applied", ())),
+            items_failed=tuple(meta.get("items_failed", ())),
+            coverage=float(meta.get("coverage", 0.0)),
+            checked_at=snapshot.written_at.astimezone(UTC),
+            snapshot_id=snapshot.id,
+        )
+    return sorted(latest.values(), key=lambda record: record.chunk)
+
+
+def rebuild_all(data_dir: Path) -> list[tuple[str, int]]:
+    """Replace every cube's manifest by one rebuilt from the store's history; returns chunks recorded per cube.
+
+    Partial chunks that were only searched (never committed) are not in the history: they are simply
+    searched again by the next fill.
+    """
+    done = []
+    for product in present_products(data_dir):
+        cube = Cube.open(data_dir, product)
+        with cube.commit_lock():
+            records = records_from_history(cube)
+            manifest = Manifest(cube.paths.manifest, ChunkGrid(product))
+            old = manifest.files()
+            manifest.append(records)
+            for path in old:
+                path.unlink(missing_ok=True)
+            manifest.compact()
+        done.append((product.key, len(records)))
     return done
