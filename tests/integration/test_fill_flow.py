@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +39,18 @@ def test_flow_run_has_one_discover_and_a_download_and_commit_per_chunk(
     assert report.chunks_fetched == len(chunks)
     searches = [r for r in use_catalog.requests("stac") if r["path"].rstrip("/").endswith("/search")]
     assert len(searches) == 1, "discovery makes one item search per fill"
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
-    names = sorted(run.name for run in runs)
     expected = sorted(["discover-arcticdem-32m"] + [f"download-{c}" for c in chunks] + [f"commit-{c}" for c in chunks])
-    assert names == expected
-    assert all(run.state.is_completed() for run in runs)
+    deadline = time.monotonic() + 30  # task-run states reach the server as events, a little after the flow returns
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+        done = len(runs) == len(expected) and all(run.state and run.state.is_completed() for run in runs)
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert sorted(run.name for run in runs) == expected
+    assert all(run.state.is_completed() for run in runs), [(run.name, run.state_name) for run in runs]
     rows = Manifest(cube_paths(tmp_path, PRODUCT).manifest, ChunkGrid(PRODUCT)).latest()
     assert sorted(rows) == sorted(chunks) == sorted(r.chunk for r in report.records)
     assert {rows[r.chunk] for r in report.records} == set(report.records)
