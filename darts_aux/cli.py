@@ -117,7 +117,7 @@ def load(
 
     The file holds the cube's own grid over the region (EPSG:3413 or EPSG:4326, no resampling).
 
-    NetCDF (.nc): the xarray Dataset as load_arcticdem / load_tcvis return it (needs netCDF4, h5netcdf or scipy).
+    NetCDF (.nc): the xarray Dataset as load_arcticdem / load_tcvis return it (written with h5netcdf).
 
     GeoTIFF (.tif): one file, one band per variable, band descriptions = variable names. ArcticDEM's uint8 datamask is stored as float32 beside dem (exact; band tag source_dtype=uint8) with nodata NaN; TCVIS bands stay uint8 with no nodata value (0 is a real value there: see the valid band).
     """
