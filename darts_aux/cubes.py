@@ -78,6 +78,8 @@ def records_from_history(cube: Cube) -> list[ChunkRecord]:
             coverage=float(meta.get("coverage", 0.0)),
             checked_at=snapshot.written_at.astimezone(UTC),
             snapshot_id=snapshot.id,
+            covered=bytes.fromhex(meta["covered"]) if meta.get("covered") else None,
+            note=str(meta.get("note") or ""),
         )
     return sorted(latest.values(), key=lambda record: record.chunk)
 

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import numpy as np
 from . import staging
 from .errors import SourceUnavailableError
 from .grid import ChunkGrid, ChunkId, PixelWindow
-from .manifest import ChunkRecord, Manifest, status_for, utc_now
+from .manifest import ChunkRecord, Manifest, failure_note, status_for, union_coverage, utc_now
 from .mosaic import fill_gaps
 from .products import Product, arcticdem, tcvis
 from .retry import RetryPolicy
@@ -194,19 +194,23 @@ def commit(ctx: FillContext, staged: StagedChunk, before_commit: Callable[[], No
     with cube.commit_lock():
         previous = manifest.latest(window).get(staged.chunk)
         applied = tuple(sorted(set(previous.items_applied if previous else ()) | set(staged.applied)))
-        failed = tuple(sorted({f.item_id for f in staged.failed} - set(applied)))
+        earlier_failures = set(previous.items_failed if previous else ())
+        failed = tuple(sorted((earlier_failures | {f.item_id for f in staged.failed}) - set(applied)))
         known = {item.id: item for item in staged.known_items}
-        cov = ctx.source().coverage(staged.chunk, [known[i] for i in applied if i in known])
+        fresh = ctx.source().covered(staged.chunk, [known[i] for i in applied if i in known])
+        cov, covered = union_coverage(grid, staged.chunk, previous, fresh)
         status = status_for(cov, failed)
+        note = failure_note(staged.failed, previous.note if previous and failed else "")
         snapshot = previous.snapshot_id if previous else None
         if new_pixels is not None:
             meta = {"kind": "chunk", "product": ctx.product.key, "chunk": str(staged.chunk), "status": status,
-                    "items_applied": list(applied), "items_failed": list(failed), "coverage": cov}
+                    "items_applied": list(applied), "items_failed": list(failed), "coverage": cov,
+                    "covered": covered.hex() if covered else None, "note": note}
             snapshot = cube.commit_window(
                 window, lambda existing: _merge(ctx.product, existing, new_pixels),
                 f"{ctx.product.key} {staged.chunk}", meta, before_commit,
             )
-        record = ChunkRecord(staged.chunk, status, applied, failed, cov, utc_now(), snapshot)
+        record = ChunkRecord(staged.chunk, status, applied, failed, cov, utc_now(), snapshot, covered, note)
         manifest.append([record])
     if staged.path:
         staging.discard(Path(staged.path))
@@ -237,16 +241,22 @@ def _record_rechecked(ctx: FillContext, chunks: list[ChunkId], by_chunk: dict[Ch
     """Note that partial chunks were searched again and nothing new was found (resets their revisit clock)."""
     if not chunks:
         return
-    manifest, now = ctx.manifest(), utc_now()
+    manifest, grid, now = ctx.manifest(), ctx.grid, utc_now()
     with ctx.cube().commit_lock():
         latest = manifest.latest()
         records = []
         for chunk in chunks:
-            if chunk in latest:
-                records.append(latest[chunk].touched(now))
-            else:
-                cov = ctx.source().coverage(chunk, by_chunk.get(chunk, ()))
-                records.append(ChunkRecord(chunk, "partial", (), (), cov, now, None))
+            # nothing new was found, so every item listed over the chunk is applied and none failed
+            previous = latest.get(chunk)
+            items = by_chunk.get(chunk, ())
+            if previous is None:
+                cov, covered = union_coverage(grid, chunk, None, ctx.source().covered(chunk, items))
+                records.append(ChunkRecord(chunk, "partial", (), (), cov, now, None, covered))
+                continue
+            fresh = ctx.source().covered(chunk, [item for item in items if item.id in previous.items_applied])
+            cov, covered = union_coverage(grid, chunk, previous, fresh)
+            records.append(replace(previous, status=status_for(cov, ()), items_failed=(), coverage=cov,
+                                   checked_at=now, covered=covered, note=""))
         manifest.append(records)
 
 

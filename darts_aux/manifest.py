@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +26,9 @@ import shapely
 
 from .errors import ManifestError
 from .grid import ChunkGrid, ChunkId, PixelWindow
+
+if TYPE_CHECKING:
+    from .sources.base import ItemFailure
 
 Status = Literal["partial", "full"]
 SEGMENTS = "segments"
@@ -44,6 +47,8 @@ SCHEMA = pa.schema(
         pa.field("checked_at", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("snapshot_id", pa.string(), nullable=True),
         pa.field("geometry", pa.binary(), nullable=False),
+        pa.field("covered", pa.binary(), nullable=True),
+        pa.field("note", pa.string(), nullable=True),
     ]
 )
 
@@ -63,6 +68,10 @@ class ChunkRecord:
     checked_at: datetime
     snapshot_id: str | None
     """Store snapshot the chunk's pixels were last committed in (None: never committed)."""
+    covered: bytes | None = None
+    """WKB of the part of the chunk inside the applied items (None: all of it at coverage 1, none at 0)."""
+    note: str = ""
+    """Why the chunk is not full yet, when something failed (the reasons of the failed reads)."""
 
     def is_settled(self, now: datetime, revisit_seconds: float) -> bool:
         """Full, or partial but checked recently enough that searching again is pointless."""
@@ -72,10 +81,39 @@ class ChunkRecord:
         """The same record, checked again at `when`."""
         return replace(self, checked_at=when)
 
+    def covered_geometry(self, grid: ChunkGrid) -> shapely.Geometry:
+        """The covered part of the chunk in the cube's CRS."""
+        if self.covered is not None:
+            return shapely.from_wkb(self.covered)
+        return grid.footprint(self.chunk) if self.coverage >= _FULL_COVERAGE else shapely.Polygon()
+
+
+def union_coverage(grid: ChunkGrid, chunk: ChunkId, previous: ChunkRecord | None,
+                   fresh: shapely.Geometry) -> tuple[float, bytes | None]:
+    """Coverage after adding `fresh` to what a chunk's previous record covered: (fraction, WKB or None).
+
+    Writers that saw different catalogs each add their items' part, so the union, not the last
+    writer's view, decides when a chunk is full. Records without a stored geometry count as a lower bound.
+    """
+    footprint = grid.footprint(chunk)
+    union = shapely.union(previous.covered_geometry(grid), fresh) if previous else fresh
+    union = shapely.intersection(union, footprint)
+    fraction = float(union.area / footprint.area)
+    if previous is not None:
+        fraction = max(fraction, previous.coverage)
+    whole_or_none = fraction >= _FULL_COVERAGE or union.is_empty
+    return min(fraction, 1.0), None if whole_or_none else shapely.to_wkb(union)
+
 
 def status_for(coverage: float, items_failed: Sequence[str]) -> Status:
     """`full` when the applied items cover the whole chunk and none failed, else `partial`."""
     return "full" if coverage >= _FULL_COVERAGE and not items_failed else "partial"
+
+
+def failure_note(failures: Sequence[ItemFailure], earlier: str = "", limit: int = 1000) -> str:
+    """One line naming each failed read and why (kept in the manifest beside `items_failed`)."""
+    text = "; ".join(f"{f.item_id}: {f.reason}" for f in failures) or earlier
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def utc_now() -> datetime:
@@ -92,7 +130,9 @@ def _geo_metadata(crs: str) -> bytes:
         "version": "1.1.0",
         "primary_column": "geometry",
         "columns": {
-            "geometry": {"encoding": "WKB", "geometry_types": ["Polygon"], "crs": CRS.from_user_input(crs).to_json_dict()}
+            "geometry": {"encoding": "WKB", "geometry_types": ["Polygon"], "crs": CRS.from_user_input(crs).to_json_dict()},
+            "covered": {"encoding": "WKB", "geometry_types": ["Polygon", "MultiPolygon"],
+                        "crs": CRS.from_user_input(crs).to_json_dict()},
         },
     }
     return json.dumps(meta).encode()
@@ -204,6 +244,8 @@ class Manifest:
             "checked_at": pa.array([r.checked_at for r in records], pa.timestamp("us", tz="UTC")),
             "snapshot_id": pa.array([r.snapshot_id for r in records], pa.string()),
             "geometry": pa.array(shapely.to_wkb(footprints).tolist() if records else [], pa.binary()),
+            "covered": pa.array([r.covered for r in records], pa.binary()),
+            "note": pa.array([r.note or None for r in records], pa.string()),
         }
         table = pa.table(columns, schema=SCHEMA)
         return table.replace_schema_metadata({b"geo": _geo_metadata(self.grid.product.extent.crs)})
@@ -237,6 +279,8 @@ def _records(table: pa.Table) -> Iterable[ChunkRecord]:
             coverage=row["coverage"],
             checked_at=row["checked_at"],
             snapshot_id=row["snapshot_id"],
+            covered=row["covered"],
+            note=row["note"] or "",
         )
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import shapely
+
 from ..grid import ChunkGrid, ChunkId, PixelWindow, window_bounds
 from ..products import Product
 from ..retry import RetryPolicy
 from ..settings import Settings
 from .base import ChunkPixels, SourceItem
 from .cog import read_chunk
-from .items import TileItem, assign_items, coverage
+from .items import TileItem, assign_items, covered
 from .stac import ItemSource, StacApiSource, search_or_raise
 
 
@@ -48,6 +50,6 @@ class ArcticDEMSource:
         tiles = [item for item in items if isinstance(item, TileItem)]
         return read_chunk(self.grid, chunk, tiles, self.policy, self.settings.http_timeout_seconds)
 
-    def coverage(self, chunk: ChunkId, items: Sequence[SourceItem]) -> float:
-        """Fraction of the chunk inside the tiles' rasters."""
-        return coverage(self.grid, chunk, [item for item in items if isinstance(item, TileItem)])
+    def covered(self, chunk: ChunkId, items: Sequence[SourceItem]) -> shapely.Geometry:
+        """The part of the chunk inside the tiles' rasters."""
+        return covered(self.grid, chunk, [item for item in items if isinstance(item, TileItem)])

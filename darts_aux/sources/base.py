@@ -1,4 +1,4 @@
-"""What every pixel source gives the fill steps: items per chunk, a chunk's pixels, a chunk's coverage."""
+"""What every pixel source gives the fill steps: items per chunk, a chunk's pixels, the part of a chunk covered."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+import shapely
 
 from ..grid import ChunkId, PixelWindow
 from ..products import Product
@@ -55,8 +56,8 @@ class ChunkSource(Protocol):
         """Read the chunk's pixels of `items`; per-item failures are listed, not raised, where partial makes sense."""
         ...
 
-    def coverage(self, chunk: ChunkId, items: Sequence[SourceItem]) -> float:
-        """Fraction of the chunk that `items` cover."""
+    def covered(self, chunk: ChunkId, items: Sequence[SourceItem]) -> shapely.Geometry:
+        """The part of the chunk (in the cube's CRS) that `items` cover; the manifest keeps its union."""
         ...
 
 

@@ -12,7 +12,7 @@ from affine import Affine
 from shapely.geometry import Polygon, box
 
 from ..errors import SourceDataError
-from ..grid import ChunkGrid, ChunkId, PixelWindow
+from ..grid import ChunkGrid, ChunkId, PixelWindow, window_bounds
 from ..products import Product
 
 _ALIGN_TOLERANCE = 1e-6  # in pixels
@@ -120,15 +120,17 @@ def assign_items(grid: ChunkGrid, chunks: Sequence[ChunkId], items: Iterable[Til
     }
 
 
-def coverage(grid: ChunkGrid, chunk: ChunkId, items: Iterable[TileItem]) -> float:
-    """Fraction of the chunk's pixels inside at least one item's raster (exact: pixel rectangles)."""
+def covered(grid: ChunkGrid, chunk: ChunkId, items: Iterable[TileItem]) -> shapely.Geometry:
+    """The part of the chunk inside at least one item's raster, in the cube's CRS (pixel-exact rectangles)."""
     window = grid.window(chunk)
-    rects = [_pixel_box(item.window_on(grid.product).intersect(window)) for item in items]
-    rects = [r for r in rects if r is not None]
-    if not rects:
-        return 0.0
-    rows, cols = window.shape
-    return float(shapely.union_all(rects).area / (rows * cols))
+    parts = [item.window_on(grid.product).intersect(window) for item in items]
+    boxes = [box(*window_bounds(grid.product.extent, part)) for part in parts if not part.is_empty]
+    return shapely.union_all(boxes) if boxes else Polygon()
+
+
+def coverage(grid: ChunkGrid, chunk: ChunkId, items: Iterable[TileItem]) -> float:
+    """Fraction of the chunk's pixels inside at least one item's raster."""
+    return float(covered(grid, chunk, items).area / grid.footprint(chunk).area)
 
 
 def _pixel_box(window: PixelWindow) -> Polygon | None:

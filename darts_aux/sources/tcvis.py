@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import shapely
 
 from ..grid import ChunkGrid, ChunkId
 from ..products import VALID_VARIABLE, Product
@@ -73,6 +74,7 @@ class TCVISSource:
         return ChunkPixels(arrays, applied=[self.product.collection], pixels_read=window.shape[0] * window.shape[1],
                            seconds=time.perf_counter() - started)
 
-    def coverage(self, chunk: ChunkId, items: Sequence[SourceItem]) -> float:
-        """Earth Engine serves the whole chunk: covered once the edition is applied."""
-        return 1.0 if any(item.id == self.product.collection for item in items) else 0.0
+    def covered(self, chunk: ChunkId, items: Sequence[SourceItem]) -> shapely.Geometry:
+        """Earth Engine serves the whole chunk: all of it once the edition is applied, else nothing."""
+        applied = any(item.id == self.product.collection for item in items)
+        return self.grid.footprint(chunk) if applied else shapely.Polygon()

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import geopandas as gpd
 import pytest
+import shapely
 
 from darts_aux.errors import ManifestError
 from darts_aux.grid import ChunkGrid, ChunkId, PixelWindow
-from darts_aux.manifest import ChunkRecord, Manifest, status_for, utc_now
+from darts_aux.manifest import ChunkRecord, Manifest, failure_note, status_for, union_coverage, utc_now
+from darts_aux.sources.base import ItemFailure
 from darts_aux.products import arcticdem
 
 
@@ -78,3 +80,38 @@ def test_settled_and_status_rules() -> None:
     assert status_for(1.0, ()) == "full"
     assert status_for(1.0, ("x",)) == "partial"
     assert status_for(0.999, ()) == "partial"
+
+
+def test_union_coverage_adds_what_each_writer_saw(manifest: Manifest) -> None:
+    grid, chunk = manifest.grid, ChunkId(4, 4)
+    left, bottom, right, top = grid.footprint(chunk).bounds
+    middle = (left + right) / 2
+    first_cov, first_wkb = union_coverage(grid, chunk, None, shapely.box(left, bottom, middle, top))
+    assert first_cov == pytest.approx(0.5) and first_wkb is not None
+    first = ChunkRecord(chunk, status_for(first_cov, ()), ("west",), (), first_cov, utc_now(), "S1", first_wkb)
+    cov, covered = union_coverage(grid, chunk, first, shapely.box(middle, bottom, right + 1e5, top))
+    assert cov == 1.0 and covered is None
+    assert status_for(cov, ()) == "full"
+
+
+def test_union_coverage_of_a_record_without_geometry_is_a_lower_bound(manifest: Manifest) -> None:
+    grid, chunk = manifest.grid, ChunkId(4, 4)
+    legacy = ChunkRecord(chunk, "partial", ("a",), (), 0.7, utc_now(), "S1")
+    left, bottom, right, top = grid.footprint(chunk).bounds
+    cov, _ = union_coverage(grid, chunk, legacy, shapely.box(left, bottom, left + (right - left) / 10, top))
+    assert cov == pytest.approx(0.7)
+
+
+def test_covered_geometry_and_note_survive_a_round_trip(manifest: Manifest) -> None:
+    grid, chunk = manifest.grid, ChunkId(1, 2)
+    left, bottom, right, top = grid.footprint(chunk).bounds
+    cov, wkb = union_coverage(grid, chunk, None, shapely.box(left, bottom, right, (bottom + top) / 2))
+    failures = [ItemFailure("t1", "HTTP 503 after 4 attempts", True)]
+    record = ChunkRecord(chunk, "partial", ("t0",), ("t1",), cov, utc_now(), "S", wkb, failure_note(failures))
+    manifest.append([record])
+    back = manifest.latest()[chunk]
+    assert back == record
+    assert back.note == "t1: HTTP 503 after 4 attempts"
+    assert back.covered_geometry(grid).area == pytest.approx(grid.footprint(chunk).area / 2)
+    frame = gpd.read_parquet(manifest.files()[0])
+    assert frame.loc[0, "covered"].area == pytest.approx(grid.footprint(chunk).area / 2)
