@@ -41,3 +41,53 @@ def write_half(data_dir: str, left: bool, rounds: int) -> int:
             cube.commit_window(window, merge, f"half {'left' if left else 'right'} {step}", {})
         made += 1
     return made
+
+
+def _configure(settings: dict[str, str]) -> None:
+    """Set DARTS_AUX_* in this worker and reload the settings."""
+    import os
+
+    from darts_aux.settings import reload_settings
+
+    for key, value in settings.items():
+        os.environ[f"DARTS_AUX_{key.upper()}"] = value
+    reload_settings()
+
+
+def _wait_until(start_at: float) -> None:
+    import time
+
+    time.sleep(max(0.0, start_at - time.time()))
+
+
+def load_arcticdem_region(settings: dict[str, str], data_dir: str, bounds: tuple[float, float, float, float],
+                          resolution: int, start_at: float) -> tuple[int, float]:
+    """`load_arcticdem` of a bbox (EPSG:3413) from `start_at` on; returns (valid pixels, seconds)."""
+    import time
+
+    from odc.geo.geobox import GeoBox
+
+    from darts_aux import load_arcticdem
+
+    _configure(settings)
+    _wait_until(start_at)
+    started = time.perf_counter()
+    data = load_arcticdem(GeoBox.from_bbox(bounds, "EPSG:3413", resolution=resolution), Path(data_dir), resolution)
+    return int(data["datamask"].values.sum()), time.perf_counter() - started
+
+
+def load_tcvis_region(settings: dict[str, str], data_dir: str, bounds: tuple[float, float, float, float],
+                      start_at: float) -> tuple[int, float]:
+    """`load_tcvis` of a lon/lat bbox from `start_at` on; returns (valid pixels, seconds)."""
+    import time
+
+    from odc.geo.geobox import GeoBox
+
+    from darts_aux import load_tcvis
+    from darts_aux.products import TCVIS_PIXEL
+
+    _configure(settings)
+    _wait_until(start_at)
+    started = time.perf_counter()
+    data = load_tcvis(GeoBox.from_bbox(bounds, "EPSG:4326", resolution=TCVIS_PIXEL), Path(data_dir))
+    return int(data["valid"].values.sum()), time.perf_counter() - started
