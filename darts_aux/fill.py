@@ -203,6 +203,7 @@ def commit(ctx: FillContext, staged: StagedChunk, before_commit: Callable[[], No
         note = failure_note(staged.failed, previous.note if previous and failed else "")
         snapshot = previous.snapshot_id if previous else None
         if new_pixels is not None:
+            log.info("chunk %s: merging %d new items into the cube", staged.chunk, len(staged.applied))
             meta = {"kind": "chunk", "product": ctx.product.key, "chunk": str(staged.chunk), "status": status,
                     "items_applied": list(applied), "items_failed": list(failed), "coverage": cov,
                     "covered": covered.hex() if covered else None, "note": note}
@@ -210,6 +211,7 @@ def commit(ctx: FillContext, staged: StagedChunk, before_commit: Callable[[], No
                 window, lambda existing: _merge(ctx.product, existing, new_pixels),
                 f"{ctx.product.key} {staged.chunk}", meta, before_commit,
             )
+            log.info("chunk %s: snapshot %s committed; recording it in the manifest", staged.chunk, snapshot)
         record = ChunkRecord(staged.chunk, status, applied, failed, cov, utc_now(), snapshot, covered, note)
         manifest.append([record])
     if staged.path:

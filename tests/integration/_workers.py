@@ -91,3 +91,21 @@ def load_tcvis_region(settings: dict[str, str], data_dir: str, bounds: tuple[flo
     started = time.perf_counter()
     data = load_tcvis(GeoBox.from_bbox(bounds, "EPSG:4326", resolution=TCVIS_PIXEL), Path(data_dir))
     return int(data["valid"].values.sum()), time.perf_counter() - started
+
+
+def fill_logging_to(settings: dict[str, str], data_dir: str, bounds: tuple[float, float, float, float],
+                    resolution: int, log_path: str) -> None:
+    """`load_arcticdem` of a bbox with darts_aux's log lines written (unbuffered) to `log_path`; the kill target."""
+    import logging
+
+    from odc.geo.geobox import GeoBox
+
+    from darts_aux import load_arcticdem
+
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("darts_aux")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    _configure(settings)
+    load_arcticdem(GeoBox.from_bbox(bounds, "EPSG:3413", resolution=resolution), Path(data_dir), resolution)
