@@ -182,6 +182,22 @@ def manifest_rebuild(data_dir: DataDirOption = None) -> None:
 
 
 @app.command()
+def verify(
+    data_dir: DataDirOption = None,
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Mark chunks the store does not back as partial, so the next load fetches them.")] = False,
+) -> None:
+    """Check that every chunk the manifest calls full is in the store's history and reads back whole.
+
+    Exit code 0 when every cube is sound, 1 when a problem is left (listed, with what to do).
+    """
+    from .cli_support import verify_with_progress
+
+    if not verify_with_progress(data_dir, repair, console):
+        raise typer.Exit(1)
+
+
+@app.command()
 def serve(data_dir: DataDirOption = None) -> None:
     """Start the Prefect deployments' schedules in this process (runs until stopped with Ctrl+C)."""
     from .api import resolve_data_dir

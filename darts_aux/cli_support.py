@@ -446,3 +446,48 @@ def _fmt(values: tuple[float, ...]) -> str:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
+
+
+# -- verify ------------------------------------------------------------------------------------
+
+
+def verify_with_progress(data_dir: Path | None, repair: bool, console: Console) -> bool:
+    """Verify every cube with a progress bar, print what is wrong and what to do; True when all is sound."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from .settings import get_settings
+    from .verify import repair as repair_cube
+    from .verify import verify_all
+
+    directory = Path(data_dir or get_settings().data_dir)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"))
+    with Progress(*columns, console=console, transient=False) as progress:
+
+        def bar(product: Product) -> Callable[[int, int], None]:
+            task = progress.add_task(f"verifying {product.key}", total=None)
+            return lambda done, total: progress.update(task, completed=done, total=total)
+
+        verdicts = verify_all(directory, bar)
+    if not verdicts:
+        console.print(f"no cube in {directory}")
+        return True
+    sound = True
+    for verdict in verdicts:
+        if verdict.ok:
+            console.print(f"{verdict.product.key}: {verdict.checked} chunks checked, all present and readable")
+            continue
+        for problem in verdict.problems:
+            console.print(f"{verdict.product.key} {problem.chunk} ({problem.status}): {problem.problem}",
+                          style="red", markup=False, highlight=False)
+        fixed = repair_cube(directory, verdict) if repair else 0
+        unreadable = [p for p in verdict.problems if not p.repairable]
+        if fixed:
+            console.print(f"{verdict.product.key}: {fixed} chunks marked partial; the next load fetches them again")
+        elif any(p.repairable for p in verdict.problems):
+            console.print(f"{verdict.product.key}: run 'darts-aux verify --repair' to mark them partial, "
+                          "so the next load fetches them again")
+        if unreadable:
+            console.print(f"{verdict.product.key}: {len(unreadable)} chunks cannot be read back; move "
+                          f"{verdict.product.key}/ aside and fetch the region again")
+        sound = sound and not unreadable and (fixed == len(verdict.problems))
+    return sound
