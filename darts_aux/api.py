@@ -7,12 +7,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import DataDirError
-from .grid import ChunkGrid, PixelWindow, roi_window, window_geobox, window_parts
+from .errors import DartsAuxError
+from .grid import ChunkGrid, PixelWindow, window_geobox, window_parts
 from .manifest import Manifest, utc_now
 from .products import ArcticDEMResolution, Product, arcticdem, tcvis
 from .settings import Settings, get_settings
-from .store import Cube, cube_exists, cube_paths
+from .store import Cube, check_cube_folder, check_writable, cube_exists, cube_paths, disk_full_error
+from .validate import check_persist, data_dir_path, region_window
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -51,10 +52,14 @@ def load_tcvis(geobox: GeoBox, data_dir: str | Path | None = None, buffer: int =
 
 
 def load(product: Product, geobox: GeoBox, data_dir: str | Path | None, buffer: int, persist: bool) -> xr.Dataset:
-    """Crop a product's cube to a geobox (+buffer), filling missing chunks first."""
+    """Crop a product's cube to a geobox (+buffer), filling missing chunks first.
+
+    Every argument is checked before anything is read, written or requested (darts_aux.validate).
+    """
+    persist = check_persist(persist)
+    window = region_window(product, geobox, buffer)
     settings = get_settings()
     directory = resolve_data_dir(data_dir, settings)
-    window = roi_window(geobox, product.extent, buffer)
     if not is_settled(directory, product, window, settings):
         report = fill(directory, product, window, settings)
         report.raise_for_failures()
@@ -63,18 +68,15 @@ def load(product: Product, geobox: GeoBox, data_dir: str | Path | None, buffer: 
 
 def resolve_data_dir(data_dir: str | Path | None, settings: Settings) -> Path:
     """The data directory to use: the argument, else DARTS_AUX_DATA_DIR; checked, not created."""
-    if data_dir is None:
-        data_dir = settings.data_dir
-    if not isinstance(data_dir, (str, Path)) or (isinstance(data_dir, str) and not data_dir.strip()):
-        raise DataDirError(f"data_dir must be a path (str or pathlib.Path), got {data_dir!r}.")
-    path = Path(data_dir).expanduser()
-    if path.exists() and not path.is_dir():
-        raise DataDirError(f"data_dir {path} exists and is not a directory; pass a directory.")
-    return path
+    return data_dir_path(settings.data_dir if data_dir is None else data_dir)
 
 
 def is_settled(data_dir: Path, product: Product, window: PixelWindow, settings: Settings) -> bool:
-    """True when every chunk of the window is full, or partial and checked within the revisit interval."""
+    """True when every chunk of the window is full, or partial and checked within the revisit interval.
+
+    A data directory or cube folder holding something else is refused here, before any source is asked.
+    """
+    check_cube_folder(data_dir, product)
     if not cube_exists(data_dir, product):
         return False
     grid = ChunkGrid(product)
@@ -85,19 +87,32 @@ def is_settled(data_dir: Path, product: Product, window: PixelWindow, settings: 
 
 def fill(data_dir: Path, product: Product, window: PixelWindow, settings: Settings) -> FillReport:
     """Fill the chunks of a window: through the product's Prefect flow, or inline when no Prefect API is set."""
+    check_writable(data_dir, product)  # before the first request: an unwritable data_dir fails at once
+    started = time.perf_counter()
+    try:
+        report = _run_fill(data_dir, product, window, settings)
+    except DartsAuxError:
+        raise
+    except Exception as error:  # a full disk under staging or the store surfaces as a bare OSError
+        full = disk_full_error(error, f"the {product.key} fill in {data_dir}")
+        if full is None:
+            raise
+        raise full from error
+    log.info("filled %s window %s in %.1f s", product.key, window, time.perf_counter() - started)
+    return report
+
+
+def _run_fill(data_dir: Path, product: Product, window: PixelWindow, settings: Settings) -> FillReport:
+    """Run the fill through the product's Prefect flow, or inline."""
     from .fill import FillContext, run_inline
 
-    started = time.perf_counter()
     if use_prefect(settings):
         if product.key.startswith("tcvis"):
             from flows.tcvis import run_fill_tcvis as run_flow
         else:
             from flows.arcticdem import run_fill_arcticdem as run_flow
-        report = run_flow(product, window, data_dir, settings)
-    else:
-        report = run_inline(FillContext(product, data_dir, settings), window)
-    log.info("filled %s window %s in %.1f s", product.key, window, time.perf_counter() - started)
-    return report
+        return run_flow(product, window, data_dir, settings)
+    return run_inline(FillContext(product, data_dir, settings), window)
 
 
 def use_prefect(settings: Settings) -> bool:

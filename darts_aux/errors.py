@@ -23,11 +23,15 @@ class InvalidBufferError(InvalidRequestError):
     """A buffer that is negative, not an integer, or absurdly large."""
 
 
-class EmptyRegionError(InvalidRequestError):
+class InvalidRegionError(InvalidRequestError):
+    """A region that cannot be used: not a GeoBox, no CRS, a CRS that cannot be taken to the cube's, bad latitudes."""
+
+
+class EmptyRegionError(InvalidRegionError):
     """A geobox with no pixels, zero area or non-finite coordinates."""
 
 
-class OutsideExtentError(InvalidRequestError):
+class OutsideExtentError(InvalidRegionError):
     """A region that does not touch the product's extent at all."""
 
 
@@ -65,6 +69,10 @@ class SourceDataError(SourceError):
 
 class StoreError(DartsAuxError):
     """The cube store could not be created, read or committed to."""
+
+
+class DiskFullError(StoreError):
+    """The data directory's disk (or a file-size limit) ran out while writing; nothing was committed."""
 
 
 class ManifestError(DartsAuxError):

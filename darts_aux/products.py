@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Literal
 
@@ -112,11 +113,16 @@ def _arcticdem_extent(resolution: int) -> Extent:
 
 
 def arcticdem(resolution: int) -> Product:
-    """The ArcticDEM v4.1 mosaic cube at 2, 10 or 32 m."""
-    if isinstance(resolution, bool) or resolution not in ARCTICDEM_RESOLUTIONS:
+    """The ArcticDEM v4.1 mosaic cube at 2, 10 or 32 m (an int: 32.0 would name another cube folder)."""
+    choices = ", ".join(map(str, ARCTICDEM_RESOLUTIONS))
+    if isinstance(resolution, bool) or not isinstance(resolution, numbers.Integral):
         raise InvalidResolutionError(
-            f"ArcticDEM has no {resolution!r} m product; use one of {', '.join(map(str, ARCTICDEM_RESOLUTIONS))}."
+            f"the ArcticDEM resolution must be an int, got {resolution!r} ({type(resolution).__name__}); "
+            f"use one of {choices}."
         )
+    resolution = int(resolution)
+    if resolution not in ARCTICDEM_RESOLUTIONS:
+        raise InvalidResolutionError(f"ArcticDEM has no {resolution!r} m product; use one of {choices}.")
     return Product(
         key=f"arcticdem-{resolution}m",
         extent=_arcticdem_extent(resolution),

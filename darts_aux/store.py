@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
+import re
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +21,7 @@ import zarr
 from filelock import FileLock
 from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
 
-from .errors import DataDirError, StoreError
+from .errors import DataDirError, DiskFullError, StoreError
 from .grid import PixelWindow, window_parts
 from .products import Codec, Product, Variable
 
@@ -34,6 +38,17 @@ BRANCH = "main"
 CUBE_FORMAT = 1
 MAX_CONFLICT_REDOS = 50
 MANIFEST_SPLIT_CHUNKS = 25  # zarr chunks per axis in one icechunk manifest piece: one 2 m tile (benchmarks/README.md)
+CUBE_PARTS = frozenset({CUBE_MARKER, REPO_DIR, MANIFEST_DIR, STAGING_DIR, LOCK_FILE, "cube.tmp"})
+"""What a cube folder may hold (a creator that died may have left some of them, without the marker)."""
+DATA_DIR_PARTS = frozenset({"tile-index", "quicklooks", "regions.geojson", "regions.parquet"})
+"""Entries darts-aux itself (or its prefetch deployment) keeps in a data directory beside the cubes."""
+IGNORED_ENTRIES = frozenset({"lost+found", ".DS_Store"})
+"""Entries a fresh filesystem or a desktop puts into any folder."""
+PROBE_PREFIX = ".darts-aux-probe-"
+_CUBE_FOLDER = re.compile(r"^(arcticdem-\d+m|tcvis-\d{4}-\d{4})$")
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+_DISK_FULL_TEXT = re.compile(r"no space left on device|file too large|disk quota exceeded|os error (28|27|122)\b",
+                             re.IGNORECASE)
 
 Arrays = dict[str, np.ndarray]
 
@@ -110,17 +125,23 @@ class Cube:
 
     @classmethod
     def open_or_create(cls, data_dir: Path, product: Product) -> Cube:
-        """Open the cube, creating it (metadata only) first if needed; safe when processes race."""
+        """Open the cube, creating it (metadata only) first if needed; safe when processes race.
+
+        Before anything is created the data directory is checked: no foreign content, writable.
+        """
         paths = cube_paths(data_dir, product)
         if paths.marker.exists():
             return cls.open(data_dir, product)
+        check_writable(data_dir, product)
         try:
             paths.root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise DataDirError(f"cannot create {paths.root}: {error}; pass a writable data_dir.") from error
+            raise disk_full_error(error, f"creating {paths.root}") or DataDirError(
+                f"cannot create {paths.root}: {error}; pass a writable data_dir."
+            ) from error
         with FileLock(paths.lock):
             if not paths.marker.exists():
-                _create(paths, product)
+                _create_or_fail(paths, product)
         return cls.open(data_dir, product)
 
     # -- reading -------------------------------------------------------------------------------
@@ -168,8 +189,12 @@ class Cube:
             group = zarr.open_group(session.store, mode="r+")
             existing = {v.name: group[v.name][window.slices] for v in self.product.variables}
             merged = merge(existing)
-            for variable in self.product.variables:
-                group[variable.name][window.slices] = merged[variable.name]
+            try:
+                self._write(group, window, merged)
+            except (OSError, icechunk.IcechunkError) as error:  # chunk objects are written here, before the commit
+                raise disk_full_error(error, f"writing {message!r} to {self.paths.repo}") or StoreError(
+                    f"writing {message!r} to {self.paths.repo} failed: {error}"
+                ) from error
             if before_commit is not None:
                 before_commit()
             meta = dict(metadata() if callable(metadata) else metadata)
@@ -178,9 +203,16 @@ class Cube:
             except icechunk.ConflictError:
                 log.info("%s: the branch moved during the merge; re-reading (redo %d)", message, attempt + 1)
                 continue
-            except icechunk.IcechunkError as error:
-                raise StoreError(f"commit of {message!r} to {self.paths.repo} failed: {error}") from error
+            except (OSError, icechunk.IcechunkError) as error:
+                raise disk_full_error(error, f"the commit of {message!r} to {self.paths.repo}") or StoreError(
+                    f"commit of {message!r} to {self.paths.repo} failed: {error}"
+                ) from error
         raise StoreError(f"commit of {message!r} kept conflicting after {MAX_CONFLICT_REDOS} redos")
+
+    def _write(self, group: zarr.Group, window: PixelWindow, merged: Arrays) -> None:
+        """Write every variable of a merged chunk into the session (uncommitted until session.commit)."""
+        for variable in self.product.variables:
+            group[variable.name][window.slices] = merged[variable.name]
 
     @contextmanager
     def commit_lock(self) -> Iterator[None]:
@@ -193,6 +225,126 @@ class Cube:
         return self.repo.ancestry(branch=BRANCH)
 
 
+def is_disk_full(error: BaseException) -> bool:
+    """True when an error (or one it wraps) is ENOSPC, EFBIG or EDQUOT, also inside icechunk's error text."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_FULL_ERRNOS:
+            return True
+        if _DISK_FULL_TEXT.search(str(current)):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def disk_full_error(error: BaseException, what: str) -> DiskFullError | None:
+    """A DiskFullError saying what to do when `error` is a full disk (or a file-size limit), else None."""
+    if isinstance(error, DiskFullError):
+        return error
+    if not is_disk_full(error):
+        return None
+    detail = _disk_full_line(error)
+    return DiskFullError(
+        f"{what} failed: the disk is full (or a file-size limit was hit: {detail}). Nothing was committed and "
+        f"the cube still holds its last snapshot; free space or choose another data_dir, then run the same "
+        f"load again."
+    )
+
+
+def _disk_full_line(error: BaseException) -> str:
+    """The line of an error's text that names the full disk (icechunk adds many lines of context)."""
+    lines = [line.strip(" x|`->") for line in str(error).splitlines()]
+    named = [line for line in lines if _DISK_FULL_TEXT.search(line)]
+    return (named or lines or [type(error).__name__])[0][:200]
+
+
+def check_cube_folder(data_dir: Path, product: Product) -> None:
+    """Refuse a data directory or cube folder that holds something other than darts-aux's cubes (reads only)."""
+    paths = cube_paths(data_dir, product)
+    if paths.marker.exists():
+        _check_marker(paths, product)
+        return
+    foreign = foreign_entries(Path(data_dir))
+    if foreign:
+        raise DataDirError(
+            f"data_dir {data_dir} is not empty and holds no darts-aux cube ({_listing(foreign)}); nothing was "
+            f"written. Pass an empty or new folder, or a darts-aux data directory."
+        )
+    if paths.root.is_dir():
+        strangers = sorted(p.name for p in paths.root.iterdir() if p.name not in CUBE_PARTS and not _ignored(p.name))
+        if strangers:
+            raise DataDirError(
+                f"{paths.root} is not a darts-aux cube (no {CUBE_MARKER}; it holds {_listing(strangers)}); nothing "
+                f"was written. Move that folder away or pass another data_dir."
+            )
+    elif paths.root.exists():
+        raise DataDirError(f"{paths.root} is a file, where the {product.key} cube belongs; move it away or pass "
+                           f"another data_dir.")
+
+
+def foreign_entries(data_dir: Path) -> list[str]:
+    """Names in a data directory that are not darts-aux's; empty when it is new, empty or holds a cube."""
+    if not data_dir.is_dir():
+        return []
+    names = sorted(p.name for p in data_dir.iterdir() if not _ignored(p.name))
+    if any((data_dir / name / CUBE_MARKER).is_file() for name in names):
+        return []
+    return [n for n in names if n not in DATA_DIR_PARTS and not _CUBE_FOLDER.match(n)]
+
+
+def check_writable(data_dir: Path, product: Product) -> None:
+    """Fail before any download when the cube cannot be written: content, os.access, then a real write probe.
+
+    The probe is a temporary file created and removed in the deepest folder that exists on the cube's path,
+    so a read-only mount is found even for root (for whom os.access ignores permission bits).
+    """
+    check_cube_folder(data_dir, product)
+    folder = _deepest_existing(cube_paths(data_dir, product).root)
+    if not folder.is_dir():
+        raise DataDirError(f"{folder} is not a directory, so data_dir {data_dir} cannot be created there; pass "
+                           f"a writable data_dir.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DataDirError(f"{folder} is not writable, so the cube cannot be written to data_dir {data_dir}; pass "
+                           f"a writable data_dir (or fix the folder's permissions).")
+    _write_probe(folder, data_dir)
+
+
+def _ignored(name: str) -> bool:
+    """Entries that say nothing about who owns a folder: lost+found, .DS_Store, a concurrent write probe."""
+    return name in IGNORED_ENTRIES or name.startswith(PROBE_PREFIX)
+
+
+def _deepest_existing(path: Path) -> Path:
+    """`path` itself or its nearest ancestor that exists."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return path
+
+
+def _write_probe(folder: Path, data_dir: Path) -> None:
+    """Create and remove a small file in `folder`: the only test of writability that cannot lie."""
+    probe = folder / f"{PROBE_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(probe, "xb") as handle:
+            handle.write(b"darts-aux")
+    except OSError as error:
+        probe.unlink(missing_ok=True)
+        raise disk_full_error(error, f"a test write to {folder}") or DataDirError(
+            f"cannot write to {folder} ({error.strerror or error}), so the cube cannot be written to data_dir "
+            f"{data_dir}; pass a writable data_dir."
+        ) from None
+    probe.unlink(missing_ok=True)
+
+
+def _listing(names: list[str]) -> str:
+    """'a', 'b', 'c' and 4 more."""
+    shown = ", ".join(repr(n) for n in names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 def _check_marker(paths: CubePaths, product: Product) -> None:
     """Fail clearly when the folder holds no cube, or a cube of another product or format."""
     if not paths.marker.exists():
@@ -200,7 +352,13 @@ def _check_marker(paths: CubePaths, product: Product) -> None:
     try:
         marker = json.loads(paths.marker.read_text())
     except (OSError, ValueError) as error:
-        raise DataDirError(f"{paths.marker} is unreadable ({error}); this folder does not hold a darts-aux cube.") from error
+        raise DataDirError(
+            f"{paths.marker} is unreadable ({error}); {paths.root} does not hold a darts-aux cube. Move that folder "
+            f"away or pass another data_dir."
+        ) from error
+    if not isinstance(marker, dict):
+        raise DataDirError(f"{paths.marker} is not a darts-aux cube marker; move {paths.root} away or pass another "
+                           f"data_dir.")
     if marker.get("product") != product.key or marker.get("format") != CUBE_FORMAT:
         raise DataDirError(
             f"{paths.root} holds {marker.get('product')!r} format {marker.get('format')!r}, not "
@@ -214,6 +372,18 @@ def repository_config() -> icechunk.RepositoryConfig:
         {icechunk.ManifestSplitCondition.AnyArray(): {icechunk.ManifestSplitDimCondition.Any(): MANIFEST_SPLIT_CHUNKS}}
     )
     return icechunk.RepositoryConfig(manifest=icechunk.ManifestConfig(splitting=splitting))
+
+
+def _create_or_fail(paths: CubePaths, product: Product) -> None:
+    """Create the cube; a full disk or an unwritable folder becomes a typed error (the marker is not written)."""
+    try:
+        _create(paths, product)
+    except (OSError, icechunk.IcechunkError) as error:
+        full = disk_full_error(error, f"creating the {product.key} cube at {paths.root}")
+        if full is not None:
+            raise full from error
+        raise StoreError(f"cannot create the {product.key} cube at {paths.root}: {error}; check that data_dir is "
+                         f"writable, or pass another data_dir.") from error
 
 
 def _create(paths: CubePaths, product: Product) -> None:
