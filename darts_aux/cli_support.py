@@ -206,9 +206,9 @@ class Region:
 def resolve_region(product: Product, geobox: GeoBox, data_dir: Path | None, buffer: int, settings: Settings) -> Region:
     """Data directory and cube window of a region (the same steps `load_*` takes; nothing is written)."""
     from .api import resolve_data_dir
-    from .grid import roi_window
+    from .validate import region_window
 
-    return Region(product, resolve_data_dir(data_dir, settings), roi_window(geobox, product.extent, buffer))
+    return Region(product, resolve_data_dir(data_dir, settings), region_window(product, geobox, buffer))
 
 
 def fetch_region(region: Region, settings: Settings, console: Console) -> tuple[FillReport, bool]:
@@ -218,6 +218,7 @@ def fetch_region(region: Region, settings: Settings, console: Console) -> tuple[
     """
     from .api import fill, is_settled
     from .fill import FillReport
+    from .store import check_writable
 
     started = time.perf_counter()
     if is_settled(region.data_dir, region.product, region.window, settings):
@@ -225,6 +226,7 @@ def fetch_region(region: Region, settings: Settings, console: Console) -> tuple[
         report = FillReport(region.product.key, chunks_total=count, chunks_reused=count,
                             seconds=time.perf_counter() - started)
         return report, False
+    check_writable(region.data_dir, region.product)  # before the progress bar: fail with one line, not a bar
     report = run_with_progress(lambda: fill(region.data_dir, region.product, region.window, settings), region, console)
     return report, True
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import staging
-from .errors import SourceUnavailableError
+from .errors import DiskFullError, SourceUnavailableError
 from .grid import ChunkGrid, ChunkId, PixelWindow
 from .manifest import ChunkRecord, Manifest, failure_note, status_for, union_coverage, utc_now
 from .mosaic import fill_gaps
@@ -188,9 +188,25 @@ def download(ctx: FillContext, job: ChunkJob) -> StagedChunk:
 
 def commit(ctx: FillContext, staged: StagedChunk, before_commit: Callable[[], None] | None = None) -> ChunkRecord:
     """Merge a staged chunk into the cube (valid pixels already there win), then record it in the manifest."""
+    new_pixels = staging.load(Path(staged.path)) if staged.path else None
+    try:
+        record = _merge_and_record(ctx, staged, new_pixels, before_commit)
+    except DiskFullError:
+        if staged.path:  # nothing was committed; a rerun downloads the chunk again, so free its space now
+            staging.discard(Path(staged.path))
+        raise
+    if staged.path:
+        staging.discard(Path(staged.path))
+    log.info("chunk %s committed: %s, coverage %.3f, snapshot %s", staged.chunk, record.status, record.coverage,
+             record.snapshot_id)
+    return record
+
+
+def _merge_and_record(ctx: FillContext, staged: StagedChunk, new_pixels: dict[str, np.ndarray] | None,
+                      before_commit: Callable[[], None] | None) -> ChunkRecord:
+    """Under the cube's lock: the chunk's new manifest row, its pixels committed first (if any), then the row."""
     cube, manifest, grid = ctx.cube(), ctx.manifest(), ctx.grid
     window = grid.window(staged.chunk)
-    new_pixels = staging.load(Path(staged.path)) if staged.path else None
     with cube.commit_lock():
         previous = manifest.latest(window).get(staged.chunk)
         applied = tuple(sorted(set(previous.items_applied if previous else ()) | set(staged.applied)))
@@ -214,9 +230,6 @@ def commit(ctx: FillContext, staged: StagedChunk, before_commit: Callable[[], No
             log.info("chunk %s: snapshot %s committed; recording it in the manifest", staged.chunk, snapshot)
         record = ChunkRecord(staged.chunk, status, applied, failed, cov, utc_now(), snapshot, covered, note)
         manifest.append([record])
-    if staged.path:
-        staging.discard(Path(staged.path))
-    log.info("chunk %s committed: %s, coverage %.3f, snapshot %s", staged.chunk, status, cov, snapshot)
     return record
 
 

@@ -24,9 +24,13 @@ def stage(directory: Path, name: str, arrays: dict[str, np.ndarray]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.{_host()}.{os.getpid()}.{uuid.uuid4().hex[:12]}.npz"
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not keep half a chunk
+        raise
     return path
 
 
