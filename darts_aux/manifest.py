@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import shapely
 
@@ -34,6 +33,10 @@ Status = Literal["partial", "full"]
 SEGMENTS = "segments"
 COMPACTED_PREFIX = "compacted-"
 _FULL_COVERAGE = 1.0 - 1e-9
+ROW_GROUP_ROWS = 8192
+"""Rows per row group of a compacted file (sorted by chunk): a window's query reads one or two groups."""
+ChunkRange = tuple[int, int, int, int]
+"""Inclusive (row0, row1, col0, col1) chunk range."""
 
 SCHEMA = pa.schema(
     [
@@ -51,6 +54,8 @@ SCHEMA = pa.schema(
         pa.field("note", pa.string(), nullable=True),
     ]
 )
+RECORD_COLUMNS: tuple[str, ...] = tuple(name for name in SCHEMA.names if name not in ("chunk_id", "geometry"))
+"""What a ChunkRecord needs: the footprint and id follow from the chunk's row and column."""
 
 
 @dataclass(frozen=True)
@@ -177,7 +182,7 @@ class Manifest:
             return 0
         latest = self._latest_table(self._read(files))
         name = f"{COMPACTED_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-        _write_atomically(latest, self.root / name)
+        _write_atomically(latest, self.root / name, row_group_size=ROW_GROUP_ROWS)
         for path in files:
             path.unlink(missing_ok=True)
         return len(files)
@@ -186,37 +191,38 @@ class Manifest:
 
     def latest(self, window: PixelWindow | None = None) -> dict[ChunkId, ChunkRecord]:
         """The latest record of every chunk (optionally only chunks touching a pixel window)."""
-        table = self.latest_table(window)
+        table = self._latest(window, RECORD_COLUMNS)
         return {rec.chunk: rec for rec in _records(table)}
 
     def latest_table(self, window: PixelWindow | None = None) -> pa.Table:
         """Latest rows as an Arrow table (GeoParquet schema), optionally limited to a window's chunks."""
+        return self._latest(window, SCHEMA.names)
+
+    def _latest(self, window: PixelWindow | None, columns: Sequence[str]) -> pa.Table:
+        """Latest rows of some columns; with a window only the row groups that may hold its chunks are read."""
+        ranges = None if window is None else self.grid.chunk_ranges(window)
         for attempt in range(5):
+            files = self.files()
             try:
-                table = self._read(self.files())
+                table = self._read(files, ranges, columns)
                 break
             except FileNotFoundError:  # a compaction removed a file between listing and reading
                 if attempt == 4:
                     raise
-        if window is not None and table.num_rows:
-            table = table.filter(_window_filter(self.grid, window))
+        if len(files) == 1 and files[0].name.startswith(COMPACTED_PREFIX):
+            return table.drop_columns(["_order"])  # compaction wrote one row per chunk, sorted by chunk
         return self._latest_table(table)
 
-    def _read(self, files: list[Path]) -> pa.Table:
+    def _read(self, files: list[Path], ranges: list[ChunkRange] | None = None,
+              columns: Sequence[str] = SCHEMA.names) -> pa.Table:
+        """Rows of the files (those of chunks inside `ranges`, when given), tagged with their file's order."""
+        schema = pa.schema([SCHEMA.field(name) for name in columns])
         tables = []
         for order, path in enumerate(files):
-            try:
-                part = pq.read_table(path, schema=SCHEMA)
-            except FileNotFoundError:
-                raise  # listed, then folded away by a compaction: the caller lists again
-            except (pa.ArrowException, OSError, ValueError) as error:
-                raise ManifestError(
-                    f"manifest file {path} is unreadable ({error}); move it aside and run "
-                    f"'darts-aux manifest rebuild' to restore the manifest from the store."
-                ) from error
-            tables.append(part.append_column("_order", pa.array([order] * part.num_rows, pa.int32())))
+            part = _read_file(path, schema, ranges)
+            tables.append(part.append_column("_order", pa.array(np.full(part.num_rows, order, np.int32))))
         if not tables:
-            return SCHEMA.empty_table().append_column("_order", pa.array([], pa.int32()))
+            return schema.empty_table().append_column("_order", pa.array([], pa.int32()))
         return pa.concat_tables(tables)
 
     @staticmethod
@@ -260,35 +266,78 @@ def _first_of_group(rows: pa.ChunkedArray, cols: pa.ChunkedArray) -> pa.Array:
     return pa.array(keep)
 
 
-def _window_filter(grid: ChunkGrid, window: PixelWindow) -> pc.Expression:
-    """Rows of the chunks a pixel window touches."""
-    field_row, field_col = pc.field("chunk_row"), pc.field("chunk_col")
-    expression = pc.scalar(False)
-    for row0, row1, col0, col1 in grid.chunk_ranges(window):
-        expression = expression | ((field_row >= row0) & (field_row <= row1) & (field_col >= col0) & (field_col <= col1))
-    return expression
+def _read_file(path: Path, schema: pa.Schema, ranges: list[ChunkRange] | None) -> pa.Table:
+    """One file's rows in `schema` (columns it lacks are null); with ranges, only the rows of those chunks."""
+    try:
+        parquet = pq.ParquetFile(path)
+        groups = _row_groups(parquet.metadata, ranges)
+        present = set(parquet.schema_arrow.names)
+        table = parquet.read_row_groups(groups, columns=[n for n in schema.names if n in present])
+    except FileNotFoundError:
+        raise  # listed, then folded away by a compaction: the caller lists again
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise ManifestError(
+            f"manifest file {path} is unreadable ({error}); move it aside and run "
+            f"'darts-aux manifest rebuild' to restore the manifest from the store."
+        ) from error
+    table = _conform(table, schema)
+    return table if ranges is None else table.filter(_in_ranges(table, ranges))
 
 
-def _records(table: pa.Table) -> Iterable[ChunkRecord]:
-    for row in table.drop_columns(["geometry"]).to_pylist():
-        yield ChunkRecord(
-            chunk=ChunkId(row["chunk_row"], row["chunk_col"]),
-            status=row["status"],
-            items_applied=tuple(row["items_applied"]),
-            items_failed=tuple(row["items_failed"]),
-            coverage=row["coverage"],
-            checked_at=row["checked_at"],
-            snapshot_id=row["snapshot_id"],
-            covered=row["covered"],
-            note=row["note"] or "",
-        )
+def _row_groups(meta: pq.FileMetaData, ranges: list[ChunkRange] | None) -> list[int]:
+    """Row groups that may hold chunks inside the ranges, judged by their chunk_row/chunk_col statistics."""
+    every = list(range(meta.num_row_groups))
+    if ranges is None:
+        return every
+    leaves = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+    row_leaf, col_leaf = leaves.get("chunk_row"), leaves.get("chunk_col")
+    if row_leaf is None or col_leaf is None:
+        return every
+    return [i for i in every if _may_hold(meta.row_group(i), row_leaf, col_leaf, ranges)]
 
 
-def _write_atomically(table: pa.Table, path: Path) -> Path:
+def _may_hold(group: pq.RowGroupMetaData, row_leaf: int, col_leaf: int, ranges: list[ChunkRange]) -> bool:
+    """False only when the group's statistics prove it holds no chunk of the ranges."""
+    rows, cols = group.column(row_leaf).statistics, group.column(col_leaf).statistics
+    if rows is None or cols is None or not (rows.has_min_max and cols.has_min_max):
+        return True
+    return any(rows.min <= r1 and rows.max >= r0 and cols.min <= c1 and cols.max >= c0 for r0, r1, c0, c1 in ranges)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The table with exactly the schema's columns and types (older files may lack newer nullable columns)."""
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+               for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _in_ranges(table: pa.Table, ranges: list[ChunkRange]) -> pa.Array:
+    """Boolean mask of the rows whose chunk lies inside one of the inclusive ranges."""
+    rows = table.column("chunk_row").to_numpy()
+    cols = table.column("chunk_col").to_numpy()
+    keep = np.zeros(len(rows), dtype=bool)
+    for r0, r1, c0, c1 in ranges:
+        keep |= (rows >= r0) & (rows <= r1) & (cols >= c0) & (cols <= c1)
+    return pa.array(keep)
+
+
+def _records(table: pa.Table) -> list[ChunkRecord]:
+    """ChunkRecords of a latest table, built column by column (row dicts are several times slower)."""
+    names = ("chunk_row", "chunk_col", "status", "items_applied", "items_failed", "coverage", "checked_at",
+             "snapshot_id", "covered", "note")
+    columns = [table.column(name).to_pylist() for name in names]
+    return [
+        ChunkRecord(ChunkId(row, col), status, tuple(applied), tuple(failed), coverage, checked_at, snapshot,
+                    covered, note or "")
+        for row, col, status, applied, failed, coverage, checked_at, snapshot, covered, note in zip(*columns)
+    ]
+
+
+def _write_atomically(table: pa.Table, path: Path, row_group_size: int | None = None) -> Path:
     """Write a Parquet file under a temporary name, fsync it, then rename it into place."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
