@@ -1,4 +1,9 @@
-"""The Python API: load a region of a cube, filling missing chunks first."""
+"""The Python API: load a region of a cube, filling missing chunks first.
+
+A load of a settled region (the fast path) imports only what reading needs: the settings (pydantic), the fill
+stack (sources, Prefect, pystac-client, rasterio) and odc-geo's xarray support (it imports rasterio) are
+imported when first needed (tests/unit/test_fast_path_imports.py).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,6 @@ from .errors import DartsAuxError
 from .grid import ChunkGrid, PixelWindow, window_geobox, window_parts
 from .manifest import Manifest, utc_now
 from .products import ArcticDEMResolution, Product, arcticdem, tcvis
-from .settings import Settings, get_settings
 from .store import Cube, check_cube_folder, check_writable, cube_exists, cube_paths, disk_full_error
 from .validate import check_persist, data_dir_path, region_window
 
@@ -20,6 +24,7 @@ if TYPE_CHECKING:
     from odc.geo.geobox import GeoBox
 
     from .fill import FillReport
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,8 @@ def load_tcvis(geobox: GeoBox, data_dir: str | Path | None = None, buffer: int =
     `valid == 0` (and 0 in the bands), so a real 0 is told apart from no data. Regions across the
     antimeridian come back as one Dataset whose longitudes continue past 180°.
     """
+    from .settings import get_settings
+
     return load(tcvis(get_settings().tcvis_edition), geobox, data_dir, buffer, persist)
 
 
@@ -58,31 +65,46 @@ def load(product: Product, geobox: GeoBox, data_dir: str | Path | None, buffer: 
     """
     persist = check_persist(persist)
     window = region_window(product, geobox, buffer)
-    settings = get_settings()
-    directory = resolve_data_dir(data_dir, settings)
-    if not is_settled(directory, product, window, settings):
+    directory = resolve_data_dir(data_dir)
+    if not is_settled(directory, product, window):
+        settings = _settings()
         report = fill(directory, product, window, settings)
         report.raise_for_failures()
     return read_dataset(directory, product, window, persist)
 
 
-def resolve_data_dir(data_dir: str | Path | None, settings: Settings) -> Path:
+def _settings(given: Settings | None = None) -> Settings:
+    """The settings passed in, else those from the environment (pydantic is imported only when asked)."""
+    if given is not None:
+        return given
+    from .settings import get_settings
+
+    return get_settings()
+
+
+def resolve_data_dir(data_dir: str | Path | None, settings: Settings | None = None) -> Path:
     """The data directory to use: the argument, else DARTS_AUX_DATA_DIR; checked, not created."""
-    return data_dir_path(settings.data_dir if data_dir is None else data_dir)
+    return data_dir_path(_settings(settings).data_dir if data_dir is None else data_dir)
 
 
-def is_settled(data_dir: Path, product: Product, window: PixelWindow, settings: Settings) -> bool:
+def is_settled(data_dir: Path, product: Product, window: PixelWindow, settings: Settings | None = None) -> bool:
     """True when every chunk of the window is full, or partial and checked within the revisit interval.
 
     A data directory or cube folder holding something else is refused here, before any source is asked.
+    The settings (revisit interval) are consulted only when a chunk is partial.
     """
     check_cube_folder(data_dir, product)
     if not cube_exists(data_dir, product):
         return False
     grid = ChunkGrid(product)
     latest = Manifest(cube_paths(data_dir, product).manifest, grid).latest(window)
-    now, revisit = utc_now(), settings.revisit_days * 86400
-    return all(c in latest and latest[c].is_settled(now, revisit) for c in grid.chunks(window))
+    chunks = grid.chunks(window)
+    if any(c not in latest for c in chunks):
+        return False
+    if all(latest[c].status == "full" for c in chunks):
+        return True
+    now, revisit = utc_now(), _settings(settings).revisit_days * 86400
+    return all(latest[c].is_settled(now, revisit) for c in chunks)
 
 
 def fill(data_dir: Path, product: Product, window: PixelWindow, settings: Settings) -> FillReport:
