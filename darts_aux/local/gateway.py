@@ -7,8 +7,9 @@ sent, so a client that has its response also sees its log line.
 rustac links always start at the server root (it drops any path of `--addr`), so the proxy rewrites
 the upstream base URL in bodies and `Location` headers to `<public_base>/stac`.
 
-Fault injection (5xx, resets, stalls, truncation per upstream) belongs in `wrap_upstream`: it sees each
-upstream's ASGI app and sits inside the request log, which then records the injected outcome.
+Faults (5xx, resets, stalls, truncation) are injected in front of the gateway by
+`darts_aux.local.faults.FaultProxy`, which can reset a connection before any answer (uvicorn turns an ASGI
+app's failure before its response into a 500). `wrap_upstream` stays the hook for other per-upstream behaviour.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ class StacProxy:
 
 
 def wrap_upstream(name: Upstream, app: ASGIApp, config: GatewayConfig) -> ASGIApp:
-    """The one place to add per-upstream behaviour such as fault injection; today: unchanged."""
+    """The one place to add per-upstream behaviour; today: unchanged."""
     del name, config
     return app
 

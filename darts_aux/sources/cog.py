@@ -1,31 +1,65 @@
-"""Windowed reads of ArcticDEM COG tiles over HTTP range requests, mosaicked into one chunk."""
+"""Windowed reads of ArcticDEM COG tiles over HTTP range requests, mosaicked into one chunk.
+
+Retries come from the one retry policy, at two levels. GDAL retries each range request that fails with 429,
+5xx, a reset or a timeout (`GDAL_HTTP_MAX_RETRY`, `GDAL_HTTP_RETRY_DELAY`). What GDAL does not retry (a body
+cut short, a header read that broke off) the policy retries in small units: opening a file, then reading one
+row of COG blocks at a time, so a retry repeats one or two range requests rather than a whole tile. After a
+failure the file is reopened past GDAL's /vsicurl/ cache, which would replay a failed open or keep the part of
+a cut-short range that did arrive.
+
+A failure is classified before it leaves this module: `TransientSourceError` (the server misbehaved; once the
+retries are used up the item is listed as failed and the chunk stays partial) or `SourceDataError` (the file
+can never be read: not a GeoTIFF, not tiled, truncated, another grid; raised, so nothing is written).
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from ..errors import SourceDataError
+from ..errors import SourceDataError, TransientSourceError
 from ..grid import ChunkGrid, ChunkId, PixelWindow
 from ..mosaic import fill_gaps, nodata_to_fill
 from ..products import Product
-from ..retry import RetryPolicy, is_transient
+from ..retry import RetryPolicy, causes, is_transient
 from .base import ChunkPixels, ItemFailure, empty_chunk
 from .items import TileItem
 
+if TYPE_CHECKING:
+    import httpx
+    from rasterio.io import DatasetReader
+    from rasterio.windows import Window
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+SOURCE = "cog"
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_HTTP_TROUBLE = re.compile(
+    r"HTTP response code: ?(429|5\d\d)|CURL error|timed out|connection (reset|refused|closed)|"
+    r"reset by peer|transfer closed|recv failure|send failure|empty reply|couldn't connect",
+    re.IGNORECASE,
+)
+_HTTP_CODE = re.compile(r"HTTP response code: ?(\d{3})")
+FIX_HINT = ("report the item to the catalog's maintainers, or point DARTS_AUX_STAC_URL at a catalog whose assets "
+            "are cloud-optimised GeoTIFFs")
 
 
-def gdal_http_options(timeout: float) -> dict[str, str | int]:
-    """GDAL settings for COGs over HTTP: no directory listings, merged ranges, GDAL's own retries off (ours rule)."""
+def gdal_http_options(timeout: float, retries: int = 0, retry_delay: float = 1.0) -> dict[str, str | int]:
+    """GDAL settings for COGs over HTTP: no directory listings, merged ranges, each range request retried."""
     return {
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
         "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff",
         "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-        "GDAL_HTTP_MAX_RETRY": "0",
+        "GDAL_HTTP_MAX_RETRY": str(retries),
+        "GDAL_HTTP_RETRY_DELAY": f"{retry_delay:g}",
         "GDAL_HTTP_TIMEOUT": str(int(max(1, timeout))),
         "GDAL_HTTP_CONNECTTIMEOUT": str(int(max(1, min(timeout, 10)))),
         "VSI_CACHE": "FALSE",
@@ -40,22 +74,30 @@ def read_chunk(
     policy: RetryPolicy,
     timeout: float = 30.0,
 ) -> ChunkPixels:
-    """Read each item's part of the chunk (only that window), mosaic in item order; failures are listed, not raised."""
+    """Read each item's part of the chunk (only that window), mosaic in item order.
+
+    Items whose reads still fail transiently after the retries are listed in `failed` (the chunk stays partial);
+    an item whose data can never be read raises SourceDataError.
+    """
     import rasterio
 
     started = time.perf_counter()
     product = grid.product
     window = grid.window(chunk)
     result = ChunkPixels(empty_chunk(product, window))
-    with rasterio.Env(**gdal_http_options(timeout)):
+    with rasterio.Env(**gdal_http_options(timeout, policy.retries, policy.base_delay)):
         for item in sorted(items, key=lambda i: i.id):
             overlap = item.window_on(product).intersect(window)
             if overlap.is_empty:
                 continue
             try:
-                tiles = policy.call(lambda: _read_item(product, item, overlap), what=f"read of {item.id}")
-            except Exception as error:  # noqa: BLE001 - recorded as a failed item, the chunk stays partial
-                failure = ItemFailure(item.id, f"{type(error).__name__}: {error}", is_transient(error))
+                tiles = read_item(product, item, overlap, policy, timeout)
+            except SourceDataError:
+                raise
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                failure = ItemFailure(item.id, f"{type(error).__name__}: {error}", True)
                 log.warning("chunk %s: item %s failed after retries: %s", chunk, item.id, failure.reason)
                 result.failed.append(failure)
                 continue
@@ -68,36 +110,206 @@ def read_chunk(
     return result
 
 
-def _read_item(product: Product, item: TileItem, overlap: PixelWindow) -> dict[str, np.ndarray]:
+def read_item(product: Product, item: TileItem, overlap: PixelWindow, policy: RetryPolicy,
+              timeout: float) -> dict[str, np.ndarray]:
     """One item's window of every variable's asset, nodata turned into the cube's fill value."""
     from rasterio.windows import Window
 
-    tile_window = item.window_on(product)
-    rows, cols = overlap.relative_to(tile_window)
-    rio_window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
+    rows, cols = overlap.relative_to(item.window_on(product))
+    window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
     out = {}
     for variable in product.variables:
         href = item.hrefs[variable.source_asset]
-        data, nodata = _read_window(href, rio_window, item, variable.dtype)
+        data, nodata = read_asset(href, window, item, variable.dtype, product, policy, timeout)
         source_nodata = variable.source_nodata if nodata is None else nodata
         out[variable.name] = nodata_to_fill(data, source_nodata, variable.fill_value)
     return out
 
 
-def _read_window(href: str, window: object, item: TileItem, dtype: str) -> tuple[np.ndarray, float | None]:
-    """Open a COG, check it is the tile the item describes, read one window."""
+def read_asset(href: str, window: Window, item: TileItem, dtype: str, product: Product, policy: RetryPolicy,
+               timeout: float) -> tuple[np.ndarray, float | None]:
+    """One COG's window: checked, then read one row of blocks at a time, each part retried on its own."""
+    cog = CogFile(href, timeout)
+    block_height, nodata = cog.retried(policy, lambda: cog.check(item, dtype, product))
+    data = np.empty((int(window.height), int(window.width)), dtype=dtype)
+    for part, rows in block_rows(window, block_height):
+        data[rows] = cog.retried(policy, lambda part=part: cog.read(part), part)
+    return data, nodata
+
+
+class CogFile:
+    """A COG over HTTP, opened afresh for each attempt.
+
+    After a failed read GDAL's file handle stays failed, and its /vsicurl/ cache may hold the failure (a failed
+    open) or the part of a cut-short range that did arrive; so once anything failed, the next attempt opens the
+    file past that cache (which also drops the URL's cache entries).
+    """
+
+    def __init__(self, href: str, timeout: float) -> None:
+        self.href = href
+        self.timeout = timeout
+        self.stale = False
+        """Whether GDAL's cache may hold a failure for this URL."""
+
+    @contextmanager
+    def opened(self) -> Iterator[DatasetReader]:
+        """The file opened for one attempt; an open failure comes out classified."""
+        import rasterio
+        from rasterio.errors import RasterioIOError
+
+        fresh = self.stale
+        with uncached(self.href) if fresh else nullcontext():
+            try:
+                src = rasterio.open(self.href)
+            except RasterioIOError as error:
+                self.stale = True
+                raise open_failure(self.href, error) from error
+        with src:
+            yield src
+        if fresh:
+            self.stale = False
+
+    def check(self, item: TileItem, dtype: str, product: Product) -> tuple[int, float | None]:
+        """Check the file is the tile the item describes; its block height and nodata value."""
+        with self.opened() as src:
+            check_tile(src, self.href, item, dtype, product)
+            return src.block_shapes[0][0], src.nodata
+
+    def read(self, part: Window) -> np.ndarray:
+        """One window of band 1."""
+        from rasterio.errors import RasterioIOError
+
+        with self.opened() as src:
+            try:
+                return src.read(1, window=part)
+            except RasterioIOError as error:
+                self.stale = True
+                raise TransientSourceError(f"reading {self.href} failed: {error}", source=SOURCE) from error
+
+    def retried(self, policy: RetryPolicy, attempt: Callable[[], T], part: Window | None = None) -> T:
+        """`attempt` retried by the policy; once the retries are used up, blame the file when it is at fault."""
+        try:
+            return policy.call(attempt, what=f"{'read' if part else 'open'} of {self.href}")
+        except TransientSourceError as error:
+            verdict = self.diagnose(error, part)
+            if verdict is None:
+                raise
+            raise verdict from error
+
+    def diagnose(self, error: BaseException, part: Window | None) -> SourceDataError | None:
+        """SourceDataError when a failure that did not come from the server is the file's own (checked once)."""
+        if http_trouble(error):
+            return None
+        if part is None:
+            return not_a_geotiff(self.href, probe(self.href, "bytes=0-1023", self.timeout))
+        try:
+            with self.opened() as src:
+                end = declared_end(src, part)
+        except TransientSourceError:
+            return None
+        answer = probe(self.href, "bytes=0-0", self.timeout)
+        size = None if isinstance(answer, Exception) else content_size(answer)
+        if size is None or end <= size:
+            return None
+        return SourceDataError(f"{self.href} is truncated: its tiles reach byte {end:,} but the file has {size:,} "
+                               f"bytes; {FIX_HINT}.", source=SOURCE)
+
+
+def block_rows(window: Window, block_height: int) -> Iterator[tuple[Window, slice]]:
+    """The window cut at the file's block-row boundaries: each part's window and its rows in the result."""
+    from rasterio.windows import Window
+
+    top, bottom = int(window.row_off), int(window.row_off + window.height)
+    edges = [top, *range((top // block_height + 1) * block_height, bottom, block_height), bottom]
+    for row0, row1 in itertools.pairwise(edges):
+        yield Window(window.col_off, row0, window.width, row1 - row0), slice(row0 - top, row1 - top)
+
+
+@contextmanager
+def uncached(href: str) -> Iterator[None]:
+    """Open `href` past GDAL's /vsicurl/ cache (which replays a failed open); its cache entry goes on close."""
     import rasterio
-    from rasterio.errors import RasterioIOError
+
+    with rasterio.Env(CPL_VSIL_CURL_NON_CACHED=f"/vsicurl/{href}"):
+        yield
+
+
+def check_tile(src: DatasetReader, href: str, item: TileItem, dtype: str, product: Product) -> None:
+    """SourceDataError unless the file is a tiled GeoTIFF of the item's dtype, CRS and pixel grid."""
+    if src.count < 1 or np.dtype(src.dtypes[0]) != np.dtype(dtype):
+        raise SourceDataError(f"{href} holds {src.dtypes[0]!r} pixels, item {item.id} should hold {dtype}; "
+                              f"{FIX_HINT}.", source=SOURCE)
+    if src.crs is not None and src.crs != product.extent.crs:
+        raise SourceDataError(f"{href} is in {src.crs}, the {product.key} cube in {product.extent.crs}; "
+                              f"{FIX_HINT}.", source=SOURCE)
+    if (src.height, src.width) != item.shape or not src.transform.almost_equals(item.affine, precision=1e-6):
+        raise SourceDataError(f"{href} does not have the pixel grid its STAC item {item.id} declares; {FIX_HINT}.",
+                              source=SOURCE)
+    block_height, block_width = src.block_shapes[0]
+    if block_width >= src.width and block_height < src.height:
+        raise SourceDataError(
+            f"{href} is a striped GeoTIFF ({block_height}-row strips), not a cloud-optimised (tiled) one: a window "
+            f"read would fetch whole rows of the tile; {FIX_HINT}.", source=SOURCE)
+
+
+def http_trouble(error: BaseException) -> bool:
+    """Whether GDAL's error chain reports a server or transport failure (5xx, 429, curl errors, timeouts)."""
+    return any(_HTTP_TROUBLE.search(str(link)) for link in causes(error))
+
+
+def open_failure(href: str, error: BaseException) -> Exception:
+    """Why a COG could not be opened: an HTTP 4xx means the asset cannot be fetched, anything else may pass."""
+    code = _HTTP_CODE.search(" ".join(str(link) for link in causes(error)))
+    if code is not None and 400 <= int(code.group(1)) < 500 and code.group(1) != "429":
+        return SourceDataError(f"{href} answers HTTP {code.group(1)}: the item lists an asset that cannot be "
+                               f"fetched; {FIX_HINT}.", source=SOURCE)
+    # "not recognized as being in a supported file format" also follows a header read that broke off
+    return TransientSourceError(f"opening {href} failed: {error}", source=SOURCE)
+
+
+def not_a_geotiff(href: str, answer: httpx.Response | Exception) -> SourceDataError | None:
+    """SourceDataError when the file's first bytes are there and are not a TIFF header."""
+    if isinstance(answer, Exception) or answer.status_code == 429 or answer.status_code >= 500:
+        return None
+    if answer.status_code not in (200, 206):
+        return SourceDataError(f"{href} answers HTTP {answer.status_code}: the item lists an asset that cannot be "
+                               f"fetched; {FIX_HINT}.", source=SOURCE)
+    if answer.content[:4] in TIFF_MAGIC:
+        return None
+    kind = answer.headers.get("content-type", "no content type")
+    return SourceDataError(f"{href} is not a GeoTIFF: the server sent {kind} starting with {answer.content[:16]!r}; "
+                           f"{FIX_HINT}.", source=SOURCE)
+
+
+def declared_end(src: DatasetReader, window: Window) -> int:
+    """The end (byte offset) of the last block of band 1 that the window needs, from the TIFF directory."""
+    height, width = src.block_shapes[0]
+    rows = range(int(window.row_off) // height, math.ceil((window.row_off + window.height) / height))
+    cols = range(int(window.col_off) // width, math.ceil((window.col_off + window.width) / width))
+    end = 0
+    for row, col in itertools.product(rows, cols):
+        offset = src.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=1)
+        size = src.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=1)
+        if offset and size:
+            end = max(end, int(offset) + int(size))
+    return end
+
+
+def probe(href: str, byte_range: str, timeout: float) -> httpx.Response | Exception:
+    """One range request for diagnosis (the answer, or the transport error)."""
+    import httpx
 
     try:
-        with rasterio.open(href) as src:
-            if src.count < 1 or np.dtype(src.dtypes[0]) != np.dtype(dtype):
-                raise SourceDataError(f"{href} holds {src.dtypes[0]!r}, expected {dtype}", source="cog")
-            if (src.height, src.width) != item.shape or not src.transform.almost_equals(item.affine, precision=1e-6):
-                raise SourceDataError(f"{href} does not have the grid its STAC item {item.id} declares", source="cog")
-            data = src.read(1, window=window)
-            return data, src.nodata
-    except RasterioIOError as error:
-        if is_transient(error):
-            raise
-        raise SourceDataError(f"{href} could not be read as a COG: {error}", source="cog") from error
+        return httpx.get(href, headers={"Range": byte_range}, timeout=timeout, follow_redirects=True)
+    except httpx.HTTPError as error:
+        return error
+
+
+def content_size(answer: httpx.Response) -> int | None:
+    """The file's total size from a range answer (Content-Range), or a whole answer's length."""
+    total = answer.headers.get("content-range", "").rpartition("/")[2]
+    if total.isdigit():
+        return int(total)
+    if answer.status_code == 200:
+        return len(answer.content)
+    return None

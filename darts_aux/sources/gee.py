@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigurationError, SourceDataError, SourceRequestError
+from ..errors import ConfigurationError, SourceDataError, SourceRequestError, SourceUnavailableError
 from ..retry import RetryPolicy, http_status, is_transient
 from ..settings import Settings
 
@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 50_331_648
 """Earth Engine's limit on one request's uncompressed size (48 MiB), counting one mask byte per pixel and band."""
 MAX_GRID_SIDE = 32_768
+EE_DATA_HINT = ("check that DARTS_AUX_EE_URL is an Earth Engine endpoint and that DARTS_AUX_TCVIS_EDITION names a "
+                "TCVIS edition (uint8 bands TCB_slope, TCG_slope, TCW_slope)")
 EE_SCOPES = ("https://www.googleapis.com/auth/earthengine", "https://www.googleapis.com/auth/cloud-platform")
 
 _init_lock = threading.Lock()
@@ -67,9 +69,13 @@ def row_bands(shape: tuple[int, int], bands: int, bytes_per_value: int = 1) -> l
 
 
 def initialise(settings: Settings) -> None:
-    """Initialise the Earth Engine client once per process (and again only if its settings change)."""
+    """Initialise the Earth Engine client once per process (and again only if its settings change).
+
+    Initialisation fetches the discovery document and the algorithm list, so it is retried like any request;
+    a failure that outlives the retries is SourceUnavailableError, a refusal ConfigurationError.
+    """
     global _initialised_with, _in_flight, _in_flight_size
-    key = (settings.ee_url, settings.ee_project or "", settings.ee_credentials)
+    key = (settings.ee_url, settings.ee_project or "", settings.ee_credentials, settings.http_timeout_seconds)
     with _init_lock:
         if _in_flight is None or _in_flight_size != settings.ee_max_in_flight:
             _in_flight = threading.BoundedSemaphore(settings.ee_max_in_flight)
@@ -84,18 +90,42 @@ def initialise(settings: Settings) -> None:
                 "for Earth Engine)."
             )
         credentials = _credentials(settings)
-        if _initialised_with is not None:
-            ee.Reset()  # the client caches the previous server's algorithms per process
+        policy = RetryPolicy(settings.retries, settings.retry_delay_seconds, settings.retry_jitter)
         try:
-            ee.Initialize(credentials=credentials, project=settings.ee_project, url=settings.ee_url)
-        except ee.EEException as error:
-            raise ConfigurationError(
-                f"Earth Engine at {settings.ee_url} refused to initialise for project {settings.ee_project!r}: "
-                f"{error}; check DARTS_AUX_EE_PROJECT, DARTS_AUX_EE_CREDENTIALS and DARTS_AUX_EE_URL."
-            ) from error
-        ee.data.setMaxRetries(0)  # retries are ours: transient errors only, backoff with jitter
+            policy.call(lambda: _connect(settings, credentials),
+                        what=f"Earth Engine initialisation at {settings.ee_url}")
+        except Exception as error:
+            _initialised_with = None
+            raise _initialise_error(settings, error) from error
         _initialised_with = key
         log.info("Earth Engine initialised at %s for project %s", settings.ee_url, settings.ee_project)
+
+
+def _connect(settings: Settings, credentials: Any) -> None:
+    """One attempt at `ee.Initialize`, from a clean client, with our deadline and without the client's retries."""
+    import ee
+    from ee import _state
+
+    ee.Reset()  # the client caches the previous server's algorithms per process
+    # The public setters rebuild the API resource (another discovery fetch), so set the fields before Initialize:
+    # retries are ours (transient errors only, backoff with jitter), and every request, discovery included,
+    # gets the source timeout.
+    state = _state.get_state()
+    state.max_retries = 0
+    state.deadline_ms = int(settings.http_timeout_seconds * 1000)
+    ee.Initialize(credentials=credentials, project=settings.ee_project, url=settings.ee_url)
+
+
+def _initialise_error(settings: Settings, error: Exception) -> Exception:
+    """A failed initialisation as a typed error: unreachable (transient) or refused (configuration)."""
+    if is_transient(error):
+        return SourceUnavailableError(
+            f"Earth Engine at {settings.ee_url} could not be reached to initialise ({type(error).__name__}: {error}); "
+            f"try again later, or check DARTS_AUX_EE_URL.", source="earthengine")
+    return ConfigurationError(
+        f"Earth Engine at {settings.ee_url} refused to initialise for project {settings.ee_project!r}: "
+        f"{error}; check DARTS_AUX_EE_PROJECT, DARTS_AUX_EE_CREDENTIALS and DARTS_AUX_EE_URL."
+    )
 
 
 def _credentials(settings: Settings) -> Any:
@@ -141,21 +171,29 @@ def compute_pixels(expression: Any, grid: PixelGrid, band_ids: Sequence[str], po
 
     try:
         result = policy.call(once, what=f"computePixels {grid.shape[1]}×{grid.shape[0]}")
-    except ee.EEException as error:
-        raise _typed(error) from error
+    except Exception as error:
+        typed = _typed(error)
+        if typed is None:
+            raise
+        raise typed from error
     return _checked(result, grid.shape, band_ids)
 
 
-def _typed(error: Exception) -> Exception:
-    """An Earth Engine failure as a darts-aux error: rejected requests are not retried, others exhausted retries."""
-    from ..errors import SourceUnavailableError
+def _typed(error: Exception) -> Exception | None:
+    """An Earth Engine failure as a darts-aux error: rejected (4xx), still failing after retries, or bad data."""
+    import ee
 
     status = http_status(error)
     if status is not None and not is_transient(error):
         return SourceRequestError(f"Earth Engine rejected the request (HTTP {status}): {error}", source="earthengine")
-    return SourceUnavailableError(
-        f"Earth Engine kept failing (HTTP {status or '—'}): {error}; try again later.", source="earthengine"
-    )
+    if is_transient(error) or isinstance(error, ee.EEException):
+        what = f"HTTP {status}" if status is not None else type(error).__name__
+        return SourceUnavailableError(f"Earth Engine kept failing ({what}): {error}; try again later.",
+                                      source="earthengine")
+    if isinstance(error, (ValueError, EOFError)):
+        return SourceDataError(f"Earth Engine's answer is not a readable .npy array ({error}); {EE_DATA_HINT}.",
+                               source="earthengine")
+    return None
 
 
 def _checked(result: Any, shape: tuple[int, int], band_ids: Sequence[str]) -> np.ndarray:
@@ -164,11 +202,11 @@ def _checked(result: Any, shape: tuple[int, int], band_ids: Sequence[str]) -> np
     if not isinstance(result, np.ndarray) or tuple(result.shape) != tuple(shape) or set(band_ids) - set(names):
         raise SourceDataError(
             f"Earth Engine answered {type(result).__name__} of shape {getattr(result, 'shape', None)} with bands "
-            f"{names}, expected {shape} with {list(band_ids)}",
+            f"{list(names)} to a request for {shape} pixels of {list(band_ids)}; {EE_DATA_HINT}.",
             source="earthengine",
         )
-    for band in band_ids:
-        if result.dtype[band] != np.uint8:
-            raise SourceDataError(f"Earth Engine band {band} is {result.dtype[band]}, expected uint8",
-                                  source="earthengine")
+    wrong = {band: str(result.dtype[band]) for band in band_ids if result.dtype[band] != np.uint8}
+    if wrong:
+        raise SourceDataError(f"Earth Engine answered bands of type {wrong}, TCVIS bands are uint8; {EE_DATA_HINT}.",
+                              source="earthengine")
     return result

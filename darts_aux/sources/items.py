@@ -94,19 +94,24 @@ def checked_tile(
     """A TileItem, after checking its CRS, pixel size and alignment match the cube exactly."""
     extent = product.extent
     if crs_code.upper() != extent.crs.upper():
-        raise SourceDataError(f"item {item_id} is in {crs_code}, the cube in {extent.crs}; it cannot be copied exactly.",
-                              source="stac")
+        raise SourceDataError(
+            f"item {item_id} is in {crs_code}, the cube in {extent.crs}, so it cannot be copied exactly; point "
+            f"DARTS_AUX_STAC_URL at a catalog of {product.collection} items in {extent.crs}.",
+            source="stac",
+        )
     a, b, c, d, e, f = transform
     res = extent.resolution
     if b != 0 or d != 0 or not math.isclose(a, res) or not math.isclose(-e, res):
         raise SourceDataError(
-            f"item {item_id} has pixel size ({a}, {e}), the {product.key} cube {res} m; "
-            f"is DARTS_AUX_STAC_URL serving another resolution?",
+            f"item {item_id} has pixel size ({a}, {e}), the {product.key} cube {res} m; point DARTS_AUX_STAC_URL "
+            f"at a catalog whose {product.collection} items have {res} m pixels.",
             source="stac",
         )
     for offset in ((c - extent.x0) / res, (extent.y0 - f) / res):
         if abs(offset - round(offset)) > _ALIGN_TOLERANCE:
-            raise SourceDataError(f"item {item_id} is not aligned to the {product.key} pixel grid.", source="stac")
+            raise SourceDataError(f"item {item_id} is not aligned to the {product.key} pixel grid; point "
+                                  f"DARTS_AUX_STAC_URL at a catalog of PGC-gridded ArcticDEM mosaic items.",
+                                  source="stac")
     return TileItem(item_id, dict(hrefs), (a, b, c, d, e, f), shape)
 
 

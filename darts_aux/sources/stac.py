@@ -46,7 +46,7 @@ class StacApiSource:
     def search(self, product: Product, bounds: tuple[float, float, float, float]) -> list[TileItem]:
         """Every item of the product's collection intersecting `bounds` (cube CRS)."""
         geometry = search_geometry(bounds, product.extent.crs)
-        found = self.policy.call(lambda: self._search(product.collection, geometry), what=f"STAC search at {self.url}")
+        found = self._search(product.collection, geometry)  # each request of the search is retried
         items = [tile_item_from_stac(item, product) for item in found]
         log.info("STAC search in %s found %d items", product.collection, len(items))
         return items
@@ -54,10 +54,11 @@ class StacApiSource:
     def _search(self, collection: str, geometry: dict[str, Any]) -> list[dict[str, Any]]:
         from pystac_client import Client
         from pystac_client.exceptions import APIError
-        from pystac_client.stac_api_io import StacApiIO
+
+        from .stac_io import RetryingStacApiIO
 
         try:
-            client = Client.open(self.url, stac_io=StacApiIO(timeout=self.timeout, max_retries=0))
+            client = Client.open(self.url, stac_io=RetryingStacApiIO(self.policy, self.timeout))
             search = client.search(collections=[collection], intersects=geometry, limit=100)
             return list(search.items_as_dicts())
         except APIError as error:

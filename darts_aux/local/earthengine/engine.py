@@ -179,7 +179,7 @@ class LocalEarthEngine:
         statuses: Sequence[int] | None = None,
         seed: int | None = None,
     ) -> dict[str, Any]:
-        """Script the next computePixels answers (e.g. [429, 503, "truncate"]) and/or random failures.
+        """Script the next computePixels answers (e.g. [429, 503, "truncate", "wrong-shape"]) and/or random failures.
 
         Only the arguments given change. `probability` > 0 makes each admitted request without a scripted
         fault fail with a status drawn from `statuses` (default [503]); `seed` makes the draws repeatable.

@@ -16,22 +16,31 @@ from typing import Any
 
 TRUNCATE = "truncate"
 """Script entry: answer 200 with a Content-Length, send half of the body and close the connection."""
+WRONG_SHAPE = "wrong-shape"
+"""Script entry: answer 200 with a well-formed .npy of the real pixels, one row short of the requested grid."""
+WRONG_DTYPE = "wrong-dtype"
+"""Script entry: answer 200 with a well-formed .npy of the real pixels with every band as int16."""
+CORRUPTIONS = (WRONG_SHAPE, WRONG_DTYPE)
 
 
 @dataclass(frozen=True)
 class Fault:
-    """One injected answer: an HTTP error status (Google JSON error body), or a truncated 200."""
+    """One injected answer: an HTTP error status (Google JSON error body), a truncated 200, or a wrong .npy."""
 
     status: int = 503
     message: str | None = None
     """Error message; None uses Earth Engine's wording for the status."""
     truncate: bool = False
+    corrupt: str | None = None
+    """`wrong-shape` or `wrong-dtype`: a complete 200 answer whose array is not what was asked for."""
 
     @classmethod
     def parse(cls, raw: Any) -> Fault:
-        """From 503, "truncate", or {"status": 503, "message": "...", "truncate": false}."""
+        """From 503, "truncate", "wrong-shape", "wrong-dtype", or {"status": 503, "message": …, "truncate": false}."""
         if raw == TRUNCATE:
             return cls(200, None, True)
+        if raw in CORRUPTIONS:
+            return cls(200, None, False, raw)
         if isinstance(raw, int) and not isinstance(raw, bool):
             return cls(_status(raw))
         if isinstance(raw, Mapping):
@@ -41,10 +50,13 @@ class Fault:
             truncate = bool(raw.get("truncate", False))
             status = int(raw.get("status", 200 if truncate else 503))
             return cls(status if truncate else _status(status), raw.get("message"), truncate)
-        raise ValueError(f"a fault is an HTTP status, {TRUNCATE!r} or an object, not {raw!r}")
+        raise ValueError(f"a fault is an HTTP status, {TRUNCATE!r}, one of {list(CORRUPTIONS)} or an object, "
+                         f"not {raw!r}")
 
     def to_json(self) -> Any:
         """The compact form `parse` reads back."""
+        if self.corrupt is not None:
+            return self.corrupt
         if self.truncate:
             return TRUNCATE if self.message is None else {"truncate": True, "message": self.message}
         return self.status if self.message is None else {"status": self.status, "message": self.message}

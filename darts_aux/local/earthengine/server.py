@@ -36,7 +36,7 @@ from darts_aux.local._asgi import RequestLog, serve, watch_parent
 from darts_aux.local.earthengine.config import ServerConfig
 from darts_aux.local.earthengine.errors import DEFAULT_MESSAGES, EEError, error_body, invalid
 from darts_aux.local.earthengine.expression import Raster, evaluate_image, render
-from darts_aux.local.earthengine.faults import Fault, FaultInjector
+from darts_aux.local.earthengine.faults import WRONG_DTYPE, WRONG_SHAPE, Fault, FaultInjector
 from darts_aux.local.earthengine.grid import PixelGrid
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -140,17 +140,19 @@ class ComputePixels:
         if fault is not None:
             self.state.counts["faults"] += 1
             record["fault"] = origin
-            await _fault_response(fault, scope, receive, send)
-            return
+            if fault.corrupt is None:
+                await _fault_response(fault, scope, receive, send)
+                return
+            record["corrupt"] = fault.corrupt
         try:
-            data = await self._compute(body)
+            data = await self._compute(body, fault.corrupt if fault is not None else None)
         except EEError as exc:
             record["message"] = exc.message
             await JSONResponse(exc.body(), status_code=exc.status)(scope, receive, send)
             return
         await Response(data, media_type="application/octet-stream")(scope, receive, send)
 
-    async def _compute(self, body: Any) -> bytes:
+    async def _compute(self, body: Any, corrupt: str | None = None) -> bytes:
         """Validate the request, check the size limit, compute the pixels (in a worker thread), encode NPY."""
         if not isinstance(body, dict):
             raise invalid("Invalid JSON payload received.")
@@ -166,17 +168,26 @@ class ComputePixels:
         bands = evaluate_image(body.get("expression"), band_ids)
         grid.check_size([b.dtype.itemsize for b in bands])
         try:
-            return await run_in_threadpool(_npy_bytes, bands, grid)
+            return await run_in_threadpool(_npy_bytes, bands, grid, corrupt)
         except Exception as exc:  # a bug here must still answer in Google's shape, as a 500
             raise EEError(500, f"Internal error: {type(exc).__name__}: {exc}") from exc
 
 
-def _npy_bytes(bands: Sequence[Any], grid: PixelGrid) -> bytes:
-    """The structured array as an .npy file."""
-    array = render(bands, Raster(grid.lon(), grid.lat()))
+def _npy_bytes(bands: Sequence[Any], grid: PixelGrid, corrupt: str | None = None) -> bytes:
+    """The structured array as an .npy file (made wrong on purpose when `corrupt` says how)."""
+    array = corrupted(render(bands, Raster(grid.lon(), grid.lat())), corrupt)
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
+
+
+def corrupted(array: np.ndarray, corrupt: str | None) -> np.ndarray:
+    """The answer one row short (`wrong-shape`), with int16 bands (`wrong-dtype`), or unchanged."""
+    if corrupt == WRONG_SHAPE:
+        return array[:-1]
+    if corrupt == WRONG_DTYPE:
+        return array.astype([(name, "<i2") for name in array.dtype.names or ()])
+    return array
 
 
 async def _fault_response(fault: Fault, scope: Scope, receive: Receive, send: Send) -> None:
