@@ -1,7 +1,7 @@
 """The fault-injecting reverse proxy server (asyncio + h11), run as `python -m darts_aux.local.faultproxy CONFIG.json`.
 
-A plain asyncio server rather than an ASGI app: a fault must be able to reset the TCP connection or stop
-mid-body, which an ASGI server turns into a polite 500. One request per connection (`Connection: close`),
+A plain asyncio server rather than an ASGI app: a fault must be able to reset the TCP connection before any
+answer, which an ASGI server turns into a polite 500. One request per connection (`Connection: close`),
 so each injected fault hits exactly one request. See `darts_aux.local.faults` for the fault kinds.
 """
 
@@ -25,7 +25,7 @@ import h11
 import httpx
 
 from darts_aux.local._asgi import watch_parent
-from darts_aux.local.faults import ADMIN_PREFIX, NO_FAULT, Draw, FaultInjector, FaultPlan, ProxyConfig
+from darts_aux.local.faults import ADMIN_PREFIX, Draw, FaultInjector, FaultPlan, ProxyConfig
 
 HOP_HEADERS = frozenset({"host", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
                          "trailer", "upgrade", "content-length", "accept-encoding", "content-encoding"})

@@ -22,7 +22,7 @@ from darts_aux.grid import ChunkGrid, roi_window
 from darts_aux.local import LocalCatalog, TileRef
 from darts_aux.local.earthengine import LocalEarthEngine
 from darts_aux.local.stac_items import render_item
-from darts_aux.products import TCVIS_PIXEL, arcticdem, tcvis
+from darts_aux.products import TCVIS_PIXEL, tcvis
 from darts_aux.settings import reload_settings
 from darts_aux.store import Cube, cube_paths
 

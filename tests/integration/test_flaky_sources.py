@@ -178,6 +178,7 @@ def test_file_server_that_stays_down_leaves_chunks_partial_and_raises(
     rows = _manifest(tmp_path, product).latest(window)
     assert sorted(rows) == sorted(grid.chunks(window))
     assert all(r.status == "partial" and r.items_failed and not r.items_applied for r in rows.values())
+    assert all("TransientSourceError" in r.note for r in rows.values()), "the reasons are in the manifest too"
     assert set().union(*(r.items_failed for r in rows.values())) == items
     failures = [r for r in caplog.records if "failed after retries" in r.getMessage()]
     assert failures and all("TransientSourceError" in r.getMessage() for r in failures), "the reason is logged"
