@@ -84,10 +84,13 @@ class FillReport:
             return
         listed = "; ".join(f"{chunk}: {f.item_id} ({f.reason})" for chunk, f in self.failures[:5])
         more = f" and {len(self.failures) - 5} more" if len(self.failures) > 5 else ""
+        failing = sorted({f.source or self.source for _, f in self.failures})
+        source = failing[0] if len(failing) == 1 else self.source
+        where = "the tiles' file server" if source == "cog" else self.source_url
         raise SourceUnavailableError(
-            f"{len(self.failures)} reads from {self.source} ({self.source_url}) failed after retries, their chunks "
+            f"{len(self.failures)} reads from {source} ({where}) failed after retries, their chunks "
             f"are recorded 'partial': {listed}{more}. Run the same load again to retry them.",
-            source=self.source,
+            source=source,
         )
 
 

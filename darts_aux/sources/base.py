@@ -27,6 +27,8 @@ class ItemFailure:
     item_id: str
     reason: str
     transient: bool
+    source: str = ""
+    """Which server failed ('cog' for a tile's file server); empty: the product's source itself."""
 
 
 @dataclass

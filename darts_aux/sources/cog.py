@@ -97,7 +97,7 @@ def read_chunk(
             except Exception as error:
                 if not is_transient(error):
                     raise
-                failure = ItemFailure(item.id, f"{type(error).__name__}: {error}", True)
+                failure = ItemFailure(item.id, f"{type(error).__name__}: {error}", True, source="cog")
                 log.warning("chunk %s: item %s failed after retries: %s", chunk, item.id, failure.reason)
                 result.failed.append(failure)
                 continue

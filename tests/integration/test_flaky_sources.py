@@ -173,7 +173,7 @@ def test_file_server_that_stays_down_leaves_chunks_partial_and_raises(
 
     assert stac_ok and file_faults and all(r["fault"] in ("5xx", "reset") for r in file_faults)
     error = raised.value
-    assert isinstance(error, DartsAuxError) and error.source == "stac"
+    assert isinstance(error, DartsAuxError) and error.source == "cog", "the error names the server that failed"
     assert "Run the same load again" in str(error) and any(item in str(error) for item in items)
     rows = _manifest(tmp_path, product).latest(window)
     assert sorted(rows) == sorted(grid.chunks(window))
