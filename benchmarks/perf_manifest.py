@@ -121,7 +121,7 @@ def measure(runs: int, workdir: Path = CACHE / "bench-manifest") -> dict[str, An
         result = {"rows": grid.shape[0] * grid.shape[1], **info}
         result["roi_query"] = timed(lambda: not_full(manifest, window), runs).summary()
         result["load_table"] = timed(lambda: manifest.latest_table(), runs).summary()
-        result["load_records"] = timed(lambda: manifest.latest(), max(3, runs // 2)).summary()
+        result["load_records"] = timed(lambda: manifest.latest(), 1, warmup=0).summary()
         add(SEGMENTS_AFTER)
         result["segments_after"] = SEGMENTS_AFTER
         result["roi_query_segments"] = timed(lambda: not_full(manifest, window), runs).summary()

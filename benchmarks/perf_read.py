@@ -1,0 +1,347 @@
+"""Targets 1, 2, 3 and 6 on the 10 km × 10 km ROI at 2 m: warm read, the odc-stac peer, cold fill, fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common import (
+    BENCH_CATALOG,
+    CACHE,
+    REPO,
+    ROI_2M,
+    Meter,
+    Samples,
+    bench_spec,
+    catalog,
+    roi_geobox,
+    timed,
+    use_env,
+    wait_quiet,
+)
+from wan import WanProxy
+
+DATA = CACHE / "bench-data"
+WAN_RTT = 0.030
+WAN_BANDWIDTH = 50e6
+PEER_WORKERS = 4
+"""Threads odc.stac.load reads with (darts-aux downloads 4 chunks at once by default)."""
+
+PEER_CHILD = r"""
+import json, sys, time
+import numpy as np, pystac, odc.stac
+from odc.geo.geobox import GeoBox
+args = json.loads(sys.argv[1])
+items = [pystac.Item.from_dict(d) for d in json.load(open(args["items"]))]
+for item in items:
+    for asset in item.assets.values():
+        asset.href = asset.href.replace(args["origin"], args["via"])
+odc.stac.configure_rio(cloud_defaults=True)
+geobox = GeoBox.from_bbox(tuple(args["bounds"]), "EPSG:3413", resolution=2)
+started = time.perf_counter()
+ds = odc.stac.load(items, bands=["dem", "datamask"], geobox=geobox, pool=args["workers"])
+seconds = time.perf_counter() - started
+if args.get("save"):
+    np.save(args["save"], ds.dem.values[0])
+print(json.dumps({"seconds": seconds, "shape": list(ds.dem.shape)}))
+"""
+
+FAST_CHILD = r"""
+import sys, time
+started = time.perf_counter()
+from odc.geo.geobox import GeoBox
+from darts_aux import load_arcticdem
+ds = load_arcticdem(GeoBox.from_bbox({bounds}, "EPSG:3413", resolution=2), {data_dir!r}, 2)
+heavy = [m for m in ("prefect", "pystac_client", "darts_aux.fill", "darts_aux.sources", "pydantic_settings", "ee")
+         if m in sys.modules]
+print("done", time.perf_counter() - started, ",".join(heavy) or "-", flush=True)
+"""
+
+
+def product_and_window() -> tuple[Any, Any]:
+    """The 2 m product and the ROI's cube window."""
+    from darts_aux.grid import roi_window
+    from darts_aux.products import arcticdem
+
+    product = arcticdem(2)
+    return product, roi_window(roi_geobox(), product.extent)
+
+
+# -- target 1: warm read -------------------------------------------------------------------------
+
+
+class RawFile:
+    """The ROI's uncompressed bytes (5000² × 5 B) in one local file, read back into a preallocated buffer."""
+
+    def __init__(self, directory: Path, nbytes: int) -> None:
+        self.path = directory / "raw-roi.bin"
+        self.nbytes = nbytes
+        rng = np.random.default_rng(1)
+        self.path.write_bytes(rng.integers(0, 255, nbytes, dtype=np.uint8).tobytes())
+        self.buffer = np.empty(nbytes, np.uint8)
+
+    def read(self) -> None:
+        """readinto the buffer until the file is read."""
+        view = memoryview(self.buffer)
+        with open(self.path, "rb", buffering=0) as handle:
+            pos = 0
+            while pos < self.nbytes:
+                got = handle.readinto(view[pos:])
+                if not got:
+                    break
+                pos += got
+
+
+def warm_read(data_dir: Path, runs: int) -> dict[str, Any]:
+    """load_arcticdem(persist=True) of the ROI from the filled cube, interleaved with the raw file read."""
+    from darts_aux import load_arcticdem
+
+    geobox = roi_geobox()
+    raw = RawFile(data_dir, 5000 * 5000 * 5)
+    load = lambda: load_arcticdem(geobox, data_dir, 2)  # noqa: E731
+    for _ in range(2):
+        load(), raw.read()
+    loads, raws = Samples(), Samples()
+    for _ in range(runs):
+        for action, samples in ((raw.read, raws), (load, loads)):
+            wait_quiet()
+            with Meter() as meter:
+                action()
+            samples.add(meter)
+    raw.path.unlink()
+    return {"load": loads.summary(), "raw": raws.summary(), "raw_gbs": raw.nbytes / raws.median / 1e9}
+
+
+# -- target 2: the odc-stac peer -------------------------------------------------------------------
+
+
+def stac_items(stac_url: str, path: Path) -> int:
+    """Search the ROI's 2 m items once and keep their JSON for the peer's processes."""
+    import pystac_client
+
+    from darts_aux.grid import window_bounds  # noqa: F401  (same bbox convention as the fill)
+
+    client = pystac_client.Client.open(stac_url)
+    search = client.search(collections=["arcticdem-mosaics-v4.1-2m"], bbox=_lonlat_bbox(ROI_2M))
+    items = [item.to_dict() for item in search.items()]
+    path.write_text(json.dumps(items))
+    return len(items)
+
+
+def _lonlat_bbox(bounds: tuple[float, float, float, float]) -> list[float]:
+    """A 3413 box as a lon/lat bbox for a STAC search."""
+    from odc.geo.geom import box
+
+    return list(box(*bounds, "EPSG:3413").to_crs("EPSG:4326").boundingbox)
+
+
+def peer_once(items: Path, origin: str, via: str, save: Path | None = None) -> float:
+    """One odc.stac.load of the ROI in a fresh process (cold GDAL caches); the load call's seconds."""
+    args = {"items": str(items), "origin": origin, "via": via, "bounds": list(ROI_2M), "workers": PEER_WORKERS,
+            "save": str(save) if save else None}
+    done = subprocess.run([sys.executable, "-c", PEER_CHILD, json.dumps(args)], capture_output=True, text=True,
+                          timeout=600, cwd=REPO)
+    if done.returncode != 0:
+        raise RuntimeError(f"odc.stac.load failed: {done.stderr[-2000:]}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+
+
+def peer(cat: Any, items: Path, runs: int, shaped: bool, check_against: np.ndarray | None = None) -> dict[str, Any]:
+    """odc.stac.load of the ROI straight from the COGs: direct on loopback, or through the WAN proxy."""
+    origin = f"127.0.0.1:{cat.port}/"
+    samples = Samples()
+
+    def run(via: str) -> None:
+        for index in range(runs + 1):  # the first run warms the OS cache of the server's files
+            save = Path(tempfile.mkdtemp()) / "peer.npy" if index == 0 and check_against is not None else None
+            wait_quiet()
+            with Meter() as meter:
+                seconds = peer_once(items, origin, via, save)
+            meter.wall = seconds  # the load call only, not the child's imports
+            if save is not None:
+                samples_equal = _same_pixels(np.load(save), check_against)
+                shutil.rmtree(save.parent, ignore_errors=True)
+                if not samples_equal:
+                    raise AssertionError("odc.stac.load and darts-aux disagree on the ROI's pixels")
+            if index:
+                samples.add(meter)
+
+    if shaped:
+        with WanProxy("127.0.0.1", cat.port, WAN_RTT, WAN_BANDWIDTH) as proxy:
+            run(f"127.0.0.1:{proxy.port}/")
+    else:
+        run(origin)
+    return samples.summary()
+
+
+def _same_pixels(peer_dem: np.ndarray, ours: np.ndarray) -> bool:
+    """The peer's dem (nodata −9999) equals darts-aux's (NaN) pixel for pixel."""
+    peer_nan = np.where(peer_dem == -9999, np.float32(np.nan), peer_dem)
+    return peer_nan.shape == ours.shape and bool(np.array_equal(peer_nan, ours, equal_nan=True))
+
+
+def wan_link_check(cat: Any) -> dict[str, float]:
+    """What the proxy really does: request round trip and one stream's bandwidth."""
+    import httpx
+
+    url = cat.asset_url("72_46_1_1_2m_v4.1", "dem")
+    out: dict[str, float] = {}
+    with WanProxy("127.0.0.1", cat.port, WAN_RTT, WAN_BANDWIDTH) as proxy, httpx.Client() as client:
+        shaped = url.replace(f":{cat.port}/", f":{proxy.port}/")
+        client.get(shaped, headers={"Range": "bytes=0-0"})
+        started = time.perf_counter()
+        for _ in range(5):
+            client.get(shaped, headers={"Range": "bytes=0-0"})
+        out["rtt_ms"] = (time.perf_counter() - started) / 5 * 1e3
+        started = time.perf_counter()
+        body = client.get(shaped, headers={"Range": "bytes=0-49999999"}).content
+        out["stream_mbs"] = len(body) / (time.perf_counter() - started) / 1e6
+    return out
+
+
+# -- target 3: cold fill against bare windowed reads ------------------------------------------------
+
+
+def fill_once(data_dir: Path) -> float:
+    """Fill the ROI's chunks into a fresh cube (in-process runner, default 4 download workers); seconds."""
+    from darts_aux.api import fill
+    from darts_aux.settings import get_settings
+
+    shutil.rmtree(data_dir, ignore_errors=True)
+    product, window = product_and_window()
+    started = time.perf_counter()
+    report = fill(data_dir, product, window, get_settings())
+    seconds = time.perf_counter() - started
+    if report.chunks_fetched != 4 or report.failures:
+        raise AssertionError(f"the cold fill fetched {report.chunks_fetched} chunks, failures {report.failures}")
+    return seconds
+
+
+def chunk_windows() -> list[tuple[Any, Any]]:
+    """(item, window in the item's pixels) of the ROI's four chunks."""
+    from darts_aux.grid import ChunkGrid
+
+    product, window = product_and_window()
+    grid = ChunkGrid(product)
+    return [grid.window(c) for c in grid.chunks(window)]
+
+
+def bare_reads(cat: Any, workers: int) -> float:
+    """rasterio windowed reads of the same chunk windows (dem + datamask) from the same server; seconds."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from darts_aux.settings import get_settings
+    from darts_aux.sources.cog import gdal_http_options
+    from darts_aux.local.tiles import TileRef
+
+    tile = TileRef.parse("72_46_1_1", 2)
+    left, _, _, top = tile.bounds
+    product, _ = product_and_window()
+    e = product.extent
+    settings = get_settings()
+
+    def read(window: Any) -> None:
+        col0 = round((e.x0 + window.col0 * 2 - left) / 2)
+        row0 = round((top - (e.y0 - window.row0 * 2)) / 2)
+        for asset in ("dem", "datamask"):
+            with rasterio.open(cat.asset_url(tile.item_id, asset)) as src:
+                src.read(1, window=Window(col0, row0, window.shape[1], window.shape[0]))
+
+    started = time.perf_counter()
+    with rasterio.Env(**gdal_http_options(settings.http_timeout_seconds)):
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(read, chunk_windows()))
+    return time.perf_counter() - started
+
+
+def cold_fill(cat: Any, runs: int) -> dict[str, Any]:
+    """Cold fill vs bare reads, interleaved; rates in pixels per second."""
+    from darts_aux.settings import get_settings
+
+    workers = get_settings().download_workers
+    fills, bares = Samples(), Samples()
+    for index in range(runs + 1):
+        target = DATA / f"cold-{os.getpid()}-{index}"  # a new folder each time: fills cache open cubes by path
+        for action, samples in ((lambda: bare_reads(cat, workers), bares), (lambda: fill_once(target), fills)):
+            wait_quiet()
+            with Meter() as meter:
+                action()
+            if index:
+                samples.add(meter)
+        shutil.rmtree(target, ignore_errors=True)
+    pixels = 4 * 5000 * 5000
+    return {"fill": fills.summary(), "bare": bares.summary(), "workers": workers,
+            "fill_mpx_s": pixels / fills.median / 1e6, "bare_mpx_s": pixels / bares.median / 1e6}
+
+
+# -- target 6: a fresh process ----------------------------------------------------------------------
+
+
+def fresh_process(data_dir: Path, runs: int) -> dict[str, Any]:
+    """Interpreter start + imports + fast-path load in a new process: until the result, and until exit."""
+    code = FAST_CHILD.format(bounds=ROI_2M, data_dir=str(data_dir))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DARTS_AUX_", "PREFECT_"))}
+    results, exits, inside, heavy = [], [], [], set()
+    for index in range(runs + 1):
+        wait_quiet()
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
+        line = proc.stdout.readline() if proc.stdout else ""
+        result_at = time.perf_counter() - started
+        proc.wait(60)
+        exit_at = time.perf_counter() - started
+        _, seconds, modules = line.split()
+        if index:  # the first run warms the OS cache of the modules
+            results.append(result_at), exits.append(exit_at), inside.append(float(seconds))
+            heavy.update(m for m in modules.split(",") if m != "-")
+    from statistics import median
+
+    return {"result_s": median(results), "exit_s": median(exits), "in_process_s": median(inside),
+            "results": [round(x, 3) for x in results], "exits": [round(x, 3) for x in exits],
+            "heavy_modules": sorted(heavy)}
+
+
+# -- all of it --------------------------------------------------------------------------------------
+
+
+def measure(runs: int, quick: bool) -> dict[str, Any]:
+    """Every measurement on the ROI, with the benchmark catalog running."""
+    out: dict[str, Any] = {}
+    DATA.mkdir(parents=True, exist_ok=True)
+    warm_dir = DATA / "warm"
+    with catalog(BENCH_CATALOG, bench_spec()) as cat:
+        use_env(stac_url=cat.stac_url, orchestrator="inline")
+        if not (warm_dir / "arcticdem-2m" / "cube.json").exists():
+            fill_once(warm_dir)
+        print("  cold fill vs bare reads …", flush=True)
+        out["cold_fill"] = cold_fill(cat, runs)
+        print("  warm read …", flush=True)
+        out["warm_read"] = warm_read(warm_dir, runs * (2 if not quick else 1))
+        print("  fresh process …", flush=True)
+        out["fresh_process"] = fresh_process(warm_dir, runs)
+        from darts_aux import load_arcticdem
+
+        ours = load_arcticdem(roi_geobox(), warm_dir, 2).dem.values
+        items = DATA / "items.json"
+        out["items"] = stac_items(cat.stac_url, items)
+        print("  odc-stac peer, loopback …", flush=True)
+        out["peer_direct"] = peer(cat, items, runs, shaped=False, check_against=ours)
+        print("  odc-stac peer, WAN-shaped …", flush=True)
+        out["wan_link"] = wan_link_check(cat)
+        out["peer_wan"] = peer(cat, items, runs, shaped=True)
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(3, True), indent=1))
