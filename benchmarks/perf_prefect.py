@@ -53,9 +53,11 @@ started = time.perf_counter()
 report = run()
 seconds = time.perf_counter() - started
 usage = resource.getrusage(resource.RUSAGE_SELF)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forked parent, VmHWM starts anew with exec
+hwm_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({"seconds": seconds, "fetched": report.chunks_fetched, "failures": len(report.failures),
                   "cpu_s": usage.ru_utime + usage.ru_stime,
-                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "max_rss_mb": hwm_kb / 1024}))
 """
 
 
