@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from .errors import DartsAuxError
 from .grid import ChunkGrid, PixelWindow, window_geobox, window_parts
+from .location import DataLocation
 from .manifest import Manifest, utc_now
 from .products import ArcticDEMResolution, Product, arcticdem, tcvis
 from .store import Cube, check_cube_folder, check_writable, cube_exists, cube_paths, disk_full_error
@@ -40,8 +41,8 @@ def load_arcticdem(
 
     The geobox (any CRS) is taken to EPSG:3413 at the cube's resolution and padded by `buffer`
     cube pixels. Chunks the manifest does not list as settled are downloaded first (Prefect flow
-    `fill_arcticdem`, or the same steps in-process; see DARTS_AUX_ORCHESTRATOR). `data_dir=None`
-    uses DARTS_AUX_DATA_DIR. `persist=False` returns lazy dask-backed variables.
+    `fill_arcticdem`, or the same steps in-process; see DARTS_AUX_ORCHESTRATOR). `data_dir` is a folder or
+    an `s3://bucket/prefix` URL; `None` uses DARTS_AUX_DATA_DIR. `persist=False` returns lazy dask-backed variables.
     """
     return load(arcticdem(resolution), geobox, data_dir, buffer, persist)
 
@@ -82,12 +83,12 @@ def _settings(given: Settings | None = None) -> Settings:
     return get_settings()
 
 
-def resolve_data_dir(data_dir: str | Path | None, settings: Settings | None = None) -> Path:
-    """The data directory to use: the argument, else DARTS_AUX_DATA_DIR; checked, not created."""
+def resolve_data_dir(data_dir: str | Path | None, settings: Settings | None = None) -> DataLocation:
+    """The data directory: the argument, else DARTS_AUX_DATA_DIR (a folder or s3:// URL); checked, not created."""
     return data_dir_path(_settings(settings).data_dir if data_dir is None else data_dir)
 
 
-def is_settled(data_dir: Path, product: Product, window: PixelWindow, settings: Settings | None = None) -> bool:
+def is_settled(data_dir: DataLocation, product: Product, window: PixelWindow, settings: Settings | None = None) -> bool:
     """True when every chunk of the window is full, or partial and checked within the revisit interval.
 
     A data directory or cube folder holding something else is refused here, before any source is asked.
@@ -107,7 +108,7 @@ def is_settled(data_dir: Path, product: Product, window: PixelWindow, settings: 
     return all(latest[c].is_settled(now, revisit) for c in chunks)
 
 
-def fill(data_dir: Path, product: Product, window: PixelWindow, settings: Settings) -> FillReport:
+def fill(data_dir: DataLocation, product: Product, window: PixelWindow, settings: Settings) -> FillReport:
     """Fill the chunks of a window: through the product's Prefect flow, or inline when no Prefect API is set."""
     check_writable(data_dir, product)  # before the first request: an unwritable data_dir fails at once
     started = time.perf_counter()
@@ -124,7 +125,7 @@ def fill(data_dir: Path, product: Product, window: PixelWindow, settings: Settin
     return report
 
 
-def _run_fill(data_dir: Path, product: Product, window: PixelWindow, settings: Settings) -> FillReport:
+def _run_fill(data_dir: DataLocation, product: Product, window: PixelWindow, settings: Settings) -> FillReport:
     """Run the fill through the product's Prefect flow, or inline."""
     from .fill import FillContext, run_inline
 
@@ -150,7 +151,7 @@ def use_prefect(settings: Settings) -> bool:
     return bool(get_current_settings().api.url)
 
 
-def read_dataset(data_dir: Path, product: Product, window: PixelWindow, persist: bool) -> xr.Dataset:
+def read_dataset(data_dir: DataLocation, product: Product, window: PixelWindow, persist: bool) -> xr.Dataset:
     """The window of the cube as an xarray Dataset with odc-geo coordinates (numpy or lazy dask)."""
     import xarray as xr
     from odc.geo.xr import xr_coords

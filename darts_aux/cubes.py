@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from .grid import ChunkGrid, ChunkId
+from .location import DataLocation, S3Location
 from .manifest import ChunkRecord, Manifest
 from .products import ARCTICDEM_RESOLUTIONS, TCVIS_EDITIONS, Product, arcticdem, tcvis
 from .store import Cube, cube_exists, cube_paths
@@ -22,7 +22,7 @@ class CubeStatus:
     partial: int
     bytes_on_disk: int
     last_update: datetime | None
-    manifest_files: tuple[Path, ...]
+    manifest_files: tuple[DataLocation, ...]
 
 
 def known_products() -> list[Product]:
@@ -30,12 +30,12 @@ def known_products() -> list[Product]:
     return [*(arcticdem(r) for r in ARCTICDEM_RESOLUTIONS), *(tcvis(e) for e in TCVIS_EDITIONS)]
 
 
-def present_products(data_dir: Path) -> Iterator[Product]:
+def present_products(data_dir: DataLocation) -> Iterator[Product]:
     """The products whose cube exists in the data directory."""
     return (p for p in known_products() if cube_exists(data_dir, p))
 
 
-def cube_statuses(data_dir: Path) -> list[CubeStatus]:
+def cube_statuses(data_dir: DataLocation) -> list[CubeStatus]:
     """One status row per cube present."""
     rows = []
     for product in present_products(data_dir):
@@ -43,14 +43,21 @@ def cube_statuses(data_dir: Path) -> list[CubeStatus]:
         manifest = Manifest(paths.manifest, ChunkGrid(product))
         latest = manifest.latest()
         statuses = [r.status for r in latest.values()]
-        size = sum(f.stat().st_size for f in paths.root.rglob("*") if f.is_file())
+        size = _bytes_under(paths.root)
         last = max((r.checked_at for r in latest.values()), default=None)
         rows.append(CubeStatus(product, statuses.count("full"), statuses.count("partial"), size, last,
                                tuple(manifest.files())))
     return rows
 
 
-def compact_all(data_dir: Path) -> list[tuple[str, int]]:
+def _bytes_under(root: DataLocation) -> int:
+    """Total size of the files (or objects) under a cube folder."""
+    if isinstance(root, S3Location):
+        return sum(stat.st_size for _, stat in root.rglob_stats())
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+
+
+def compact_all(data_dir: DataLocation) -> list[tuple[str, int]]:
     """Compact every cube's manifest under its commit lock."""
     done = []
     for product in present_products(data_dir):
@@ -84,7 +91,7 @@ def records_from_history(cube: Cube) -> list[ChunkRecord]:
     return sorted(latest.values(), key=lambda record: record.chunk)
 
 
-def rebuild_all(data_dir: Path) -> list[tuple[str, int]]:
+def rebuild_all(data_dir: DataLocation) -> list[tuple[str, int]]:
     """Replace every cube's manifest by one rebuilt from the store's history; returns chunks recorded per cube.
 
     Partial chunks that were only searched (never committed) are not in the history: they are simply

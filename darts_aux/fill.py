@@ -19,6 +19,7 @@ import numpy as np
 from . import staging
 from .errors import DiskFullError, SourceUnavailableError
 from .grid import ChunkGrid, ChunkId, PixelWindow
+from .location import DataLocation, as_location
 from .manifest import ChunkRecord, Manifest, failure_note, status_for, union_coverage, utc_now
 from .mosaic import fill_gaps
 from .products import Product, arcticdem, tcvis
@@ -99,7 +100,7 @@ class FillContext:
     """Everything a fill step needs, built from plain parameters in whatever process runs the step."""
 
     product: Product
-    data_dir: Path
+    data_dir: DataLocation
     settings: Settings
 
     @property
@@ -142,12 +143,12 @@ def _open_cube(data_dir: Path, product: Product) -> Cube:
 
 def arcticdem_context(resolution: int, data_dir: str | Path, settings: Settings | None = None) -> FillContext:
     """The fill context of an ArcticDEM cube."""
-    return FillContext(arcticdem(resolution), Path(data_dir), settings or get_settings())
+    return FillContext(arcticdem(resolution), as_location(data_dir), settings or get_settings())
 
 
 def tcvis_context(edition: str, data_dir: str | Path, settings: Settings | None = None) -> FillContext:
     """The fill context of a TCVIS cube."""
-    return FillContext(tcvis(edition), Path(data_dir), settings or get_settings())
+    return FillContext(tcvis(edition), as_location(data_dir), settings or get_settings())
 
 
 # -- the three steps ---------------------------------------------------------------------------
@@ -191,15 +192,15 @@ def download(ctx: FillContext, job: ChunkJob) -> StagedChunk:
 
 def commit(ctx: FillContext, staged: StagedChunk, before_commit: Callable[[], None] | None = None) -> ChunkRecord:
     """Merge a staged chunk into the cube (valid pixels already there win), then record it in the manifest."""
-    new_pixels = staging.load(Path(staged.path)) if staged.path else None
+    new_pixels = staging.load(staging.locate(ctx.paths.staging, staged.path)) if staged.path else None
     try:
         record = _merge_and_record(ctx, staged, new_pixels, before_commit)
     except DiskFullError:
         if staged.path:  # nothing was committed; a rerun downloads the chunk again, so free its space now
-            staging.discard(Path(staged.path))
+            staging.discard(staging.locate(ctx.paths.staging, staged.path))
         raise
     if staged.path:
-        staging.discard(Path(staged.path))
+        staging.discard(staging.locate(ctx.paths.staging, staged.path))
     log.info("chunk %s committed: %s, coverage %.3f, snapshot %s", staged.chunk, record.status, record.coverage,
              record.snapshot_id)
     return record

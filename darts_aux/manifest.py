@@ -1,8 +1,8 @@
 """The chunk manifest: GeoParquet segments beside each cube, one row per chunk check or commit.
 
 Writers never rewrite a shared file: each append is a new small segment, written under a temporary
-name and renamed into place. Readers combine all segments and keep the latest row per chunk;
-`compact` folds the segments into one file.
+name and renamed into place (on object storage: one PUT under a unique name). Readers combine all
+segments and keep the latest row per chunk; `compact` folds the segments into one file.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import shapely
 
 from .errors import ManifestError
 from .grid import ChunkGrid, ChunkId, PixelWindow
+from .location import DataLocation, S3Location, as_location
 
 if TYPE_CHECKING:
     from .sources.base import ItemFailure
@@ -144,26 +145,26 @@ def _geo_metadata(crs: str) -> bytes:
 
 
 class Manifest:
-    """The manifest of one cube: a folder of GeoParquet files."""
+    """The manifest of one cube: a folder (or S3 prefix) of GeoParquet files."""
 
-    def __init__(self, root: Path, grid: ChunkGrid) -> None:
-        self.root = Path(root)
+    def __init__(self, root: DataLocation | str, grid: ChunkGrid) -> None:
+        self.root = as_location(root)
         self.grid = grid
 
     @property
-    def segments_dir(self) -> Path:
+    def segments_dir(self) -> DataLocation:
         """Where appends land."""
         return self.root / SEGMENTS
 
-    def files(self) -> list[Path]:
+    def files(self) -> list[DataLocation]:
         """Compacted files then segments, oldest first; temporary files are skipped."""
-        compacted = sorted(self.root.glob(f"{COMPACTED_PREFIX}*.parquet")) if self.root.exists() else []
-        segments = sorted(self.segments_dir.glob("*.parquet")) if self.segments_dir.exists() else []
+        compacted = _sorted_glob(self.root, f"{COMPACTED_PREFIX}*.parquet")
+        segments = _sorted_glob(self.segments_dir, "*.parquet")
         return [p for p in [*compacted, *segments] if not p.name.startswith(".")]
 
     # -- writing -----------------------------------------------------------------------------
 
-    def append(self, records: Iterable[ChunkRecord]) -> Path | None:
+    def append(self, records: Iterable[ChunkRecord]) -> DataLocation | None:
         """Write records as one new segment (atomically); returns its path, None when empty."""
         table = self._to_table(list(records))
         if table.num_rows == 0:
@@ -175,12 +176,17 @@ class Manifest:
     def compact(self) -> int:
         """Fold every file into one compacted file of latest rows; returns how many files were folded.
 
-        The caller holds the cube's commit lock, so no append races the deletion.
+        The caller holds the cube's commit lock, so no append races the deletion. On object storage
+        there is no lock: only the files read are deleted (appends made meanwhile stay), and a file
+        another compaction removed first ends this one (returns 0).
         """
         files = self.files()
         if len(files) <= 1:
             return 0
-        latest = self._latest_table(self._read(files))
+        try:
+            latest = self._latest_table(self._read(files))
+        except FileNotFoundError:
+            return 0
         name = f"{COMPACTED_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         _write_atomically(latest, self.root / name, row_group_size=ROW_GROUP_ROWS)
         for path in files:
@@ -213,7 +219,7 @@ class Manifest:
             return table.drop_columns(["_order"])  # compaction wrote one row per chunk, sorted by chunk
         return self._latest_table(table)
 
-    def _read(self, files: list[Path], ranges: list[ChunkRange] | None = None,
+    def _read(self, files: list[DataLocation], ranges: list[ChunkRange] | None = None,
               columns: Sequence[str] = SCHEMA.names) -> pa.Table:
         """Rows of the files (those of chunks inside `ranges`, when given), tagged with their file's order."""
         schema = pa.schema([SCHEMA.field(name) for name in columns])
@@ -266,10 +272,10 @@ def _first_of_group(rows: pa.ChunkedArray, cols: pa.ChunkedArray) -> pa.Array:
     return pa.array(keep)
 
 
-def _read_file(path: Path, schema: pa.Schema, ranges: list[ChunkRange] | None) -> pa.Table:
+def _read_file(path: DataLocation, schema: pa.Schema, ranges: list[ChunkRange] | None) -> pa.Table:
     """One file's rows in `schema` (columns it lacks are null); with ranges, only the rows of those chunks."""
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path.open_input_file() if isinstance(path, S3Location) else path)
         groups = _row_groups(parquet.metadata, ranges)
         present = set(parquet.schema_arrow.names)
         table = parquet.read_row_groups(groups, columns=[n for n in schema.names if n in present])
@@ -333,8 +339,22 @@ def _records(table: pa.Table) -> list[ChunkRecord]:
     ]
 
 
-def _write_atomically(table: pa.Table, path: Path, row_group_size: int | None = None) -> Path:
-    """Write a Parquet file under a temporary name, fsync it, then rename it into place."""
+def _sorted_glob(folder: DataLocation, pattern: str) -> list[DataLocation]:
+    """Entries of a folder matching a pattern, by name (none when the folder does not exist)."""
+    if isinstance(folder, Path) and not folder.exists():
+        return []
+    return sorted(folder.glob(pattern), key=lambda p: p.name)
+
+
+def _write_atomically(table: pa.Table, path: DataLocation, row_group_size: int | None = None) -> DataLocation:
+    """Write a Parquet file under a temporary name, fsync it, then rename it into place (S3: one PUT)."""
+    if isinstance(path, S3Location):
+        try:
+            pq.write_table(table, path.path, filesystem=path.fs, compression="zstd", row_group_size=row_group_size)
+        except OSError as error:
+            raise ManifestError(f"could not write manifest file {path}: {error}; check the bucket's permissions "
+                                f"and the endpoint.") from error
+        return path
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PGC_STAC_URL = "https://stac.pgc.umn.edu/api/v1/"
@@ -21,9 +21,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DARTS_AUX_", frozen=True, extra="ignore")
 
-    data_dir: Path = Field(
+    data_dir: Path | str = Field(
         default_factory=lambda: Path.home() / ".cache" / "darts-aux",
-        description="Where cubes and manifests live; the default for load_*'s data_dir.",
+        description="Where cubes and manifests live: a folder, or s3://bucket/prefix on object storage; the "
+        "default for load_*'s data_dir.",
     )
     stac_url: str = Field(PGC_STAC_URL, description="STAC API root serving PGC-shaped ArcticDEM items.")
     discovery: Literal["stac", "tile-index"] = Field(
@@ -51,7 +52,28 @@ class Settings(BaseSettings):
         description="Service-account key file for Earth Engine; unset: the user's default credentials; "
         "'anonymous': no credentials (only for a local Earth Engine).",
     )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint for s3:// data dirs; unset: AWS_ENDPOINT_URL, else AWS itself."
+    )
+    s3_region: str | None = Field(None, description="Region of the bucket; unset: AWS_REGION, else us-east-1.")
+    s3_access_key_id: str | None = Field(None, description="Access key; unset: AWS_ACCESS_KEY_ID or the SDK's chain.")
+    s3_secret_access_key: SecretStr | None = Field(None, description="Secret key; unset: AWS_SECRET_ACCESS_KEY.")
+    task_runner: Literal["threads", "dask"] = Field(
+        "threads",
+        description="Task runner of the Prefect fill flows: a thread pool in the flow's process, or Dask "
+        "(a local cluster, or the scheduler at DARTS_AUX_DASK_ADDRESS).",
+    )
+    dask_address: str | None = Field(None, description="Address of an existing Dask scheduler (tcp://host:8786).")
+    dask_workers: int = Field(2, ge=1, le=256, description="Worker processes of a local Dask cluster.")
     ee_max_in_flight: int = Field(8, ge=1, le=40, description="Earth Engine requests in flight at once per process.")
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir(cls, value: object) -> object:
+        """An s3:// URL stays a string (Path would fold its '//'); anything else is a Path."""
+        if isinstance(value, str) and value.strip().lower().startswith("s3://"):
+            return value.strip()
+        return Path(value) if isinstance(value, str) else value
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,8 @@
-"""Downloaded chunks parked on disk between the download and commit tasks (tasks pass paths, not arrays).
+"""Downloaded chunks parked between the download and commit tasks (tasks pass paths, not arrays).
+
+For a local data directory they are files in `<cube>/staging/`; for one on object storage they are
+objects under the same prefix there, so a commit task on another machine finds them (Dask workers share
+no disk).
 
 A staged file is named after the chunk, the host and the process that wrote it, so the sweep at the
 start of a fill can remove what killed runs left behind: files of dead processes on this host after an
@@ -7,6 +11,7 @@ hour (a commit task elsewhere may still want a file whose writer has exited), an
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import time
@@ -15,14 +20,21 @@ from pathlib import Path
 
 import numpy as np
 
+from .location import DataLocation, S3Location, as_location
+
 STALE_SECONDS = 24 * 3600
 ORPHAN_SECONDS = 3600
 
 
-def stage(directory: Path, name: str, arrays: dict[str, np.ndarray]) -> Path:
+def stage(directory: DataLocation, name: str, arrays: dict[str, np.ndarray]) -> DataLocation:
     """Write arrays to a new uncompressed .npz (atomically) and return its path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.{_host()}.{os.getpid()}.{uuid.uuid4().hex[:12]}.npz"
+    if isinstance(path, S3Location):
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        path.write_bytes(buffer.getvalue())  # one PUT: all of it or nothing
+        return path
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as handle:
@@ -34,35 +46,54 @@ def stage(directory: Path, name: str, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
-def load(path: Path) -> dict[str, np.ndarray]:
+def locate(directory: DataLocation, staged: str | Path) -> DataLocation:
+    """The staged chunk named by a download task's result (a path or URL string) inside a staging folder."""
+    return as_location(directory) / str(staged).rsplit("/", 1)[-1]
+
+
+def load(path: DataLocation) -> dict[str, np.ndarray]:
     """Read a staged chunk back."""
-    with np.load(path) as data:
+    source = io.BytesIO(path.read_bytes()) if isinstance(path, S3Location) else path
+    with np.load(source) as data:
         return {key: data[key] for key in data.files}
 
 
-def discard(path: Path) -> None:
+def discard(path: DataLocation) -> None:
     """Remove a staged chunk once committed."""
     path.unlink(missing_ok=True)
 
 
-def sweep(directory: Path, older_than: float = STALE_SECONDS, orphaned_after: float = ORPHAN_SECONDS) -> int:
+def sweep(directory: DataLocation, older_than: float = STALE_SECONDS,
+          orphaned_after: float = ORPHAN_SECONDS) -> int:
     """Delete staged files left by killed runs; returns how many."""
-    if not directory.exists():
+    if isinstance(directory, S3Location):
+        entries = [(path, stat.st_mtime) for path, stat in directory.rglob_stats()]
+    elif not directory.exists():
         return 0
+    else:
+        entries = list(_local_stats(directory))
     now = time.time()
     removed = 0
-    for path in directory.iterdir():
-        try:
-            age = now - path.stat().st_mtime
-        except FileNotFoundError:
-            continue
+    for path, mtime in entries:
+        age = now - mtime
         if age > older_than or (age > orphaned_after and _writer_is_gone(path)):
             path.unlink(missing_ok=True)
             removed += 1
     return removed
 
 
-def _writer_is_gone(path: Path) -> bool:
+def _local_stats(directory: Path) -> list[tuple[Path, float]]:
+    """Files of a staging folder with their modification times."""
+    entries = []
+    for path in directory.iterdir():
+        try:
+            entries.append((path, path.stat().st_mtime))
+        except FileNotFoundError:
+            continue
+    return entries
+
+
+def _writer_is_gone(path: DataLocation) -> bool:
     """True when the file names this host and a process id that no longer exists."""
     parts = path.name.lstrip(".").split(".")
     if len(parts) < 4 or parts[1] != _host() or not parts[2].isdigit():

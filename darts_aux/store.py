@@ -10,7 +10,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,11 @@ from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
 
 from .errors import DataDirError, DiskFullError, StoreError
 from .grid import PixelWindow, window_parts
+from .location import DataLocation, S3Location, as_location, icechunk_storage, is_s3
 from .products import Codec, Product, Variable
 
 log = logging.getLogger(__name__)
-# Commits are serialised by our own file lock, so icechunk's warning about concurrent local commits is noise.
+# Local commits are serialised by our own file lock, so icechunk's warning about concurrent local commits is noise.
 icechunk.set_logs_filter("warn,icechunk::storage::object_store=error")
 
 CUBE_MARKER = "cube.json"
@@ -67,37 +68,45 @@ def zarr_compressor(codec: Codec, dtype: str) -> BloscCodec | ZstdCodec:
 
 @dataclass(frozen=True)
 class CubePaths:
-    """Where one cube's parts live under a data directory."""
+    """Where one cube's parts live under a data directory (a local folder or an S3 prefix)."""
 
-    root: Path
+    root: DataLocation
 
     @property
-    def marker(self) -> Path:
+    def on_object_store(self) -> bool:
+        """True when the cube lives on S3-compatible object storage (no file lock; conditional writes)."""
+        return is_s3(self.root)
+
+    @property
+    def marker(self) -> DataLocation:
         return self.root / CUBE_MARKER
 
     @property
-    def repo(self) -> Path:
+    def repo(self) -> DataLocation:
         return self.root / REPO_DIR
 
     @property
-    def manifest(self) -> Path:
+    def manifest(self) -> DataLocation:
         return self.root / MANIFEST_DIR
 
     @property
-    def staging(self) -> Path:
+    def staging(self) -> DataLocation:
         return self.root / STAGING_DIR
 
     @property
     def lock(self) -> Path:
+        """The commit lock file (local cubes only)."""
+        if isinstance(self.root, S3Location):
+            raise StoreError(f"{self.root} is on object storage: commits there need no lock file")
         return self.root / LOCK_FILE
 
 
-def cube_paths(data_dir: Path, product: Product) -> CubePaths:
-    """The folder of a product's cube inside a data directory."""
-    return CubePaths(Path(data_dir) / product.key)
+def cube_paths(data_dir: DataLocation | str, product: Product) -> CubePaths:
+    """The folder (or S3 prefix) of a product's cube inside a data directory."""
+    return CubePaths(as_location(data_dir) / product.key)
 
 
-def cube_exists(data_dir: Path, product: Product) -> bool:
+def cube_exists(data_dir: DataLocation | str, product: Product) -> bool:
     """True when the cube was created (its marker is written last)."""
     return cube_paths(data_dir, product).marker.exists()
 
@@ -113,26 +122,30 @@ class Cube:
     # -- opening -------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, data_dir: Path, product: Product) -> Cube:
+    def open(cls, data_dir: DataLocation | str, product: Product) -> Cube:
         """Open an existing cube for reading (no lock, no write)."""
         paths = cube_paths(data_dir, product)
         _check_marker(paths, product)
         try:
-            repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(paths.repo)))
+            repo = icechunk.Repository.open(icechunk_storage(paths.repo))
         except icechunk.IcechunkError as error:
             raise StoreError(f"cannot open the cube at {paths.repo}: {error}") from error
         return cls(paths, product, repo)
 
     @classmethod
-    def open_or_create(cls, data_dir: Path, product: Product) -> Cube:
+    def open_or_create(cls, data_dir: DataLocation | str, product: Product) -> Cube:
         """Open the cube, creating it (metadata only) first if needed; safe when processes race.
 
         Before anything is created the data directory is checked: no foreign content, writable.
+        On object storage racing creators are reconciled by icechunk's conditional writes instead of a lock.
         """
         paths = cube_paths(data_dir, product)
         if paths.marker.exists():
             return cls.open(data_dir, product)
         check_writable(data_dir, product)
+        if paths.on_object_store:
+            _create_or_fail(paths, product)
+            return cls.open(data_dir, product)
         try:
             paths.root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -181,8 +194,9 @@ class Cube:
         """Read a chunk, merge new pixels into it, write it whole and commit; returns the snapshot id.
 
         Call it holding `commit_lock()`: icechunk's local storage is not safe for concurrent commits,
-        and the lock also orders the manifest row written after the commit. Should the branch still
-        move under us, the chunk is re-read and re-merged (never "ours wins").
+        and the lock also orders the manifest row written after the commit. On object storage there is
+        no lock: icechunk's conditional write of the branch ref detects a concurrent commit. Should the
+        branch move under us, the chunk is re-read and re-merged (never "ours wins").
         """
         for attempt in range(MAX_CONFLICT_REDOS):
             session = self.repo.writable_session(BRANCH)
@@ -216,8 +230,8 @@ class Cube:
 
     @contextmanager
     def commit_lock(self) -> Iterator[None]:
-        """Hold the cube's inter-process commit lock (also serialises manifest updates)."""
-        with FileLock(self.paths.lock):
+        """Hold the cube's inter-process commit lock (local cubes; on object storage a no-op, see commit_window)."""
+        with nullcontext() if self.paths.on_object_store else FileLock(self.paths.lock):
             yield
 
     def history(self) -> Iterator[icechunk.SnapshotInfo]:
@@ -260,13 +274,13 @@ def _disk_full_line(error: BaseException) -> str:
     return (named or lines or [type(error).__name__])[0][:200]
 
 
-def check_cube_folder(data_dir: Path, product: Product) -> None:
+def check_cube_folder(data_dir: DataLocation | str, product: Product) -> None:
     """Refuse a data directory or cube folder that holds something other than darts-aux's cubes (reads only)."""
     paths = cube_paths(data_dir, product)
     if paths.marker.exists():
         _check_marker(paths, product)
         return
-    foreign = foreign_entries(Path(data_dir))
+    foreign = foreign_entries(as_location(data_dir))
     if foreign:
         raise DataDirError(
             f"data_dir {data_dir} is not empty and holds no darts-aux cube ({_listing(foreign)}); nothing was "
@@ -279,12 +293,12 @@ def check_cube_folder(data_dir: Path, product: Product) -> None:
                 f"{paths.root} is not a darts-aux cube (no {CUBE_MARKER}; it holds {_listing(strangers)}); nothing "
                 f"was written. Move that folder away or pass another data_dir."
             )
-    elif paths.root.exists():
+    elif paths.root.is_file() if isinstance(paths.root, S3Location) else paths.root.exists():
         raise DataDirError(f"{paths.root} is a file, where the {product.key} cube belongs; move it away or pass "
                            f"another data_dir.")
 
 
-def foreign_entries(data_dir: Path) -> list[str]:
+def foreign_entries(data_dir: DataLocation) -> list[str]:
     """Names in a data directory that are not darts-aux's; empty when it is new, empty or holds a cube."""
     if not data_dir.is_dir():
         return []
@@ -301,7 +315,11 @@ def check_writable(data_dir: Path, product: Product) -> None:
     so a read-only mount is found even for root (for whom os.access ignores permission bits).
     """
     check_cube_folder(data_dir, product)
-    folder = _deepest_existing(cube_paths(data_dir, product).root)
+    root = cube_paths(data_dir, product).root
+    if isinstance(root, S3Location):
+        _write_probe(root, data_dir)
+        return
+    folder = _deepest_existing(root)
     if not folder.is_dir():
         raise DataDirError(f"{folder} is not a directory, so data_dir {data_dir} cannot be created there; pass "
                            f"a writable data_dir.")
@@ -324,12 +342,15 @@ def _deepest_existing(path: Path) -> Path:
     return path
 
 
-def _write_probe(folder: Path, data_dir: Path) -> None:
+def _write_probe(folder: DataLocation, data_dir: DataLocation | str) -> None:
     """Create and remove a small file in `folder`: the only test of writability that cannot lie."""
     probe = folder / f"{PROBE_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        with open(probe, "xb") as handle:
-            handle.write(b"darts-aux")
+        if isinstance(probe, S3Location):
+            probe.write_bytes(b"darts-aux")
+        else:
+            with open(probe, "xb") as handle:
+                handle.write(b"darts-aux")
     except OSError as error:
         probe.unlink(missing_ok=True)
         raise disk_full_error(error, f"a test write to {folder}") or DataDirError(
@@ -389,25 +410,56 @@ def _create_or_fail(paths: CubePaths, product: Product) -> None:
 def _create(paths: CubePaths, product: Product) -> None:
     """Create the repository and its empty arrays, then write the marker (last, so it means 'complete')."""
     started = time.perf_counter()
-    storage = icechunk.local_filesystem_storage(str(paths.repo))
-    if paths.repo.exists() and any(paths.repo.iterdir()):
-        repo = icechunk.Repository.open(storage)  # a creator died after creating the repo: finish its work
-    else:
-        repo = icechunk.Repository.create(storage, config=repository_config())
-        repo.save_config()
-    session = repo.writable_session(BRANCH)
-    root = zarr.open_group(session.store, mode="a", attributes=_group_attributes(product))
-    for variable in product.variables:
-        if variable.name not in root:
-            _create_array(root, product, variable)
-    if session.has_uncommitted_changes:
-        session.commit(f"create {product.key} cube", metadata={"kind": "create", "product": product.key})
+    repo = _create_repository(paths)
+    for _ in range(MAX_CONFLICT_REDOS):
+        session = repo.writable_session(BRANCH)
+        root = zarr.open_group(session.store, mode="a", attributes=_group_attributes(product))
+        for variable in product.variables:
+            if variable.name not in root:
+                _create_array(root, product, variable)
+        if not session.has_uncommitted_changes:
+            break
+        try:
+            session.commit(f"create {product.key} cube", metadata={"kind": "create", "product": product.key})
+            break
+        except icechunk.ConflictError:  # another creator on object storage committed first: look again
+            continue
     marker = {"product": product.key, "format": CUBE_FORMAT, "crs": product.extent.crs,
               "shape": list(product.extent.shape), "fill_chunk": product.fill_chunk}
-    tmp = paths.marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps(marker, indent=2))
-    tmp.replace(paths.marker)
+    if isinstance(paths.marker, S3Location):
+        paths.marker.write_text(json.dumps(marker, indent=2))  # one PUT: all of it or nothing
+    else:
+        tmp = paths.marker.with_suffix(".tmp")
+        tmp.write_text(json.dumps(marker, indent=2))
+        tmp.replace(paths.marker)
     log.info("created %s cube at %s in %.2f s", product.key, paths.root, time.perf_counter() - started)
+
+
+def _create_repository(paths: CubePaths) -> icechunk.Repository:
+    """A new repository, or the one a concurrent (or dead) creator made first."""
+    storage = icechunk_storage(paths.repo)
+    if isinstance(paths.repo, Path) and paths.repo.exists() and any(paths.repo.iterdir()):
+        return icechunk.Repository.open(storage)  # a creator died after creating the repo: finish its work
+    try:
+        repo = icechunk.Repository.create(storage, config=repository_config())
+    except icechunk.IcechunkError:
+        if not isinstance(paths.repo, S3Location):
+            raise
+        return _open_created_by_another(storage)  # on object storage a racing creator won: use its repository
+    repo.save_config()
+    return repo
+
+
+def _open_created_by_another(storage: icechunk.Storage, wait_seconds: float = 30.0) -> icechunk.Repository:
+    """Open a repository a concurrent creator is writing (its config lands before its first branch ref)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return icechunk.Repository.open(storage)
+        except icechunk.IcechunkError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _group_attributes(product: Product) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from .errors import (
     InvalidRequestError,
 )
 from .grid import MAX_BUFFER_PIXELS, PixelWindow, roi_window
+from .location import DataLocation, S3Location, is_s3_url, parse_s3_url
 from .products import Product
 
 _EXAMPLE = "e.g. GeoBox.from_bbox((590_000, 3_190_000, 620_000, 3_215_000), 'EPSG:3413', resolution=10)"
@@ -107,14 +108,18 @@ def region_window(product: Product, geobox: object, buffer: object) -> PixelWind
         ) from None
 
 
-def data_dir_path(data_dir: object) -> Path:
-    """A data_dir argument as a Path (str or os.PathLike of str); checked, never created."""
+def data_dir_path(data_dir: object) -> DataLocation:
+    """A data_dir argument as a Path (str or os.PathLike of str) or an S3 location (s3://bucket/prefix)."""
+    if isinstance(data_dir, S3Location):
+        return data_dir
+    if isinstance(data_dir, str) and is_s3_url(data_dir):
+        return parse_s3_url(data_dir)
     if isinstance(data_dir, os.PathLike):
         data_dir = os.fspath(data_dir)
     if not isinstance(data_dir, str) or not data_dir.strip():
         raise DataDirError(
-            f"data_dir must be a path (str or pathlib.Path), got {data_dir!r}; pass e.g. Path('/data/darts-aux'), "
-            f"or None for DARTS_AUX_DATA_DIR."
+            f"data_dir must be a path (str or pathlib.Path) or an s3://bucket/prefix URL, got {data_dir!r}; pass "
+            f"e.g. Path('/data/darts-aux'), or None for DARTS_AUX_DATA_DIR."
         )
     if "\0" in data_dir:
         raise DataDirError(f"data_dir {data_dir!r} contains a NUL character; pass a valid directory path.")

@@ -13,7 +13,8 @@ from darts_aux.products import Product, arcticdem
 from darts_aux.settings import Settings, get_settings
 
 from .roi import Bounds, fill_window_of, window_size_label
-from .tasks import fill_window, thread_runner
+from .runners import fill_task_runner
+from .tasks import fill_window
 
 
 def _flow_run_name() -> str:
@@ -34,7 +35,7 @@ def _flow_run_name() -> str:
     return f"arcticdem-{resolution}m {size}"
 
 
-@flow(name="fill_arcticdem", flow_run_name=_flow_run_name, task_runner=thread_runner(4))
+@flow(name="fill_arcticdem", flow_run_name=_flow_run_name, task_runner=fill_task_runner(get_settings()))
 def fill_arcticdem(resolution: int, bounds: tuple[float, float, float, float] | None = None,
                    data_dir: str | None = None, crs: str | None = None,
                    geometry: dict[str, Any] | str | None = None, buffer: int = 0) -> FillReport:
@@ -53,7 +54,7 @@ def _bounds(bounds: Bounds | list[float] | None) -> Bounds | None:
 
 
 def run_fill_arcticdem(product: Product, window: PixelWindow, data_dir: Path, settings: Settings) -> FillReport:
-    """Run the flow for a cube window with the configured number of download workers."""
+    """Run the flow for a cube window on the configured task runner (threads or Dask)."""
     bounds = window_bounds(product.extent, window)
-    runner = thread_runner(settings.download_workers)
+    runner = fill_task_runner(settings)
     return fill_arcticdem.with_options(task_runner=runner)(int(product.resolution), bounds, str(data_dir))

@@ -15,7 +15,8 @@ from darts_aux.settings import get_settings
 from .artifacts import publish_fill_artifacts
 from .cubes import resolve_data_dir
 from .roi import geometry_window
-from .tasks import FillOutcome, fill_windows, thread_runner
+from .runners import fill_task_runner
+from .tasks import FillOutcome, fill_windows
 
 DEFAULT_REGIONS_FILE = "regions.geojson"
 NAME_COLUMNS = ("name", "id", "region")
@@ -33,7 +34,7 @@ def _flow_run_name() -> str:
     return f"prefetch {Path(regions).name}: {' '.join(cubes) or 'nothing'}"
 
 
-@flow(name="prefetch_regions", flow_run_name=_flow_run_name, task_runner=thread_runner(4))
+@flow(name="prefetch_regions", flow_run_name=_flow_run_name, task_runner=fill_task_runner(get_settings()))
 def prefetch_regions(regions: str | None = None, arcticdem_resolutions: tuple[int, ...] = (2, 10, 32),
                      tcvis: bool = True, tcvis_edition: str | None = None, buffer: int = 0,
                      data_dir: str | None = None) -> dict[str, FillReport]:

@@ -14,7 +14,8 @@ from .artifacts import publish_fill_artifacts
 from darts_aux.cubes import present_products
 
 from .cubes import resolve_data_dir
-from .tasks import FillOutcome, fill_windows, thread_runner
+from .runners import fill_task_runner
+from .tasks import FillOutcome, fill_windows
 
 
 def _flow_run_name() -> str:
@@ -24,7 +25,7 @@ def _flow_run_name() -> str:
     return f"revisit-partial {resolve_data_dir(flow_run.parameters.get('data_dir')).name}"
 
 
-@flow(name="revisit_partial_chunks", flow_run_name=_flow_run_name, task_runner=thread_runner(4))
+@flow(name="revisit_partial_chunks", flow_run_name=_flow_run_name, task_runner=fill_task_runner(get_settings()))
 def revisit_partial_chunks(data_dir: str | None = None) -> dict[str, FillReport]:
     """For each cube in the data directory, search the source again for every `partial` chunk and fill what arrived.
 

@@ -10,7 +10,6 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from darts_aux.fill import (
     ChunkJob,
@@ -29,6 +28,7 @@ from darts_aux.grid import ChunkId, PixelWindow
 from darts_aux.manifest import ChunkRecord
 
 from .policy import retry_options
+from .runners import thread_runner  # noqa: F401 - kept importable from here
 
 
 @task(name="discover", cache_policy=NO_CACHE)
@@ -185,7 +185,3 @@ def _add_report(total: FillReport, part: FillReport) -> None:
     total.records.extend(part.records)
     total.failures.extend(part.failures)
 
-
-def thread_runner(workers: int) -> ThreadPoolTaskRunner:
-    """The default task runner: a thread pool (downloads are I/O-bound and release the GIL)."""
-    return ThreadPoolTaskRunner(max_workers=workers)

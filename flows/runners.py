@@ -1,0 +1,36 @@
+"""The task runner of the fill flows, chosen by DARTS_AUX_TASK_RUNNER: a thread pool or Dask."""
+
+from __future__ import annotations
+
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from darts_aux.settings import Settings
+
+
+def thread_runner(workers: int) -> ThreadPoolTaskRunner:
+    """The default task runner: a thread pool (downloads are I/O-bound and release the GIL)."""
+    return ThreadPoolTaskRunner(max_workers=workers)
+
+
+def dask_runner(settings: Settings) -> TaskRunner:
+    """prefect-dask's runner: the scheduler at DARTS_AUX_DASK_ADDRESS, else a local cluster of worker processes.
+
+    Each worker runs one task at a time (downloads hold a whole chunk in memory); a local cluster has
+    DARTS_AUX_DASK_WORKERS processes and lives as long as the flow run.
+    """
+    from prefect_dask import DaskTaskRunner
+
+    if settings.dask_address:
+        return DaskTaskRunner(address=settings.dask_address)
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={"n_workers": settings.dask_workers, "processes": True, "threads_per_worker": 1,
+                        "dashboard_address": None},
+    )
+
+
+def fill_task_runner(settings: Settings) -> TaskRunner:
+    """The runner the settings ask for: 'threads' (download_workers threads) or 'dask'."""
+    if settings.task_runner == "dask":
+        return dask_runner(settings)
+    return thread_runner(settings.download_workers)

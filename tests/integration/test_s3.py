@@ -1,0 +1,138 @@
+"""Cubes on S3-compatible object storage (moto on loopback): fills and loads exact, manifest on S3, no lock."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import numpy as np
+import pytest
+from odc.geo.geobox import GeoBox
+
+from darts_aux import load_arcticdem, load_tcvis
+from darts_aux.grid import ChunkGrid, roi_window
+from darts_aux.local import LocalCatalog
+from darts_aux.local.earthengine import LocalEarthEngine
+from darts_aux.location import S3Location, as_location
+from darts_aux.manifest import Manifest
+from darts_aux.products import arcticdem, tcvis
+from darts_aux.store import Cube, cube_paths
+
+from ._s3 import BUCKET, S3Server, load_region_in_worker, s3_data_dir, s3_server  # noqa: F401 - fixtures
+from .conftest import formula_oracle, rasterio_mosaic
+from .test_tcvis import BANDS, ROI_4_CHUNKS
+from .test_tcvis import oracle as tcvis_oracle
+
+# Four 32 m chunks around the corner of supertiles 71_46 … 72_47 (as in test_arcticdem_load.py).
+ROI_32M = GeoBox.from_bbox((590_000, 3_090_000, 650_000, 3_150_000), "EPSG:3413", resolution=32)
+
+
+@pytest.fixture
+def filled_s3(use_catalog: LocalCatalog, inline: None, s3_server: S3Server, s3_data_dir: str) -> tuple[str, object]:
+    """A 32 m cube on S3 filled by one load of ROI_32M (4 chunks); the data_dir URL and the loaded dataset."""
+    return s3_data_dir, load_arcticdem(ROI_32M, s3_data_dir, 32)
+
+
+def test_arcticdem_on_s3_equals_the_oracle_and_its_manifest_reads_with_geopandas(filled_s3: tuple[str, object], use_catalog: LocalCatalog,
+                                                        s3_server: S3Server, tmp_path) -> None:  # noqa: ANN001
+    product = arcticdem(32)
+    window = roi_window(ROI_32M, product.extent)
+    s3_data_dir, ds = filled_s3
+    oracle = rasterio_mosaic(use_catalog, 32, window)
+    np.testing.assert_array_equal(ds.dem.values, oracle["dem"])
+    np.testing.assert_array_equal(ds.datamask.values, oracle["datamask"])
+    assert np.isfinite(ds.dem.values).mean() > 0.5
+
+    prefix = s3_data_dir.removeprefix(f"s3://{BUCKET}/")
+    keys = s3_server.keys(prefix)
+    assert f"{prefix}/arcticdem-32m/cube.json" in keys
+    assert any(k.startswith(f"{prefix}/arcticdem-32m/store.icechunk/refs/") for k in keys)
+    assert any(k.startswith(f"{prefix}/arcticdem-32m/manifest/segments/") for k in keys)
+    leftovers = [k for k in keys if ("/staging/" in k and not k.endswith("/")) or k.endswith(".lock")]
+    assert not leftovers, "staged chunks are removed, no lock file"
+    assert not (tmp_path / "data").exists(), "nothing is written to the local data dir"
+
+    use_catalog.reset_log()
+    again = load_arcticdem(ROI_32M, s3_data_dir, 32, persist=False)
+    np.testing.assert_array_equal(again.dem.values, ds.dem.values)
+    assert use_catalog.requests() == [], "a settled S3 cube is read without asking the sources"
+    _check_manifest_with_geopandas(s3_data_dir, s3_server)
+
+
+def _check_manifest_with_geopandas(s3_data_dir: str, s3_server: S3Server) -> None:
+    """The manifest's segments on S3 open with geopandas.read_parquet through a plain pyarrow S3 filesystem."""
+    import geopandas
+    import pyarrow.fs as pafs
+
+    location = as_location(s3_data_dir)
+    assert isinstance(location, S3Location)
+    manifest = Manifest(cube_paths(location, arcticdem(32)).manifest, ChunkGrid(arcticdem(32)))
+    files = manifest.files()
+    assert files and all(isinstance(f, S3Location) for f in files)
+    fs = pafs.S3FileSystem(endpoint_override=s3_server.endpoint.removeprefix("http://"), scheme="http",
+                           access_key="test-access-key", secret_key="test-secret-key", region="us-east-1")
+    frame = geopandas.read_parquet(files[0].path, filesystem=fs)
+    assert frame.crs.to_epsg() == 3413 and len(frame) >= 1
+    assert set(frame.status) <= {"full", "partial"} and frame.geometry.area.min() > 0
+    latest = manifest.latest()
+    assert len(latest) == 4 and all(r.snapshot_id for r in latest.values())
+
+
+def test_tcvis_fill_and_load_on_s3_equal_the_formula(use_earth_engine: LocalEarthEngine, inline: None,
+                                                     s3_server: S3Server, s3_data_dir: str) -> None:
+    product = tcvis()
+    window = roi_window(ROI_4_CHUNKS, product.extent)
+    ds = load_tcvis(ROI_4_CHUNKS, s3_data_dir)
+    expected = tcvis_oracle(product, window)
+    for name in BANDS:
+        np.testing.assert_array_equal(ds[name].values, expected[name], err_msg=name)
+    rows = Manifest(cube_paths(as_location(s3_data_dir), product).manifest, ChunkGrid(product)).latest()
+    assert len(rows) == 4 and all(r.status == "full" for r in rows.values())
+
+
+def test_two_processes_filling_overlapping_rois_on_s3_lose_nothing(use_catalog: LocalCatalog, s3_server: S3Server,
+                                                                   s3_data_dir: str) -> None:
+    """Two spawned processes fill overlapping 32 m ROIs (2 chunks each, one shared) into one S3 cube at once."""
+    product = arcticdem(32)
+    rois = [(590_000.0, 3_090_000.0, 650_000.0, 3_130_000.0), (645_000.0, 3_090_000.0, 660_000.0, 3_150_000.0)]
+    settings = {"stac_url": use_catalog.stac_url, "orchestrator": "inline", "retry_delay_seconds": "0.05"}
+    start_at = time.time() + 6.0  # both processes imported and waiting: the fills start together
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:
+        results = [pool.apply_async(load_region_in_worker, (settings, s3_data_dir, bounds, 32, start_at))
+                   for bounds in rois]
+        valid = [r.get(timeout=300) for r in results]
+    assert all(v > 0 for v in valid)
+
+    cube = Cube.open(as_location(s3_data_dir), product)
+    grid = ChunkGrid(product)
+    latest = Manifest(cube.paths.manifest, grid).latest()
+    chunks = sorted({c for bounds in rois
+                     for c in grid.chunks(roi_window(GeoBox.from_bbox(bounds, "EPSG:3413", resolution=32),
+                                                     product.extent))})
+    shared = set(grid.chunks(roi_window(GeoBox.from_bbox(rois[0], "EPSG:3413", resolution=32), product.extent))) & set(
+        grid.chunks(roi_window(GeoBox.from_bbox(rois[1], "EPSG:3413", resolution=32), product.extent)))
+    assert len(shared) == 1 and len(chunks) == 3, "the ROIs share one chunk"
+    commits = [s for s in cube.history() if (s.metadata or {}).get("kind") == "chunk"]
+    assert len(commits) >= len(chunks), "every chunk was committed (shared ones by one or both processes)"
+    for chunk in chunks:
+        window = grid.window(chunk)
+        dem, mask = formula_oracle(use_catalog, 32, window)
+        got = cube.read(window)
+        np.testing.assert_array_equal(got["dem"], dem, err_msg=str(chunk))
+        np.testing.assert_array_equal(got["datamask"], mask, err_msg=str(chunk))
+        record = latest[chunk]
+        assert record.snapshot_id and record.status == "full", (chunk, record)
+        assert set(record.items_applied) <= {item for s in commits if s.metadata["chunk"] == str(chunk)
+                                             for item in s.metadata["items_applied"]}, "a row never over-claims"
+
+
+@pytest.mark.parametrize("value", ["s3://", "s3:///prefix", "s3://bad bucket/x"])
+def test_bad_object_store_urls_are_refused(value: str, tmp_path) -> None:  # noqa: ANN001
+    from darts_aux.errors import DataDirError
+
+    with pytest.raises(DataDirError, match="s3://bucket/prefix"):
+        load_arcticdem(ROI_32M, value, 32)
+    assert not (tmp_path / "data").exists()
+
+
