@@ -131,9 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer runs and smaller fills (~6 min)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    parser.add_argument("--json", type=Path, help="results file (default perf_results[_quick].json here)")
+    parser.add_argument("--table", action="store_true", help="print the table of the results file and exit")
     args = parser.parse_args(argv)
     runs = 3 if args.quick else 5
-    path = HERE / ("perf_results_quick.json" if args.quick else "perf_results.json")
+    path = args.json or HERE / ("perf_results_quick.json" if args.quick else "perf_results.json")
+    if args.table:
+        print(table(json.loads(path.read_text())))
+        return 0
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "sections": {}}
     if args.only and path.exists():  # keep the other sections of an earlier run
         results["sections"] = json.loads(path.read_text()).get("sections", {})
@@ -147,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(results, indent=1, default=str))
     print(f"\n{table(results)}\n\n{results['seconds'] / 60:.1f} min; load average "
           + ", ".join(f"{n} {s['load_before']:.1f}→{s['load_after']:.1f}" for n, s in results["sections"].items())
-          + f"; results in {path.relative_to(HERE.parent)}")
+          + f"; results in {path}")
     return 0
 
 
