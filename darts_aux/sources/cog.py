@@ -63,6 +63,9 @@ def gdal_http_options(timeout: float, retries: int = 0, retry_delay: float = 1.0
         "GDAL_HTTP_TIMEOUT": str(int(max(1, timeout))),
         "GDAL_HTTP_CONNECTTIMEOUT": str(int(max(1, min(timeout, 10)))),
         "VSI_CACHE": "FALSE",
+        # Load a tile's block offsets and sizes whole when it is opened. Loaded lazily, a cut-short read of
+        # them makes libtiff report blocks as absent, and GDAL then fills them with nodata without failing.
+        "GTIFF_USE_DEFER_STRILE_LOADING": "NO",
         "GDAL_CACHEMAX": 256,
     }
 

@@ -139,6 +139,7 @@ def test_four_processes_sharing_partial_chunks_lose_nothing(catalog: LocalCatalo
             assert row.status == ("full" if _covers_chunk(tiles, window) else "partial"), f"round {round_} {chunk}"
             checked_chunks += 1
     assert checked_chunks >= 2 * ROUNDS
+    print(f"{ROUNDS} rounds of {WRITERS} writers: {checked_chunks} touched chunks checked pixel for pixel")
 
 
 def test_four_processes_filling_tcvis_at_once(use_earth_engine: LocalEarthEngine, pool: multiprocessing.pool.Pool,
@@ -203,5 +204,6 @@ def test_readers_do_not_wait_for_writers_and_never_see_a_torn_chunk(use_catalog:
             assert (bands[done][:, :, side] == value).all()
         reads += 1
     assert [w.get() for w in writes] == [rounds, rounds]
+    print(f"{reads} reads during {2 * rounds} commits, every one whole")
     final = cube.read(window)["dem"][: rounds * 10]
     assert (final[:, :half] == 1.0).all() and (final[:, half:] == 2.0).all()

@@ -111,4 +111,6 @@ def test_twenty_kills_lose_nothing(use_catalog: LocalCatalog, inline: None, orac
             got = cube.read(GRID.window(chunk))
             np.testing.assert_array_equal(got["datamask"], expected["datamask"], err_msg=f"trial {trial} {chunk}")
     assert sorted(seen) == sorted(MOMENTS) and sum(map(len, seen.values())) == TRIALS
+    for moment, lines in seen.items():
+        print(f"killed {len(lines)} times at {moment!r}; last log lines: {sorted(set(l.split(':')[0][:40] for l in lines))}")
     assert any("recording it in the manifest" in line for line in seen["manifest"]), "killed between commit and manifest"
