@@ -195,8 +195,8 @@ class Cube:
 
         Call it holding `commit_lock()`: icechunk's local storage is not safe for concurrent commits,
         and the lock also orders the manifest row written after the commit. On object storage there is
-        no lock: icechunk's conditional write of the branch ref detects a concurrent commit. Should the
-        branch move under us, the chunk is re-read and re-merged (never "ours wins").
+        no lock: icechunk's conditional write of the branch ref detects a concurrent commit; one that touched
+        other chunks is rebased over, one that wrote this chunk makes us re-read and re-merge (never "ours wins").
         """
         for attempt in range(MAX_CONFLICT_REDOS):
             session = self.repo.writable_session(BRANCH)
@@ -213,9 +213,12 @@ class Cube:
                 before_commit()
             meta = dict(metadata() if callable(metadata) else metadata)
             try:
-                return session.commit(message, metadata=meta)
-            except icechunk.ConflictError:
-                log.info("%s: the branch moved during the merge; re-reading (redo %d)", message, attempt + 1)
+                # Commits of other chunks in the meantime are rebased over; a commit that wrote any of our
+                # zarr chunks is a conflict, and then the chunk is re-read and re-merged.
+                return session.commit(message, metadata=meta, rebase_with=icechunk.ConflictDetector(),
+                                      rebase_tries=MAX_CONFLICT_REDOS)
+            except (icechunk.ConflictError, icechunk.RebaseFailedError):
+                log.info("%s: the chunk changed during the merge; re-reading (redo %d)", message, attempt + 1)
                 continue
             except (OSError, icechunk.IcechunkError) as error:
                 raise disk_full_error(error, f"the commit of {message!r} to {self.paths.repo}") or StoreError(
