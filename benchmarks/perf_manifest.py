@@ -102,7 +102,7 @@ def not_full(manifest: Any, window: Any) -> list[Any]:
     return [c for c in manifest.grid.chunks(window) if c not in latest or latest[c].status != "full"]
 
 
-def measure(runs: int, workdir: Path = CACHE / "bench-manifest") -> dict[str, Any]:
+def measure(runs: int, quick: bool = False, workdir: Path = CACHE / "bench-manifest") -> dict[str, Any]:
     """Per grid: size, ROI query and whole-manifest load, compacted only and with fresh segments."""
     from darts_aux.grid import roi_window
     from darts_aux.manifest import Manifest
