@@ -172,7 +172,7 @@ def discover(ctx: FillContext, window: PixelWindow) -> Discovery:
             jobs.append(ChunkJob(chunk, new, by_chunk[chunk]))
         else:
             rechecked.append(chunk)
-    _record_rechecked(ctx, rechecked, by_chunk)
+    _record_rechecked(ctx, window, rechecked, by_chunk)
     log.info("%s: %d chunks in the ROI, %d full, %d to download, %d partial with nothing new",
              ctx.product.key, len(chunks), len(reused), len(jobs), len(rechecked))
     return Discovery(tuple(jobs), reused, tuple(rechecked))
@@ -256,13 +256,14 @@ def _merge(product: Product, existing: dict, new_pixels: dict) -> dict:
     return merged
 
 
-def _record_rechecked(ctx: FillContext, chunks: list[ChunkId], by_chunk: dict[ChunkId, tuple[SourceItem, ...]]) -> None:
+def _record_rechecked(ctx: FillContext, window: PixelWindow, chunks: list[ChunkId],
+                      by_chunk: dict[ChunkId, tuple[SourceItem, ...]]) -> None:
     """Note that partial chunks were searched again and nothing new was found (resets their revisit clock)."""
     if not chunks:
         return
     manifest, grid, now = ctx.manifest(), ctx.grid, utc_now()
     with ctx.cube().commit_lock():
-        latest = manifest.latest()
+        latest = manifest.latest(window)  # only the fill's chunks: the whole manifest can hold a million rows
         records = []
         for chunk in chunks:
             # nothing new was found, so every item listed over the chunk is applied and none failed
