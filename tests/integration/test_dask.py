@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 from odc.geo.geobox import GeoBox
@@ -19,8 +21,25 @@ from ._s3 import S3Server, s3_data_dir, s3_server  # noqa: F401 - fixtures
 from .test_tcvis import BANDS
 from .test_tcvis import oracle as tcvis_oracle
 
+import flows.arcticdem  # noqa: F401, E402 - imported before any test sets DARTS_AUX_TASK_RUNNER: a flow object
+import flows.tcvis  # noqa: F401, E402 - takes the runner of the settings at import, and later tests share them
+
 # 16 TCVIS chunks in the grid's last column (834 px wide, next to 180°), 61.5–81° N: a fill of many small chunks.
 ROI_16_CHUNKS = GeoBox.from_bbox((179.80, 61.5, 179.95, 81.0), "EPSG:4326", resolution=TCVIS_PIXEL)
+
+
+@pytest.fixture
+def forget_new_flow_runs(via_prefect: None) -> Iterator[None]:
+    """Delete the flow runs a test made on the session's shared test server: other modules count theirs."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        before = {run.id for run in client.read_flow_runs()}
+    yield
+    with get_client(sync_client=True) as client:
+        for run in client.read_flow_runs():
+            if run.id not in before:
+                client.delete_flow_run(run.id)
 
 
 def test_runner_setting_picks_threads_or_dask(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,7 +57,8 @@ def test_runner_setting_picks_threads_or_dask(monkeypatch: pytest.MonkeyPatch) -
     assert isinstance(remote, DaskTaskRunner) and remote.address == "tcp://127.0.0.1:8786"
 
 
-def test_fill_on_two_dask_workers_is_exact_and_uses_both(use_earth_engine: LocalEarthEngine, via_prefect: None,
+def test_fill_on_two_dask_workers_is_exact_and_uses_both(use_earth_engine: LocalEarthEngine,
+                                                         forget_new_flow_runs: None,
                                                          s3_server: S3Server, s3_data_dir: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from distributed import Client, LocalCluster, get_task_stream
