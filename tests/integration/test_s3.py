@@ -15,7 +15,7 @@ from darts_aux.local import LocalCatalog
 from darts_aux.local.earthengine import LocalEarthEngine
 from darts_aux.location import S3Location, as_location
 from darts_aux.manifest import Manifest
-from darts_aux.products import arcticdem, tcvis
+from darts_aux.products import Product, arcticdem, tcvis
 from darts_aux.store import Cube, cube_paths
 
 from ._s3 import BUCKET, S3Server, load_region_in_worker, s3_data_dir, s3_server  # noqa: F401 - fixtures
@@ -59,20 +59,21 @@ def test_arcticdem_on_s3_equals_the_oracle_and_its_manifest_reads_with_geopandas
     _check_manifest_with_geopandas(s3_data_dir, s3_server)
 
 
-def _check_manifest_with_geopandas(s3_data_dir: str, s3_server: S3Server) -> None:
+def _check_manifest_with_geopandas(s3_data_dir: str, s3_server: S3Server, product: Product = arcticdem(32),
+                                  epsg: int = 3413) -> None:
     """The manifest's segments on S3 open with geopandas.read_parquet through a plain pyarrow S3 filesystem."""
     import geopandas
     import pyarrow.fs as pafs
 
     location = as_location(s3_data_dir)
     assert isinstance(location, S3Location)
-    manifest = Manifest(cube_paths(location, arcticdem(32)).manifest, ChunkGrid(arcticdem(32)))
+    manifest = Manifest(cube_paths(location, product).manifest, ChunkGrid(product))
     files = manifest.files()
     assert files and all(isinstance(f, S3Location) for f in files)
     fs = pafs.S3FileSystem(endpoint_override=s3_server.endpoint.removeprefix("http://"), scheme="http",
                            access_key="test-access-key", secret_key="test-secret-key", region="us-east-1")
     frame = geopandas.read_parquet(files[0].path, filesystem=fs)
-    assert frame.crs.to_epsg() == 3413 and len(frame) >= 1
+    assert frame.crs.to_epsg() == epsg and len(frame) >= 1
     assert set(frame.status) <= {"full", "partial"} and frame.geometry.area.min() > 0
     latest = manifest.latest()
     assert len(latest) == 4 and all(r.snapshot_id for r in latest.values())
@@ -88,6 +89,7 @@ def test_tcvis_fill_and_load_on_s3_equal_the_formula(use_earth_engine: LocalEart
         np.testing.assert_array_equal(ds[name].values, expected[name], err_msg=name)
     rows = Manifest(cube_paths(as_location(s3_data_dir), product).manifest, ChunkGrid(product)).latest()
     assert len(rows) == 4 and all(r.status == "full" for r in rows.values())
+    _check_manifest_with_geopandas(s3_data_dir, s3_server, product, epsg=4326)
 
 
 def test_two_processes_filling_overlapping_rois_on_s3_lose_nothing(use_catalog: LocalCatalog, s3_server: S3Server,
