@@ -27,25 +27,21 @@ seconds, and `client_gone` when a stalled client hung up first.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-import weakref
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from random import Random
-from types import TracebackType
 from typing import Any
 
 import httpx
 
 from darts_aux.local import _procs
+from darts_aux.local._server import LocalServer
 
 FAULT_KINDS: tuple[str, ...] = ("5xx", "reset", "stall", "truncate")
 """Every kind of fault the proxy can inject."""
@@ -200,11 +196,10 @@ class ProxyConfig:
         return cls(**json.loads(path.read_text()))
 
 
-_LIVE: weakref.WeakSet[FaultProxy] = weakref.WeakSet()
-
-
-class FaultProxy:
+class FaultProxy(LocalServer):
     """A running (or startable) fault-injecting reverse proxy in front of `upstream_url`."""
+
+    run_prefix = "darts-aux-faultproxy-"
 
     def __init__(
         self,
@@ -223,70 +218,12 @@ class FaultProxy:
         self.plan = FaultPlan(probability, tuple(kinds), tuple(statuses), seed, stall_seconds, tuple(script),
                               path_prefix)
         self.plan.check()
-        self.startup_timeout = startup_timeout
-        self._run_dir: Path | None = None
-        self._port: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._admin: httpx.Client | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------------
-
-    def start(self) -> FaultProxy:
-        """Start the proxy on a free port and wait until it answers; idempotent."""
-        if self.running:
-            return self
-        self._run_dir = Path(tempfile.mkdtemp(prefix="darts-aux-faultproxy-"))
-        _LIVE.add(self)
-        try:
-            for attempt in range(3):
-                try:
-                    self._start_server(attempt)
-                    return self
-                except _procs.ServerStartError:
-                    if attempt == 2:
-                        raise
-        except BaseException:
-            self.stop()
-            raise
-        raise AssertionError("unreachable")
-
-    def stop(self) -> None:
-        """Stop the proxy (whole process group) and delete its run directory; idempotent."""
-        _procs.stop(self._proc)
-        self._proc = None
-        if self._admin is not None:
-            self._admin.close()
-            self._admin = None
-        if self._run_dir is not None:
-            shutil.rmtree(self._run_dir, ignore_errors=True)
-        self._run_dir = None
-        self._port = None
-        _LIVE.discard(self)
-
-    @property
-    def running(self) -> bool:
-        """Whether start() succeeded and stop() has not been called."""
-        return self._proc is not None and self._proc.poll() is None
+        super().__init__(startup_timeout)
 
     def __repr__(self) -> str:
         return f"FaultProxy({self.upstream_url!r}, {self.url if self.running else 'stopped'})"
 
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     # -- addresses ---------------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """`http://127.0.0.1:PORT` of the proxy (no trailing slash)."""
-        if self._port is None:
-            raise RuntimeError("FaultProxy is not running; call start() first")
-        return f"http://{_procs.LOOPBACK}:{self._port}"
 
     def via(self, upstream_url: str) -> str:
         """The same URL reached through the proxy (an URL under the upstream base)."""
@@ -393,10 +330,3 @@ class FaultProxy:
             raise
         self._proc = proc
         self.log_path.write_text("", encoding="utf-8")
-
-
-@atexit.register
-def _stop_all() -> None:
-    """Interpreter exit: stop every proxy still running."""
-    for proxy in list(_LIVE):
-        proxy.stop()

@@ -12,105 +12,40 @@ interpreter exit, and (Linux, main thread) when this process dies.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
 
 from darts_aux.local import _procs
+from darts_aux.local._server import LocalServer
 from darts_aux.local.earthengine.config import ServerConfig
 from darts_aux.local.earthengine.faults import Fault, script_json
 
 DEFAULT_PROJECT = "local-project"
-_LIVE: weakref.WeakSet[LocalEarthEngine] = weakref.WeakSet()
-
-
-class LocalEarthEngine:
+class LocalEarthEngine(LocalServer):
     """A running (or startable) local Earth Engine REST server for the unmodified `earthengine-api` client."""
+
+    run_prefix = "darts-aux-ee-"
 
     def __init__(self, project: str = DEFAULT_PROJECT, *, startup_timeout: float = 30.0) -> None:
         self.project = project
-        self.startup_timeout = startup_timeout
-        self._run_dir: Path | None = None
-        self._port: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._admin: httpx.Client | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------------
-
-    def start(self) -> LocalEarthEngine:
-        """Start the server on a free port and wait until it answers; idempotent."""
-        if self.running:
-            return self
-        self._run_dir = Path(tempfile.mkdtemp(prefix="darts-aux-ee-"))
-        _LIVE.add(self)
-        try:
-            for attempt in range(3):
-                try:
-                    self._start_server(attempt)
-                    return self
-                except _procs.ServerStartError:
-                    if attempt == 2:
-                        raise
-        except BaseException:
-            self.stop()
-            raise
-        raise AssertionError("unreachable")
-
-    def stop(self) -> None:
-        """Stop the server (whole process group) and delete the per-run directory; idempotent."""
-        _procs.stop(self._proc)
-        self._proc = None
-        if self._admin is not None:
-            self._admin.close()
-            self._admin = None
-        if self._run_dir is not None:
-            shutil.rmtree(self._run_dir, ignore_errors=True)
-        self._run_dir = None
-        self._port = None
-        _LIVE.discard(self)
-
-    @property
-    def running(self) -> bool:
-        """Whether start() succeeded and stop() has not been called."""
-        return self._proc is not None and self._proc.poll() is None
+        super().__init__(startup_timeout)
 
     def __repr__(self) -> str:
         return f"LocalEarthEngine(project={self.project!r}, {self.url if self.running else 'stopped'})"
-
-    def __enter__(self) -> LocalEarthEngine:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # -- addresses ---------------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
         """`http://127.0.0.1:PORT`: the `url` to give `ee.Initialize` (no trailing slash)."""
-        if self._port is None:
-            raise RuntimeError("LocalEarthEngine is not running; call start() first")
-        return f"http://{_procs.LOOPBACK}:{self._port}"
-
-    @property
-    def port(self) -> int:
-        """The server's TCP port."""
-        if self._port is None:
-            raise RuntimeError("LocalEarthEngine is not running; call start() first")
-        return self._port
+        return super().url
 
     @property
     def offline_env(self) -> dict[str, str]:
@@ -256,10 +191,3 @@ class LocalEarthEngine:
             raise
         self._proc = proc
         self.log_path.write_text("", encoding="utf-8")
-
-
-@atexit.register
-def _stop_all() -> None:
-    """Interpreter exit: stop every local Earth Engine still running."""
-    for engine in list(_LIVE):
-        engine.stop()

@@ -1,0 +1,105 @@
+"""The lifecycle the single-process local servers share: a subprocess on a free loopback port, a run directory.
+
+A subclass names its run-directory prefix and starts its process in `_start_server(attempt)` (setting `_port`
+and `_proc`); start retries that three times, stop kills the whole process group, deletes the run directory
+and closes the admin client. Servers still running at interpreter exit are stopped.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import subprocess
+import tempfile
+import weakref
+from pathlib import Path
+from types import TracebackType
+from typing import ClassVar, Self
+
+import httpx
+
+from darts_aux.local import _procs
+
+_LIVE: weakref.WeakSet[LocalServer] = weakref.WeakSet()
+
+
+class LocalServer:
+    """A running (or startable) loopback server process with a per-run directory and an admin HTTP client."""
+
+    run_prefix: ClassVar[str] = "darts-aux-server-"
+    """Prefix of the temporary run directory."""
+
+    def __init__(self, startup_timeout: float = 30.0) -> None:
+        self.startup_timeout = startup_timeout
+        self._run_dir: Path | None = None
+        self._port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._admin: httpx.Client | None = None
+
+    def start(self) -> Self:
+        """Start the server on a free port and wait until it answers; idempotent."""
+        if self.running:
+            return self
+        self._run_dir = Path(tempfile.mkdtemp(prefix=self.run_prefix))
+        _LIVE.add(self)
+        try:
+            for attempt in range(3):
+                try:
+                    self._start_server(attempt)
+                    return self
+                except _procs.ServerStartError:
+                    if attempt == 2:
+                        raise
+        except BaseException:
+            self.stop()
+            raise
+        raise AssertionError("unreachable")
+
+    def stop(self) -> None:
+        """Stop the server (whole process group) and delete its run directory; idempotent."""
+        _procs.stop(self._proc)
+        self._proc = None
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+        if self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+        self._run_dir = None
+        self._port = None
+        _LIVE.discard(self)
+
+    @property
+    def running(self) -> bool:
+        """Whether start() succeeded and stop() has not been called."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:PORT` of the server (no trailing slash)."""
+        return f"http://{_procs.LOOPBACK}:{self.port}"
+
+    @property
+    def port(self) -> int:
+        """The server's TCP port."""
+        if self._port is None:
+            raise RuntimeError(f"{type(self).__name__} is not running; call start() first")
+        return self._port
+
+    def _start_server(self, attempt: int) -> None:
+        """Start the process on a fresh port (set `_port`, `_proc`) and wait until it is healthy."""
+        raise NotImplementedError
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Interpreter exit: stop every server still running."""
+    for server in list(_LIVE):
+        server.stop()
