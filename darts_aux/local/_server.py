@@ -8,13 +8,14 @@ and closes the admin client. Servers still running at interpreter exit are stopp
 from __future__ import annotations
 
 import atexit
+import json
 import shutil
 import subprocess
 import tempfile
 import weakref
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import httpx
 
@@ -96,6 +97,22 @@ class LocalServer:
     def _start_server(self, attempt: int) -> None:
         """Start the process on a fresh port (set `_port`, `_proc`) and wait until it is healthy."""
         raise NotImplementedError
+
+
+def read_request_log(path: Path) -> list[dict[str, Any]]:
+    """A server's JSON-lines request log, oldest first (only the line being written may be incomplete)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if number < len(lines):
+                raise
+    return records
 
 
 @atexit.register

@@ -14,7 +14,6 @@ new rustac with the larger item set, points the gateway at it, then stops the ol
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import shutil
 import subprocess
@@ -31,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from darts_aux.local import _procs
+from darts_aux.local._server import read_request_log
 from darts_aux.local.gateway import GatewayConfig, Upstream
 from darts_aux.local.generate import BuildResult, build_catalog
 from darts_aux.local.spec import CatalogSpec, default_spec
@@ -183,17 +183,7 @@ class LocalCatalog:
 
     def requests(self, upstream: Upstream | None = None) -> list[dict[str, Any]]:
         """Logged requests, oldest first: time, upstream, method, path (+query), range, status, bytes, seconds."""
-        try:
-            lines = self.log_path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
-        records: list[dict[str, Any]] = []
-        for number, line in enumerate(lines, 1):
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                if number < len(lines):  # only the line being written may be incomplete
-                    raise
+        records = read_request_log(self.log_path)
         return [r for r in records if upstream is None or r["upstream"] == upstream]
 
     def reset_log(self) -> None:

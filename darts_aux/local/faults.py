@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
@@ -41,7 +40,7 @@ from typing import Any
 import httpx
 
 from darts_aux.local import _procs
-from darts_aux.local._server import LocalServer
+from darts_aux.local._server import LocalServer, read_request_log
 
 FAULT_KINDS: tuple[str, ...] = ("5xx", "reset", "stall", "truncate")
 """Every kind of fault the proxy can inject."""
@@ -242,17 +241,7 @@ class FaultProxy(LocalServer):
 
     def requests(self, fault: str | None = None, path_contains: str | None = None) -> list[dict[str, Any]]:
         """Logged requests, oldest first, optionally only those with this `fault` or path fragment."""
-        try:
-            lines = self.log_path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
-        records: list[dict[str, Any]] = []
-        for number, line in enumerate(lines, 1):
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                if number < len(lines):  # only the line being written may be incomplete
-                    raise
+        records = read_request_log(self.log_path)
         return [r for r in records if (fault is None or r["fault"] == fault)
                 and (path_contains is None or path_contains in r["path"])]
 

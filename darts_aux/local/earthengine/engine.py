@@ -12,7 +12,6 @@ interpreter exit, and (Linux, main thread) when this process dies.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 import httpx
 
 from darts_aux.local import _procs
-from darts_aux.local._server import LocalServer
+from darts_aux.local._server import LocalServer, read_request_log
 from darts_aux.local.earthengine.config import ServerConfig
 from darts_aux.local.earthengine.faults import Fault, script_json
 
@@ -71,17 +70,7 @@ class LocalEarthEngine(LocalServer):
         in_flight (admitted requests in progress at arrival), concurrent (admitted ones including itself;
         absent if rejected), grid {width, height}, band_ids, fault ("cap", "script" or "random") and message.
         """
-        try:
-            lines = self.log_path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
-        records: list[dict[str, Any]] = []
-        for number, line in enumerate(lines, 1):
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                if number < len(lines):  # only the line being written may be incomplete
-                    raise
+        records = read_request_log(self.log_path)
         return [r for r in records if path_contains is None or path_contains in r["path"]]
 
     def compute_requests(self) -> list[dict[str, Any]]:
