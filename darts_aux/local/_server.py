@@ -11,6 +11,7 @@ import atexit
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 import weakref
 from pathlib import Path
@@ -97,6 +98,26 @@ class LocalServer:
     def _start_server(self, attempt: int) -> None:
         """Start the process on a fresh port (set `_port`, `_proc`) and wait until it is healthy."""
         raise NotImplementedError
+
+    def _launch(self, module: str, config_path: Path, health_path: str, attempt: int) -> None:
+        """Run `python -m module CONFIG` (its output in the run directory), wait for `health_path`, empty its log."""
+        assert self._run_dir is not None
+        log = self._run_dir / f"{config_path.stem}-{attempt}.log"
+        proc = _procs.spawn([sys.executable, "-m", module, str(config_path)], log)
+        try:
+            _procs.wait_healthy(f"{self.url}{health_path}", proc, log, self.startup_timeout)
+        except BaseException:
+            _procs.stop(proc)
+            raise
+        self._proc = proc
+        self.log_path.write_text("", encoding="utf-8")
+
+    @property
+    def log_path(self) -> Path:
+        """The server's request log (JSON lines) in the run directory."""
+        if self._run_dir is None:
+            raise RuntimeError(f"{type(self).__name__} is not running; call start() first")
+        return self._run_dir / "requests.jsonl"
 
 
 def read_request_log(path: Path) -> list[dict[str, Any]]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -230,13 +229,6 @@ class FaultProxy(LocalServer):
             raise ValueError(f"{upstream_url} is not under the proxied upstream {self.upstream_url}")
         return self.url + upstream_url[len(self.upstream_url):]
 
-    @property
-    def log_path(self) -> Path:
-        """The proxy's request log (JSON lines)."""
-        if self._run_dir is None:
-            raise RuntimeError("FaultProxy is not running; call start() first")
-        return self._run_dir / "requests.jsonl"
-
     # -- request log -------------------------------------------------------------------------------
 
     def requests(self, fault: str | None = None, path_contains: str | None = None) -> list[dict[str, Any]]:
@@ -310,12 +302,4 @@ class FaultProxy(LocalServer):
                              self.plan.to_json(), os.getpid())
         config_path = self._run_dir / "proxy.json"
         config.dump(config_path)
-        log = self._run_dir / f"proxy-{attempt}.log"
-        proc = _procs.spawn([sys.executable, "-m", "darts_aux.local.faultproxy", str(config_path)], log)
-        try:
-            _procs.wait_healthy(f"{self.url}{ADMIN_PREFIX}healthz", proc, log, self.startup_timeout)
-        except BaseException:
-            _procs.stop(proc)
-            raise
-        self._proc = proc
-        self.log_path.write_text("", encoding="utf-8")
+        self._launch("darts_aux.local.faultproxy", config_path, f"{ADMIN_PREFIX}healthz", attempt)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,11 +54,6 @@ class LocalEarthEngine(LocalServer):
         no real HTTPS traffic is wanted.
         """
         return {"https_proxy": self.url, "HTTPS_PROXY": self.url}
-
-    @property
-    def log_path(self) -> Path:
-        """The server's request log (JSON lines)."""
-        return self._require_run_dir() / "requests.jsonl"
 
     # -- request log and statistics ----------------------------------------------------------------
 
@@ -171,12 +165,4 @@ class LocalEarthEngine(LocalServer):
         )
         config_path = run_dir / "server.json"
         config.dump(config_path)
-        log = run_dir / f"server-{attempt}.log"
-        proc = _procs.spawn([sys.executable, "-m", "darts_aux.local.earthengine.server", str(config_path)], log)
-        try:
-            _procs.wait_healthy(f"{self.url}/healthz", proc, log, self.startup_timeout)
-        except BaseException:
-            _procs.stop(proc)
-            raise
-        self._proc = proc
-        self.log_path.write_text("", encoding="utf-8")
+        self._launch("darts_aux.local.earthengine.server", config_path, "/healthz", attempt)
