@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +22,7 @@ from .grid import ChunkGrid, ChunkId, PixelWindow
 from .location import DataLocation, as_location
 from .manifest import ChunkRecord, Manifest, failure_note, status_for, union_coverage, utc_now
 from .mosaic import fill_gaps
+from .pipeline import run_bounded
 from .products import Product, arcticdem, tcvis
 from .retry import RetryPolicy
 from .settings import Settings, get_settings
@@ -52,7 +53,7 @@ class Discovery:
 
 @dataclass(frozen=True)
 class StagedChunk:
-    """A downloaded chunk parked on disk, waiting for its commit."""
+    """A downloaded chunk waiting for its commit: parked on disk (`path`), or held in memory by an in-process fill."""
 
     chunk: ChunkId
     path: str | None
@@ -61,6 +62,18 @@ class StagedChunk:
     known_items: tuple[SourceItem, ...]
     bytes_read: int
     seconds: float
+    pixels: Mapping[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    """The mosaic itself when it was not staged (the in-process runner commits in the same process)."""
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """One chunk of a batch: staged after its download, recorded after its commit, or the error that stopped it."""
+
+    job: ChunkJob
+    staged: StagedChunk | None = None
+    record: ChunkRecord | None = None
+    error: BaseException | None = None
 
 
 @dataclass
@@ -178,21 +191,24 @@ def discover(ctx: FillContext, window: PixelWindow) -> Discovery:
     return Discovery(tuple(jobs), reused, tuple(rechecked))
 
 
-def download(ctx: FillContext, job: ChunkJob) -> StagedChunk:
-    """Read the chunk's window of each new item and park the mosaic on disk."""
+def download(ctx: FillContext, job: ChunkJob, in_memory: bool = False) -> StagedChunk:
+    """Read the chunk's window of each new item; park the mosaic on disk for a commit task (or keep it in memory)."""
     pixels = ctx.source().fetch(job.chunk, job.new_items)
-    path = None
-    if pixels.applied:
+    path, held = None, None
+    if pixels.applied and in_memory:
+        held = pixels.arrays
+    elif pixels.applied:
         path = str(staging.stage(ctx.cube().paths.staging, str(job.chunk), pixels.arrays))
     bytes_per_pixel = sum(np.dtype(v.dtype).itemsize for v in ctx.product.variables)
     log.info("chunk %s: read %d items (%d failed) in %.2f s", job.chunk, len(pixels.applied), len(pixels.failed), pixels.seconds)
     return StagedChunk(job.chunk, path, tuple(pixels.applied), tuple(pixels.failed), job.known_items,
-                       pixels.pixels_read * bytes_per_pixel, pixels.seconds)
+                       pixels.pixels_read * bytes_per_pixel, pixels.seconds, held)
 
 
 def commit(ctx: FillContext, staged: StagedChunk, before_commit: Callable[[], None] | None = None) -> ChunkRecord:
     """Merge a staged chunk into the cube (valid pixels already there win), then record it in the manifest."""
-    new_pixels = staging.load(staging.locate(ctx.paths.staging, staged.path)) if staged.path else None
+    new_pixels = dict(staged.pixels) if staged.pixels is not None else (
+        staging.load(staging.locate(ctx.paths.staging, staged.path)) if staged.path else None)
     try:
         record = _merge_and_record(ctx, staged, new_pixels, before_commit)
     except DiskFullError:
@@ -204,6 +220,39 @@ def commit(ctx: FillContext, staged: StagedChunk, before_commit: Callable[[], No
     log.info("chunk %s committed: %s, coverage %.3f, snapshot %s", staged.chunk, record.status, record.coverage,
              record.snapshot_id)
     return record
+
+
+def download_batch(ctx: FillContext, jobs: Sequence[ChunkJob]) -> tuple[ChunkOutcome, ...]:
+    """Download chunks one after another, each retried by the policy; a chunk that still fails keeps its error.
+
+    One failing chunk never costs the others of its batch their download (nor a second one).
+    """
+    outcomes = []
+    for job in jobs:
+        try:
+            staged = ctx.policy.call(lambda j=job: download(ctx, j), what=f"download of {job.chunk}")  # type: ignore[misc]
+            outcomes.append(ChunkOutcome(job, staged=staged))
+        except Exception as error:  # noqa: BLE001 - kept for the report; the batch goes on
+            log.error("chunk %s: download failed: %s: %s", job.chunk, type(error).__name__, error)
+            outcomes.append(ChunkOutcome(job, error=error))
+    return tuple(outcomes)
+
+
+def commit_batch(ctx: FillContext, downloads: Sequence[ChunkOutcome]) -> tuple[ChunkOutcome, ...]:
+    """Commit each downloaded chunk of a batch (each retried by the policy); failed downloads pass through."""
+    outcomes = []
+    for outcome in downloads:
+        staged = outcome.staged
+        if staged is None:
+            outcomes.append(outcome)
+            continue
+        try:
+            record = ctx.policy.call(lambda s=staged: commit(ctx, s), what=f"commit of {staged.chunk}")  # type: ignore[misc]
+            outcomes.append(replace(outcome, record=record))
+        except Exception as error:  # noqa: BLE001 - kept for the report; the batch goes on
+            log.error("chunk %s: commit failed: %s: %s", staged.chunk, type(error).__name__, error)
+            outcomes.append(replace(outcome, error=error))
+    return tuple(outcomes)
 
 
 def _merge_and_record(ctx: FillContext, staged: StagedChunk, new_pixels: dict[str, np.ndarray] | None,
@@ -234,6 +283,8 @@ def _merge_and_record(ctx: FillContext, staged: StagedChunk, new_pixels: dict[st
             log.info("chunk %s: snapshot %s committed; recording it in the manifest", staged.chunk, snapshot)
         record = ChunkRecord(staged.chunk, status, applied, failed, cov, utc_now(), snapshot, covered, note)
         manifest.append([record])
+        if len(manifest.files()) > COMPACT_AFTER_SEGMENTS:  # a long fill must not leave every read many files
+            manifest.compact()
     return record
 
 
@@ -250,7 +301,7 @@ def _merge(product: Product, existing: dict, new_pixels: dict) -> dict:
     """The chunk after a commit: existing valid pixels kept and gaps filled, or replaced whole."""
     if product.merge == "replace":
         return {v.name: new_pixels[v.name] for v in product.variables}
-    merged = {name: array.copy() for name, array in existing.items()}
+    merged = dict(existing)  # freshly read for this merge: filled in place
     for variable in product.variables:
         fill_gaps(merged[variable.name], new_pixels[variable.name], variable.fill_value)
     return merged
@@ -284,19 +335,28 @@ def _record_rechecked(ctx: FillContext, window: PixelWindow, chunks: list[ChunkI
 
 
 def run_inline(ctx: FillContext, window: PixelWindow) -> FillReport:
-    """Discover, download (thread pool) and commit in this process, with the Prefect tasks' retry policy."""
+    """Discover, download (thread pool) and commit in this process, with the Prefect tasks' retry policy.
+
+    Downloads stay in memory (no staging) and at most `download_workers` run at once; this thread commits each
+    as soon as it is done while the next ones download.
+    """
     started = time.perf_counter()
     report = new_report(ctx)
     staging.sweep(ctx.paths.staging)
     discovery = discover(ctx, window)
     policy = ctx.policy
-    with ThreadPoolExecutor(max_workers=ctx.settings.download_workers, thread_name_prefix="download") as pool:
-        futures = [pool.submit(policy.call, lambda j=job: download(ctx, j), what=f"download of {job.chunk}")
-                   for job in discovery.jobs]
-        for future in as_completed(futures):
-            staged = future.result()
-            record = policy.call(lambda s=staged: commit(ctx, s), what=f"commit of {staged.chunk}")
-            add_to_report(report, staged, record)
+    workers = ctx.settings.download_workers
+
+    def start(job: ChunkJob) -> Future[StagedChunk]:
+        return pool.submit(policy.call, lambda: download(ctx, job, in_memory=True), what=f"download of {job.chunk}")
+
+    def finish(_: ChunkJob, future: Future[StagedChunk]) -> None:
+        staged = future.result()
+        record = policy.call(lambda: commit(ctx, staged), what=f"commit of {staged.chunk}")
+        add_to_report(report, staged, record)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
+        run_bounded(discovery.jobs, start, lambda running: next(as_completed(running)), finish, workers)
     finish_report(ctx, report, discovery, started)
     return report
 

@@ -14,10 +14,19 @@ def valid_mask(array: np.ndarray, fill_value: float | int) -> np.ndarray:
     return array != fill_value
 
 
+def missing_mask(array: np.ndarray, fill_value: float | int) -> np.ndarray:
+    """Where `array` holds no data: NaN for a NaN fill, else equal to the fill."""
+    if isinstance(fill_value, float) and math.isnan(fill_value):
+        return np.isnan(array)
+    return array == fill_value
+
+
 def fill_gaps(target: np.ndarray, source: np.ndarray, fill_value: float | int) -> np.ndarray:
-    """Copy `source` into the pixels of `target` that have no data yet (in place); returns `target`."""
-    take = ~valid_mask(target, fill_value) & valid_mask(source, fill_value)
-    np.copyto(target, source, where=take)
+    """Copy `source` into the pixels of `target` that have no data yet (in place); returns `target`.
+
+    Where both lack data the copy writes no-data over no-data, so only `target` needs a mask.
+    """
+    np.copyto(target, source, where=missing_mask(target, fill_value))
     return target
 
 

@@ -64,7 +64,10 @@ class Settings(BaseSettings):
         "(a local cluster, or the scheduler at DARTS_AUX_DASK_ADDRESS).",
     )
     dask_address: str | None = Field(None, description="Address of an existing Dask scheduler (tcp://host:8786).")
-    dask_workers: int = Field(2, ge=1, le=256, description="Worker processes of a local Dask cluster.")
+    dask_workers: int = Field(2, ge=1, le=256, description="Worker processes of a local Dask cluster; with "
+                              "DARTS_AUX_DASK_ADDRESS, how many download tasks a fill keeps running on the cluster.")
+    chunks_per_task: int = Field(0, ge=0, le=256, description="Chunks one download/commit task of a Prefect fill "
+                                 "takes; 0: automatic (1 for small fills, up to 16 for large ones).")
     ee_max_in_flight: int = Field(8, ge=1, le=40, description="Earth Engine requests in flight at once per process.")
 
     @field_validator("data_dir", mode="before")

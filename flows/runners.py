@@ -8,8 +8,12 @@ from darts_aux.settings import Settings
 
 
 def thread_runner(workers: int) -> ThreadPoolTaskRunner:
-    """The default task runner: a thread pool (downloads are I/O-bound and release the GIL)."""
-    return ThreadPoolTaskRunner(max_workers=workers)
+    """The default task runner: a thread pool (downloads are I/O-bound and release the GIL).
+
+    One thread more than `workers` downloads: the fill keeps `workers` download tasks running, and a
+    batch's commit starts at once beside them.
+    """
+    return ThreadPoolTaskRunner(max_workers=workers + 1)
 
 
 def dask_runner(settings: Settings) -> TaskRunner:
@@ -34,3 +38,8 @@ def fill_task_runner(settings: Settings) -> TaskRunner:
     if settings.task_runner == "dask":
         return dask_runner(settings)
     return thread_runner(settings.download_workers)
+
+
+def task_slots(settings: Settings) -> int:
+    """How many download tasks a fill keeps running at once: the thread pool's downloads, or the Dask workers."""
+    return settings.dask_workers if settings.task_runner == "dask" else settings.download_workers

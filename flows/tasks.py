@@ -1,7 +1,8 @@
-"""The fill tasks shared by every product's flow: discover, download (one per chunk), commit."""
+"""The fill tasks shared by every product's flow: discover, then download and commit tasks over batches of chunks."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -9,26 +10,32 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, as_completed
 
 from darts_aux.fill import (
     ChunkJob,
+    ChunkOutcome,
     Discovery,
     FillContext,
     FillReport,
-    StagedChunk,
     add_to_report,
-    commit,
+    commit_batch,
     discover,
-    download,
+    download_batch,
     finish_report,
     new_report,
 )
 from darts_aux.grid import ChunkId, PixelWindow
 from darts_aux.manifest import ChunkRecord
+from darts_aux.pipeline import run_bounded
+from darts_aux.settings import Settings
 
 from .policy import retry_options
-from .runners import thread_runner  # noqa: F401 - kept importable from here
+from .runners import task_slots, thread_runner  # noqa: F401 - thread_runner kept importable from here
+
+MAX_CHUNKS_PER_TASK = 16
+TASKS_PER_SLOT = 4
+"""Automatic batching aims at this many download tasks per concurrent slot, so the slots stay evenly busy."""
 
 
 @task(name="discover", cache_policy=NO_CACHE)
@@ -38,15 +45,36 @@ def discover_task(ctx: FillContext, window: PixelWindow) -> Discovery:
 
 
 @task(name="download", cache_policy=NO_CACHE)
-def download_task(ctx: FillContext, job: ChunkJob) -> StagedChunk:
-    """Read the chunk's pixels from its new items and stage them on disk."""
-    return download(ctx, job)
+def download_task(ctx: FillContext, jobs: tuple[ChunkJob, ...]) -> tuple[ChunkOutcome, ...]:
+    """Read a batch of chunks from their new items and stage each on disk (each chunk retried on its own)."""
+    return download_batch(ctx, jobs)
 
 
 @task(name="commit", cache_policy=NO_CACHE)
-def commit_task(ctx: FillContext, staged: StagedChunk) -> ChunkRecord:
-    """Merge the staged chunk into the cube and record it in the manifest."""
-    return commit(ctx, staged)
+def commit_task(ctx: FillContext, downloads: tuple[ChunkOutcome, ...]) -> tuple[ChunkOutcome, ...]:
+    """Merge a batch's staged chunks into the cube and record each in the manifest."""
+    return commit_batch(ctx, downloads)
+
+
+def chunks_per_task(settings: Settings, jobs: int) -> int:
+    """How many chunks one download/commit task takes: the setting, or automatic (0).
+
+    Automatic: one chunk per task for small fills (every chunk its own task run in the UI); for large ones
+    enough chunks per task that Prefect's fixed cost per task run stays small beside the chunk work.
+    """
+    if settings.chunks_per_task:
+        return settings.chunks_per_task
+    return max(1, min(MAX_CHUNKS_PER_TASK, math.ceil(jobs / (TASKS_PER_SLOT * task_slots(settings)))))
+
+
+def batches(jobs: Sequence[ChunkJob], size: int) -> list[tuple[ChunkJob, ...]]:
+    """The jobs cut into consecutive batches of `size` (neighbouring chunks go together)."""
+    return [tuple(jobs[i:i + size]) for i in range(0, len(jobs), size)]
+
+
+def batch_label(batch: Sequence[ChunkJob]) -> str:
+    """'r3c4' for one chunk, 'r3c4+12' for a batch of 13 starting at r3c4: the task-run name's suffix."""
+    return str(batch[0].chunk) if len(batch) == 1 else f"{batch[0].chunk}+{len(batch) - 1}"
 
 
 def product_tags(product: str) -> list[str]:
@@ -128,40 +156,52 @@ def _fill_one(ctx: FillContext, window: PixelWindow, label: str
     started = time.perf_counter()
     product = ctx.product.key
     tags = product_tags(product)
-    discovery = discover_task.with_options(task_run_name=f"discover-{product}", tags=tags)(ctx, window)
-    options = retry_options(ctx.policy)
-    staged = [
-        download_task.with_options(task_run_name=f"download-{job.chunk}", tags=download_tags(product), **options)
-        .submit(ctx, job)
-        for job in discovery.jobs
-    ]
-    commits = [
-        commit_task.with_options(task_run_name=f"commit-{job.chunk}", tags=[*tags, "commit"], **options)
-        .submit(ctx, future)
-        for job, future in zip(discovery.jobs, staged)
-    ]
+    discovery = discover_task.with_options(task_run_name=f"discover-{product}", tags=tags,
+                                           **retry_options(ctx.policy))(ctx, window)
+    commits: list[tuple[tuple[ChunkJob, ...], PrefectFuture[Any]]] = []
+
+    def start(batch: tuple[ChunkJob, ...]) -> PrefectFuture[Any]:
+        name = f"download-{batch_label(batch)}"
+        return download_task.with_options(task_run_name=name, tags=download_tags(product)).submit(ctx, batch)
+
+    def finish(batch: tuple[ChunkJob, ...], downloaded: PrefectFuture[Any]) -> None:
+        name = f"commit-{batch_label(batch)}"
+        commits.append((batch, commit_task.with_options(task_run_name=name, tags=[*tags, "commit"])
+                        .submit(ctx, downloaded)))
+
+    # A few download tasks at a time, each batch's commit submitted as soon as its download is done: commits
+    # run beside the next downloads (not queued behind all of them), and staged files never pile up.
+    size = chunks_per_task(ctx.settings, len(discovery.jobs))
+    run_bounded(batches(discovery.jobs, size), start, lambda running: next(as_completed(running)), finish,
+                task_slots(ctx.settings))
     report = new_report(ctx)
-    chunks, errors = _collect(report, discovery.jobs, staged, commits, label)
+    chunks, errors = _collect(report, commits, label)
     finish_report(ctx, report, discovery, started)
     chunks.extend(_settled_chunks(ctx, window, discovery, label))
     return report, chunks, errors
 
 
-def _collect(report: FillReport, jobs: Sequence[ChunkJob], staged: list[PrefectFuture[Any]],
-             commits: list[PrefectFuture[Any]], label: str) -> tuple[list[ChunkRun], list[BaseException]]:
-    """Wait for every chunk; account the committed ones, return every chunk's run and the errors of the others."""
+def _collect(report: FillReport, commits: list[tuple[tuple[ChunkJob, ...], PrefectFuture[Any]]],
+             label: str) -> tuple[list[ChunkRun], list[BaseException]]:
+    """Wait for every batch; account the committed chunks, return every chunk's run and the others' errors."""
     errors: list[BaseException] = []
     chunks: list[ChunkRun] = []
-    for job, staged_future, commit_future in zip(jobs, staged, commits):
+    for batch, future in commits:
         try:
-            record = commit_future.result()
-            staged_chunk = staged_future.result()
-            add_to_report(report, staged_chunk, record)
-            chunks.append(ChunkRun(job.chunk, "fetched", record, staged_chunk.applied, staged_chunk.bytes_read,
-                                   staged_chunk.seconds, region=label))
-        except Exception as error:  # noqa: BLE001 - one chunk failed; the others still count, raise at the end
-            errors.append(error)
-            chunks.append(ChunkRun(job.chunk, "failed", None, error=f"{type(error).__name__}: {error}", region=label))
+            outcomes: tuple[ChunkOutcome, ...] = future.result()
+        except Exception as error:  # noqa: BLE001 - the whole task failed (e.g. a worker lost); its chunks did not
+            outcomes = tuple(ChunkOutcome(job, error=error) for job in batch)
+        for outcome in outcomes:
+            chunk = outcome.job.chunk
+            staged, record, error = outcome.staged, outcome.record, outcome.error
+            if error is None and staged is not None and record is not None:
+                add_to_report(report, staged, record)
+                chunks.append(ChunkRun(chunk, "fetched", record, staged.applied, staged.bytes_read, staged.seconds,
+                                       region=label))
+            else:
+                error = error or RuntimeError(f"chunk {chunk} was neither committed nor failed")
+                errors.append(error)
+                chunks.append(ChunkRun(chunk, "failed", None, error=f"{type(error).__name__}: {error}", region=label))
     return chunks, errors
 
 

@@ -106,7 +106,10 @@ def read_chunk(
                 continue
             target = overlap.relative_to(window)
             for variable in product.variables:
-                fill_gaps(result.arrays[variable.name][target], tiles[variable.name], variable.fill_value)
+                if result.applied:
+                    fill_gaps(result.arrays[variable.name][target], tiles[variable.name], variable.fill_value)
+                else:  # the first item lands on an empty chunk: nothing to keep
+                    result.arrays[variable.name][target] = tiles[variable.name]
             result.applied.append(item.id)
             result.pixels_read += overlap.shape[0] * overlap.shape[1]
     result.seconds = time.perf_counter() - started
@@ -133,19 +136,22 @@ def read_asset(href: str, window: Window, item: TileItem, dtype: str, product: P
                timeout: float) -> tuple[np.ndarray, float | None]:
     """One COG's window: checked, then read one row of blocks at a time, each part retried on its own."""
     cog = CogFile(href, timeout)
-    block_height, nodata = cog.retried(policy, lambda: cog.check(item, dtype, product))
-    data = np.empty((int(window.height), int(window.width)), dtype=dtype)
-    for part, rows in block_rows(window, block_height):
-        data[rows] = cog.retried(policy, lambda part=part: cog.read(part), part)
+    try:
+        block_height, nodata = cog.retried(policy, lambda: cog.check(item, dtype, product))
+        data = np.empty((int(window.height), int(window.width)), dtype=dtype)
+        for part, rows in block_rows(window, block_height):
+            data[rows] = cog.retried(policy, lambda part=part: cog.read(part), part)
+    finally:
+        cog.close()
     return data, nodata
 
 
 class CogFile:
-    """A COG over HTTP, opened afresh for each attempt.
+    """A COG over HTTP: opened once and kept open while its reads succeed, reopened afresh after a failure.
 
     After a failed read GDAL's file handle stays failed, and its /vsicurl/ cache may hold the failure (a failed
-    open) or the part of a cut-short range that did arrive; so once anything failed, the next attempt opens the
-    file past that cache (which also drops the URL's cache entries).
+    open) or the part of a cut-short range that did arrive; so once anything failed, the handle is dropped and the
+    next attempt opens the file past that cache (which also drops the URL's cache entries).
     """
 
     def __init__(self, href: str, timeout: float) -> None:
@@ -153,10 +159,20 @@ class CogFile:
         self.timeout = timeout
         self.stale = False
         """Whether GDAL's cache may hold a failure for this URL."""
+        self._src: DatasetReader | None = None
 
     @contextmanager
     def opened(self) -> Iterator[DatasetReader]:
-        """The file opened for one attempt; an open failure comes out classified."""
+        """The open file for one attempt; an open failure comes out classified, any failure drops the handle."""
+        if self._src is None:
+            self._src = self._open()
+        try:
+            yield self._src
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> DatasetReader:
         import rasterio
         from rasterio.errors import RasterioIOError
 
@@ -167,10 +183,14 @@ class CogFile:
             except RasterioIOError as error:
                 self.stale = True
                 raise open_failure(self.href, error) from error
-        with src:
-            yield src
-        if fresh:
-            self.stale = False
+        self.stale = False
+        return src
+
+    def close(self) -> None:
+        """Close the handle (the next attempt opens the file again)."""
+        if self._src is not None:
+            self._src.close()
+            self._src = None
 
     def check(self, item: TileItem, dtype: str, product: Product) -> tuple[int, float | None]:
         """Check the file is the tile the item describes; its block height and nodata value."""

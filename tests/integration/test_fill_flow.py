@@ -62,11 +62,11 @@ def test_flow_run_has_one_discover_and_a_download_and_commit_per_chunk(
 def test_tasks_carry_the_retry_policy() -> None:
     from prefect.states import Completed, Failed
 
-    from flows.tasks import download_task
+    from flows.tasks import discover_task
     from flows.policy import retry_on_transient, retry_options
 
     policy = RetryPolicy(retries=4, base_delay=0.5, jitter=0.3)
-    configured = download_task.with_options(**retry_options(policy))
+    configured = discover_task.with_options(**retry_options(policy))
     assert configured.retries == 4 and configured.retry_delay_seconds == [0.5, 1.0, 2.0, 4.0]
     assert configured.retry_jitter_factor == 0.3
     assert retry_on_transient(configured, None, Failed(data=TimeoutError("read timed out")))  # type: ignore[arg-type]
