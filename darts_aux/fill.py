@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,8 @@ from .store import Cube, CubePaths, cube_paths
 
 log = logging.getLogger(__name__)
 COMPACT_AFTER_SEGMENTS = 64
+COMMITS_WAITING = 2
+"""Downloaded chunks an in-process fill lets wait for the commit thread before it holds back new downloads."""
 
 
 @dataclass(frozen=True)
@@ -337,8 +340,9 @@ def _record_rechecked(ctx: FillContext, window: PixelWindow, chunks: list[ChunkI
 def run_inline(ctx: FillContext, window: PixelWindow) -> FillReport:
     """Discover, download (thread pool) and commit in this process, with the Prefect tasks' retry policy.
 
-    Downloads stay in memory (no staging) and at most `download_workers` run at once; this thread commits each
-    as soon as it is done while the next ones download.
+    At most `download_workers` downloads run at once, kept in memory (no staging); a commit thread commits each
+    as soon as it is done while the next ones download. At most COMMITS_WAITING downloaded chunks wait for it,
+    so memory stays bounded when commits are the slower side.
     """
     started = time.perf_counter()
     report = new_report(ctx)
@@ -346,17 +350,26 @@ def run_inline(ctx: FillContext, window: PixelWindow) -> FillReport:
     discovery = discover(ctx, window)
     policy = ctx.policy
     workers = ctx.settings.download_workers
+    waiting: deque[Future[None]] = deque()
 
     def start(job: ChunkJob) -> Future[StagedChunk]:
-        return pool.submit(policy.call, lambda: download(ctx, job, in_memory=True), what=f"download of {job.chunk}")
+        return downloads.submit(policy.call, lambda: download(ctx, job, in_memory=True), what=f"download of {job.chunk}")
 
-    def finish(_: ChunkJob, future: Future[StagedChunk]) -> None:
-        staged = future.result()
+    def commit_one(staged: StagedChunk) -> None:
         record = policy.call(lambda: commit(ctx, staged), what=f"commit of {staged.chunk}")
         add_to_report(report, staged, record)
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
+    def finish(_: ChunkJob, future: Future[StagedChunk]) -> None:
+        staged = future.result()
+        while len(waiting) >= COMMITS_WAITING:
+            waiting.popleft().result()
+        waiting.append(commits.submit(commit_one, staged))
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="download") as downloads, \
+            ThreadPoolExecutor(1, thread_name_prefix="commit") as commits:
         run_bounded(discovery.jobs, start, lambda running: next(as_completed(running)), finish, workers)
+        while waiting:
+            waiting.popleft().result()
     finish_report(ctx, report, discovery, started)
     return report
 
