@@ -224,8 +224,13 @@ class Manifest:
         """Rows of the files (those of chunks inside `ranges`, when given), tagged with their file's order."""
         schema = pa.schema([SCHEMA.field(name) for name in columns])
         tables = []
+        segments = self.segments_dir
         for order, path in enumerate(files):
-            part = _read_file(path, schema, ranges)
+            if path == segments / path.name:  # written once under a unique name, never changed: read once per process
+                part = _segment_table(path, tuple(schema.names))
+                part = part if ranges is None else part.filter(_in_ranges(part, ranges))
+            else:
+                part = _read_file(path, schema, ranges)
             tables.append(part.append_column("_order", pa.array(np.full(part.num_rows, order, np.int32))))
         if not tables:
             return schema.empty_table().append_column("_order", pa.array([], pa.int32()))
@@ -288,6 +293,12 @@ def _read_file(path: DataLocation, schema: pa.Schema, ranges: list[ChunkRange] |
         ) from error
     table = _conform(table, schema)
     return table if ranges is None else table.filter(_in_ranges(table, ranges))
+
+
+@lru_cache(maxsize=1024)
+def _segment_table(path: DataLocation, columns: tuple[str, ...]) -> pa.Table:
+    """A segment's rows in these columns, cached: every commit reads the chunk's row from all the segments."""
+    return _read_file(path, pa.schema([SCHEMA.field(name) for name in columns]), None)
 
 
 def _row_groups(meta: pq.FileMetaData, ranges: list[ChunkRange] | None) -> list[int]:

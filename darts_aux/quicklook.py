@@ -38,6 +38,10 @@ def write_hillshade_png(dem: np.ndarray, resolution: float, path: Path, title: s
     return path
 
 
+LABELLED_CHUNKS = 64
+"""Coverage maps of up to this many chunks label each chunk with its id and coverage."""
+
+
 def write_coverage_png(manifest_files: list[Path], path: Path, title: str) -> Path:
     """Save the manifest's chunks as a map coloured by status (full / partial)."""
     import geopandas as gpd
@@ -53,9 +57,11 @@ def write_coverage_png(manifest_files: list[Path], path: Path, title: str) -> Pa
     fig, ax = plt.subplots(figsize=(7, 7), dpi=110)
     for status, part in frame.groupby("status"):
         part.plot(ax=ax, color=colours.get(status, "grey"), edgecolor="black", linewidth=0.6, label=status)
-    for _, row in frame.iterrows():
-        centre = row.geometry.centroid
-        ax.annotate(f"{row.chunk_id}\n{row.coverage:.0%}", (centre.x, centre.y), ha="center", va="center", fontsize=7)
+    if len(frame) <= LABELLED_CHUNKS:  # more labels would not be legible, and each costs a text layout
+        for _, row in frame.iterrows():
+            centre = row.geometry.centroid
+            ax.annotate(f"{row.chunk_id}\n{row.coverage:.0%}", (centre.x, centre.y), ha="center", va="center",
+                        fontsize=7)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
     ax.legend(handles, list(colours), loc="upper right")
     ax.set_title(title)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ from darts_aux.settings import Settings
 from .policy import retry_options
 from .runners import task_slots, thread_runner  # noqa: F401 - thread_runner kept importable from here
 
+log = logging.getLogger(__name__)
 MAX_CHUNKS_PER_TASK = 16
 TASKS_PER_SLOT = 4
 """Automatic batching aims at this many download tasks per concurrent slot, so the slots stay evenly busy."""
@@ -82,12 +84,35 @@ def product_tags(product: str) -> list[str]:
     return [product.split("-")[0], product]
 
 
+def limited_tags(candidates: Sequence[str]) -> set[str]:
+    """Those of `candidates` on which the Prefect server has an active concurrency limit (one API call).
+
+    A tagged task run asks the server for a slot of every tag before it starts, limit or not: tens of ms per
+    task on a busy server. The fill tags its download and commit tasks only when that does something.
+    """
+    from prefect.client.orchestration import get_client
+
+    names: set[str] = set()
+    try:
+        with get_client(sync_client=True) as client:
+            while True:
+                page = client.read_global_concurrency_limits(limit=200, offset=len(names))
+                names |= {limit.name for limit in page if limit.active}
+                if len(page) < 200:
+                    break
+    except Exception as error:  # noqa: BLE001 - cannot tell: tag everything, so any limit still holds
+        log.warning("could not read the Prefect concurrency limits (%s); tagging every task", error)
+        return set(candidates)
+    return {tag for tag in candidates if f"tag:{tag}" in names}
+
+
 def download_tags(product: str) -> list[str]:
     """Tags of a download task: the product's, plus 'download' and 'download-<family>' for concurrency limits.
 
     `prefect concurrency-limit create download 4` caps downloads of every source together;
     `prefect concurrency-limit create download-arcticdem 4` (or `download-tcvis`) caps one source only.
-    A limit on 'arcticdem' or 'tcvis' would also hold back the discover and commit tasks.
+    A limit on 'arcticdem' or 'tcvis' would also hold back the discover and commit tasks. Download and commit
+    tasks carry their tags only while the server has a limit on one of them (see `limited_tags`).
     """
     family = product.split("-")[0]
     return [*product_tags(product), "download", f"download-{family}"]
@@ -159,14 +184,18 @@ def _fill_one(ctx: FillContext, window: PixelWindow, label: str
     discovery = discover_task.with_options(task_run_name=f"discover-{product}", tags=tags,
                                            **retry_options(ctx.policy))(ctx, window)
     commits: list[tuple[tuple[ChunkJob, ...], PrefectFuture[Any]]] = []
+    download_tagged, commit_tagged = download_tags(product), [*tags, "commit"]
+    limited = limited_tags([*download_tagged, "commit"]) if discovery.jobs else set()
+    download_tagged = download_tagged if limited & set(download_tagged) else []
+    commit_tagged = commit_tagged if limited & set(commit_tagged) else []
 
     def start(batch: tuple[ChunkJob, ...]) -> PrefectFuture[Any]:
         name = f"download-{batch_label(batch)}"
-        return download_task.with_options(task_run_name=name, tags=download_tags(product)).submit(ctx, batch)
+        return download_task.with_options(task_run_name=name, tags=download_tagged).submit(ctx, batch)
 
     def finish(batch: tuple[ChunkJob, ...], downloaded: PrefectFuture[Any]) -> None:
         name = f"commit-{batch_label(batch)}"
-        commits.append((batch, commit_task.with_options(task_run_name=name, tags=[*tags, "commit"])
+        commits.append((batch, commit_task.with_options(task_run_name=name, tags=commit_tagged)
                         .submit(ctx, downloaded)))
 
     # A few download tasks at a time, each batch's commit submitted as soon as its download is done: commits

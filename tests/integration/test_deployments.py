@@ -222,7 +222,13 @@ def test_fill_arcticdem_deployment_with_a_lonlat_bbox(
     data_dir = tmp_path / "data"  # DARTS_AUX_DATA_DIR: the deployment leaves data_dir to the environment
     lons, lats = TO_LONLAT.transform([650_000, 650_000, 690_000, 690_000], [3_150_000, 3_190_000, 3_150_000, 3_190_000])
     lonlat = (min(lons), min(lats), max(lons), max(lats))
-    state = _run(deployment_spec("fill-arcticdem"), bounds=list(lonlat), crs="EPSG:4326")
+    with get_client(sync_client=True) as client:  # as `prefect concurrency-limit create download-arcticdem 8` does
+        client.create_concurrency_limit(tag="download-arcticdem", concurrency_limit=8)
+    try:
+        state = _run(deployment_spec("fill-arcticdem"), bounds=list(lonlat), crs="EPSG:4326")
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_concurrency_limit_by_tag("download-arcticdem")
     report = state.result()
     window = roi_window(GeoBox.from_bbox(lonlat, "EPSG:4326", shape=(1, 1), tight=True), ARCTICDEM_32.extent)
     chunks = ChunkGrid(ARCTICDEM_32).chunks(window)
@@ -248,10 +254,11 @@ def test_fill_arcticdem_deployment_with_a_lonlat_bbox(
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
     left, bottom, right, top = window_bounds(ARCTICDEM_32.extent, window)
     assert name == f"arcticdem-32m {(right - left) / 1000:.0f}×{(top - bottom) / 1000:.0f} km"
-    # Tags for concurrency limits: `download` (every source) and `download-arcticdem` (this source only).
+    # Tags for concurrency limits: `download` (every source) and `download-arcticdem` (this source only), carried
+    # while a limit on one of them exists (here on download-arcticdem; none on the commit tasks' tags).
     tags = {run.name: sorted(run.tags) for run in task_runs}
     assert tags[f"download-{chunks[0]}"] == ["arcticdem", "arcticdem-32m", "download", "download-arcticdem"]
-    assert tags[f"commit-{chunks[0]}"] == ["arcticdem", "arcticdem-32m", "commit"]
+    assert tags[f"commit-{chunks[0]}"] == []
     assert tags["discover-arcticdem-32m"] == ["arcticdem", "arcticdem-32m"]
 
     again = _run(deployment_spec("fill-arcticdem"), bounds=list(lonlat), crs="EPSG:4326")

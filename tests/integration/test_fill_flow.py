@@ -51,6 +51,8 @@ def test_flow_run_has_one_discover_and_a_download_and_commit_per_chunk(
         time.sleep(0.5)
     assert sorted(run.name for run in runs) == expected
     assert all(run.state.is_completed() for run in runs), [(run.name, run.state_name) for run in runs]
+    # no concurrency limit on the server: download and commit task runs carry no tags (no slot request each)
+    assert all(run.tags == [] for run in runs if run.name.startswith(("download-", "commit-")))
     rows = Manifest(cube_paths(tmp_path, PRODUCT).manifest, ChunkGrid(PRODUCT)).latest()
     assert sorted(rows) == sorted(chunks) == sorted(r.chunk for r in report.records)
     assert {rows[r.chunk] for r in report.records} == set(report.records)
