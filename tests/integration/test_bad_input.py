@@ -64,7 +64,6 @@ OTHER_CHUNK = GeoBox.from_bbox(BBOX_B, "EPSG:3413", resolution=32)
 ALASKA = GeoBox.from_bbox((-150.3, 69.0, -150.1, 69.1), "EPSG:4326", resolution=TCVIS_PIXEL)
 NAN = float("nan")
 MARS = "IAU_2015:49900"  # a geographic CRS on Mars: PROJ refuses to transform it to any Earth CRS
-STAGED_CHUNK_BYTES = DEM_32.fill_chunk**2 * 5  # one staged 32 m chunk: float32 dem + uint8 datamask, uncompressed
 
 runner = CliRunner()
 
@@ -469,21 +468,22 @@ def _assert_manifest_claims_only_committed_snapshots(data_dir: Path) -> None:
 
 
 def test_disk_full_during_commit(use_catalog: LocalCatalog, inline: None, tmp_path: Path) -> None:
-    """A tmpfs with room for the staged chunk but not for its commit: DiskFullError, the cube as it was, rerun fills."""
+    """A tmpfs with no room for a commit (an in-process fill keeps the download in memory): DiskFullError, the cube
+    as it was, rerun fills."""
     with small_disk(tmp_path / "disk", "600m") as disk:
         data_dir = disk / "data"
         first = load_arcticdem(INSIDE, data_dir, 32)
         tip = Cube.open(data_dir, DEM_32).snapshot_id()
         rows_before = _manifest_rows(data_dir)
         filler = disk / "filler"
-        with open(filler, "wb") as handle:  # leave room for the staged chunk plus 8 MiB, not for ~70 MB of chunk objects
-            handle.write(bytes(_free_bytes(disk) - STAGED_CHUNK_BYTES - 8 * 2**20))
+        with open(filler, "wb") as handle:  # leave 8 MiB: not enough for ~70 MB of chunk objects
+            handle.write(bytes(_free_bytes(disk) - 8 * 2**20))
 
         with pytest.raises(DiskFullError, match=r"the disk is full.*free space or choose another data_dir") as raised:
             load_arcticdem(OTHER_CHUNK, data_dir, 32)
         assert isinstance(raised.value, StoreError)
         chunk = GRID_32.chunks(roi_window(OTHER_CHUNK, DEM_32.extent))[0]
-        assert f"writing '{DEM_32.key} {chunk}'" in str(raised.value), "it failed in the commit, after staging"
+        assert f"writing '{DEM_32.key} {chunk}'" in str(raised.value), "it failed in the commit, after the download"
         assert "No space left on device" in str(raised.value)
 
         cube = Cube.open(data_dir, DEM_32)
@@ -519,12 +519,16 @@ except DartsAuxError as error:
 """
 
 
-def test_file_size_limit_while_staging(use_catalog: LocalCatalog, tmp_path: Path) -> None:
-    """RLIMIT_FSIZE (binds root too) in a spawned process: the staged chunk hits EFBIG → DiskFullError, nothing
-    claimed in the manifest, and a rerun without the limit completes."""
+def test_file_size_limit_while_staging(use_catalog: LocalCatalog, prefect_server: None, tmp_path: Path) -> None:
+    """RLIMIT_FSIZE (binds root too) in a spawned process filling through the Prefect flow, whose download tasks
+    stage chunks on disk: the staged chunk hits EFBIG → DiskFullError, nothing claimed in the manifest, and a
+    rerun without the limit completes."""
+    from prefect.settings import PREFECT_API_URL
+
     data_dir = tmp_path / "data"
-    env = {**os.environ, "DARTS_AUX_STAC_URL": use_catalog.stac_url, "DARTS_AUX_ORCHESTRATOR": "inline",
-           "DARTS_AUX_RETRIES": "0", "DARTS_AUX_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "DARTS_AUX_STAC_URL": use_catalog.stac_url, "DARTS_AUX_ORCHESTRATOR": "prefect",
+           "PREFECT_API_URL": str(PREFECT_API_URL.value()), "DARTS_AUX_RETRIES": "0",
+           "DARTS_AUX_DATA_DIR": str(data_dir)}
     result = subprocess.run([sys.executable, "-c", _LIMITED_LOAD, str(data_dir), str(16 * 2**20), json.dumps(BBOX_A)],
                             env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 3, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
