@@ -62,8 +62,8 @@ started = time.perf_counter()
 from odc.geo.geobox import GeoBox
 from darts_aux import load_arcticdem
 ds = load_arcticdem(GeoBox.from_bbox({bounds}, "EPSG:3413", resolution=2), {data_dir!r}, 2)
-heavy = [m for m in ("prefect", "pystac_client", "darts_aux.fill", "darts_aux.sources", "pydantic_settings", "ee")
-         if m in sys.modules]
+heavy = [m for m in ("prefect", "pystac_client", "darts_aux.fill", "darts_aux.sources", "pydantic_settings", "ee",
+                   "rasterio", "odc.geo.xr", "filelock") if m in sys.modules]
 print("done", time.perf_counter() - started, ",".join(heavy) or "-", flush=True)
 """
 

@@ -2,15 +2,17 @@
 
 A load of a settled region (the fast path) imports only what reading needs: the settings (pydantic), the fill
 stack (sources, Prefect, pystac-client, rasterio) and odc-geo's xarray support (it imports rasterio) are
-imported when first needed (tests/unit/test_fast_path_imports.py).
+imported when first needed (tests/unit/test_fast_path_imports.py). The `.odc` accessor of the returned
+Dataset imports odc-geo's xarray support on first use.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import DartsAuxError
 from .grid import ChunkGrid, PixelWindow, window_geobox, window_parts
@@ -21,6 +23,8 @@ from .store import Cube, check_cube_folder, check_writable, cube_exists, cube_pa
 from .validate import check_persist, data_dir_path, region_window
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     import xarray as xr
     from odc.geo.geobox import GeoBox
 
@@ -154,19 +158,82 @@ def use_prefect(settings: Settings) -> bool:
 def read_dataset(data_dir: DataLocation, product: Product, window: PixelWindow, persist: bool) -> xr.Dataset:
     """The window of the cube as an xarray Dataset with odc-geo coordinates (numpy or lazy dask)."""
     import xarray as xr
-    from odc.geo.xr import xr_coords
 
     cube = Cube.open(data_dir, product)
-    if persist:
-        arrays = cube.read(window)
-    else:
-        arrays = lazy_window(cube, window)
+    arrays = cube.read(window) if persist else lazy_window(cube, window)
     geobox = window_geobox(product.extent, window)
-    coords = xr_coords(geobox, crs_coord_name="spatial_ref")
+    coords = geobox_coords(geobox)
+
     dims = geobox.dimensions  # ("y", "x"), or ("latitude", "longitude") on a lon/lat grid
-    variables = {name: (dims, data, {"grid_mapping": "spatial_ref"}) for name, data in arrays.items()}
+    variables = {name: (dims, data, {"grid_mapping": CRS_COORD}) for name, data in arrays.items()}
     attrs = {"product": product.key, "source_collection": product.collection}
     return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+CRS_COORD = "spatial_ref"
+"""Name of the scalar coordinate holding the CRS (CF grid mapping), as odc-geo names it."""
+
+
+def geobox_coords(geobox: GeoBox) -> dict[str, xr.DataArray]:
+    """odc.geo.xr.xr_coords(geobox, crs_coord_name="spatial_ref") for the cube's axis-aligned window geoboxes.
+
+    Built here because odc.geo.xr imports rasterio (and boto3), a tenth of a second a fresh process need not
+    spend; tests/unit/test_fast_path_imports.py checks the result equals odc-geo's. Also makes `.odc` work on
+    the result (`_install_odc_accessors`).
+    """
+    import numpy as np
+    import xarray as xr
+
+    _install_odc_accessors(xr)
+    if not geobox.axis_aligned:  # never for a cube window; odc-geo's own (pixel) coordinates then
+        from odc.geo.xr import xr_coords as odc_xr_coords
+
+        return odc_xr_coords(geobox, crs_coord_name=CRS_COORD)
+    crs = geobox.crs
+    attrs = {"crs": str(crs)}
+    coords: dict[str, xr.DataArray] = {
+        name: xr.DataArray(c.values, coords={name: c.values}, dims=(name,),
+                           attrs={"units": c.units, "resolution": c.resolution, **attrs})
+        for name, c in zip(geobox.dimensions, geobox.coordinates.values())
+    }
+    cf = crs.proj.to_cf()
+    crs_wkt = cf.get("crs_wkt", None) or crs.wkt
+    cf["GeoTransform"] = " ".join(f"{x:.24f}".rstrip("0").rstrip(".") for x in geobox.transform.to_gdal())
+    coords[CRS_COORD] = xr.DataArray(np.asarray(0 if crs.epsg is None else crs.epsg, "int32"), name=CRS_COORD,
+                                     dims=(), attrs={"spatial_ref": crs_wkt, **cf})
+    return coords
+
+
+class _LazyOdcAccessor:
+    """`.odc` on xarray objects until odc.geo.xr is imported: the first use imports it, which registers the real one.
+
+    Read on the class it raises AttributeError, so odc-geo's registration finds nothing to override (no warning).
+    """
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            raise AttributeError("odc")
+        from odc.geo import xr as odc_xr  # registers ODCExtensionDs/Da as `.odc` in place of this descriptor
+
+        if isinstance(_class_attribute(type(obj), "odc"), _LazyOdcAccessor):  # odc-geo registered before our install
+            import xarray as xr
+
+            return (odc_xr.ODCExtensionDs if isinstance(obj, xr.Dataset) else odc_xr.ODCExtensionDa)(obj)
+        return obj.odc
+
+
+def _class_attribute(cls: type, name: str) -> Any:
+    """The attribute as stored in the class or its bases (no descriptor called)."""
+    return next((c.__dict__[name] for c in cls.__mro__ if name in c.__dict__), None)
+
+
+def _install_odc_accessors(xr: ModuleType) -> None:
+    """Give Dataset and DataArray a lazy `.odc` unless odc-geo's xarray support is imported already."""
+    if "odc.geo._xr_interop" in sys.modules:
+        return
+    for cls in (xr.Dataset, xr.DataArray):
+        if _class_attribute(cls, "odc") is None:
+            cls.odc = _LazyOdcAccessor()
 
 
 def lazy_window(cube: Cube, window: PixelWindow) -> dict:

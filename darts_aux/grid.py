@@ -16,7 +16,7 @@ from .products import Extent, Product
 
 MAX_BUFFER_PIXELS = 100_000
 _EDGE_TOLERANCE = 1e-6  # pixels: absorbs float noise when an ROI edge lies on a cube pixel edge
-_CHUNK_ID = re.compile(r"^r(\d+)c(\d+)$")
+_CHUNK_ID = r"^r(\d+)c(\d+)$"  # compiled on first use (re caches it)
 
 
 @dataclass(frozen=True, order=True)
@@ -32,7 +32,7 @@ class ChunkId:
     @classmethod
     def parse(cls, text: str) -> ChunkId:
         """Inverse of str(): 'r0012c0034' → ChunkId(12, 34)."""
-        match = _CHUNK_ID.match(text)
+        match = re.match(_CHUNK_ID, text)
         if not match:
             raise ValueError(f"not a chunk id: {text!r} (expected like 'r0012c0034')")
         return cls(int(match.group(1)), int(match.group(2)))

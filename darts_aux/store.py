@@ -13,18 +13,20 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import icechunk
 import numpy as np
 import zarr
-from filelock import FileLock
 from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
 
 from .errors import DataDirError, DiskFullError, StoreError
 from .grid import PixelWindow, window_parts
 from .location import DataLocation, S3Location, as_location, icechunk_storage, is_s3
 from .products import Codec, Product, Variable
+
+if TYPE_CHECKING:
+    import filelock
 
 log = logging.getLogger(__name__)
 # Local commits are serialised by our own file lock, so icechunk's warning about concurrent local commits is noise.
@@ -46,12 +48,19 @@ DATA_DIR_PARTS = frozenset({"tile-index", "quicklooks", "regions.geojson", "regi
 IGNORED_ENTRIES = frozenset({"lost+found", ".DS_Store"})
 """Entries a fresh filesystem or a desktop puts into any folder."""
 PROBE_PREFIX = ".darts-aux-probe-"
-_CUBE_FOLDER = re.compile(r"^(arcticdem-\d+m|tcvis-\d{4}-\d{4})$")
+# Patterns are compiled on first use (re caches them), not when a read imports this module.
+_CUBE_FOLDER = r"^(arcticdem-\d+m|tcvis-\d{4}-\d{4})$"
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
-_DISK_FULL_TEXT = re.compile(r"no space left on device|file too large|disk quota exceeded|os error (28|27|122)\b",
-                             re.IGNORECASE)
+_DISK_FULL_TEXT = r"no space left on device|file too large|disk quota exceeded|os error (28|27|122)\b"
 
 Arrays = dict[str, np.ndarray]
+
+
+def FileLock(path: Path) -> filelock.FileLock:  # noqa: N802 - stands in for the class, imported on first lock
+    """filelock.FileLock(path); filelock is imported by the first writer, not by a read."""
+    from filelock import FileLock as _FileLock
+
+    return _FileLock(path)
 
 
 def zarr_compressor(codec: Codec, dtype: str) -> BloscCodec | ZstdCodec:
@@ -250,7 +259,7 @@ def is_disk_full(error: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, OSError) and current.errno in DISK_FULL_ERRNOS:
             return True
-        if _DISK_FULL_TEXT.search(str(current)):
+        if re.search(_DISK_FULL_TEXT, str(current), re.IGNORECASE):
             return True
         current = current.__cause__ or current.__context__
     return False
@@ -273,7 +282,7 @@ def disk_full_error(error: BaseException, what: str) -> DiskFullError | None:
 def _disk_full_line(error: BaseException) -> str:
     """The line of an error's text that names the full disk (icechunk adds many lines of context)."""
     lines = [line.strip(" x|`->") for line in str(error).splitlines()]
-    named = [line for line in lines if _DISK_FULL_TEXT.search(line)]
+    named = [line for line in lines if re.search(_DISK_FULL_TEXT, line, re.IGNORECASE)]
     return (named or lines or [type(error).__name__])[0][:200]
 
 
@@ -308,7 +317,7 @@ def foreign_entries(data_dir: DataLocation) -> list[str]:
     names = sorted(p.name for p in data_dir.iterdir() if not _ignored(p.name))
     if any((data_dir / name / CUBE_MARKER).is_file() for name in names):
         return []
-    return [n for n in names if n not in DATA_DIR_PARTS and not _CUBE_FOLDER.match(n)]
+    return [n for n in names if n not in DATA_DIR_PARTS and not re.match(_CUBE_FOLDER, n)]
 
 
 def check_writable(data_dir: Path, product: Product) -> None:
