@@ -1,7 +1,8 @@
 """Target 4: Prefect's cost per chunk on trivially small chunks, and peak RSS of a 2,000-chunk fill.
 
-The chunks are 100 × 100 px of the 32 m cube (the same flow tasks as `fill_arcticdem`: discover, one download
-and one commit task per chunk, artifacts), filled once through Prefect and once in-process (the same steps);
+The chunks are 100 × 100 px of the 32 m cube (the same flow tasks as `fill_arcticdem`: discover, download and
+commit tasks over batches of chunks, artifacts), filled once through Prefect and once in-process (the same step
+functions; in-process downloads stay in memory where the flow's tasks stage them on disk);
 Prefect's overhead per chunk = (flow wall − in-process wall) / chunks. Each fill runs in a fresh process.
 """
 

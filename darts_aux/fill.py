@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -31,9 +32,12 @@ from .sources.base import ChunkSource, ItemFailure, SourceItem
 from .store import Cube, CubePaths, cube_paths
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 COMPACT_AFTER_SEGMENTS = 64
+COMMIT_THREADS = 2
+"""Commits an in-process fill runs at once: merging and encoding run in parallel, the commits one at a time."""
 COMMITS_WAITING = 2
-"""Downloaded chunks an in-process fill lets wait for the commit thread before it holds back new downloads."""
+"""Downloaded chunks an in-process fill lets wait for a commit thread before it holds back new downloads."""
 
 
 @dataclass(frozen=True)
@@ -232,12 +236,9 @@ def download_batch(ctx: FillContext, jobs: Sequence[ChunkJob]) -> tuple[ChunkOut
     """
     outcomes = []
     for job in jobs:
-        try:
-            staged = ctx.policy.call(lambda j=job: download(ctx, j), what=f"download of {job.chunk}")  # type: ignore[misc]
-            outcomes.append(ChunkOutcome(job, staged=staged))
-        except Exception as error:  # noqa: BLE001 - kept for the report; the batch goes on
-            log.error("chunk %s: download failed: %s: %s", job.chunk, type(error).__name__, error)
-            outcomes.append(ChunkOutcome(job, error=error))
+        staged = _retried(ctx, "download", job.chunk, lambda j=job: download(ctx, j))  # type: ignore[misc]
+        failed = isinstance(staged, BaseException)
+        outcomes.append(ChunkOutcome(job, error=staged) if failed else ChunkOutcome(job, staged=staged))
     return tuple(outcomes)
 
 
@@ -249,20 +250,39 @@ def commit_batch(ctx: FillContext, downloads: Sequence[ChunkOutcome]) -> tuple[C
         if staged is None:
             outcomes.append(outcome)
             continue
-        try:
-            record = ctx.policy.call(lambda s=staged: commit(ctx, s), what=f"commit of {staged.chunk}")  # type: ignore[misc]
-            outcomes.append(replace(outcome, record=record))
-        except Exception as error:  # noqa: BLE001 - kept for the report; the batch goes on
-            log.error("chunk %s: commit failed: %s: %s", staged.chunk, type(error).__name__, error)
-            outcomes.append(replace(outcome, error=error))
+        record = _retried(ctx, "commit", staged.chunk, lambda s=staged: commit(ctx, s))  # type: ignore[misc]
+        failed = isinstance(record, BaseException)
+        outcomes.append(replace(outcome, error=record) if failed else replace(outcome, record=record))
     return tuple(outcomes)
+
+
+def _retried(ctx: FillContext, step: str, chunk: ChunkId, call: Callable[[], T]) -> T | Exception:
+    """`call` retried by the policy; the error that still ends it is logged and returned, not raised."""
+    try:
+        return ctx.policy.call(call, what=f"{step} of {chunk}")
+    except Exception as error:  # noqa: BLE001 - kept for the report; the batch goes on
+        log.error("chunk %s: %s failed: %s: %s", chunk, step, type(error).__name__, error)
+        return error
 
 
 def _merge_and_record(ctx: FillContext, staged: StagedChunk, new_pixels: dict[str, np.ndarray] | None,
                       before_commit: Callable[[], None] | None) -> ChunkRecord:
-    """Under the cube's lock: the chunk's new manifest row, its pixels committed first (if any), then the row."""
+    """The chunk merged and written outside the lock; under it, the new manifest row, the commit first, then the row.
+
+    Reading, merging and writing outside the lock lets other chunks commit meanwhile; a commit of this same chunk
+    in between is detected at our commit, which then reads and merges again under the lock.
+    """
     cube, manifest, grid = ctx.cube(), ctx.manifest(), ctx.grid
     window = grid.window(staged.chunk)
+    message = f"{ctx.product.key} {staged.chunk}"
+
+    def merge(existing: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        return _merge(ctx.product, existing, new_pixels)
+
+    prepared = None
+    if new_pixels is not None:
+        log.info("chunk %s: merging %d new items into the cube", staged.chunk, len(staged.applied))
+        prepared = cube.prepare_window(window, merge, message)
     with cube.commit_lock():
         previous = manifest.latest(window).get(staged.chunk)
         applied = tuple(sorted(set(previous.items_applied if previous else ()) | set(staged.applied)))
@@ -274,15 +294,11 @@ def _merge_and_record(ctx: FillContext, staged: StagedChunk, new_pixels: dict[st
         status = status_for(cov, failed)
         note = failure_note(staged.failed, previous.note if previous and failed else "")
         snapshot = previous.snapshot_id if previous else None
-        if new_pixels is not None:
-            log.info("chunk %s: merging %d new items into the cube", staged.chunk, len(staged.applied))
+        if prepared is not None:
             meta = {"kind": "chunk", "product": ctx.product.key, "chunk": str(staged.chunk), "status": status,
                     "items_applied": list(applied), "items_failed": list(failed), "coverage": cov,
                     "covered": covered.hex() if covered else None, "note": note}
-            snapshot = cube.commit_window(
-                window, lambda existing: _merge(ctx.product, existing, new_pixels),
-                f"{ctx.product.key} {staged.chunk}", meta, before_commit,
-            )
+            snapshot = cube.commit_window(window, merge, message, meta, before_commit, prepared)
             log.info("chunk %s: snapshot %s committed; recording it in the manifest", staged.chunk, snapshot)
         record = ChunkRecord(staged.chunk, status, applied, failed, cov, utc_now(), snapshot, covered, note)
         manifest.append([record])
@@ -300,13 +316,11 @@ def compact_if_needed(ctx: FillContext, threshold: int = COMPACT_AFTER_SEGMENTS)
         return manifest.compact()
 
 
-def _merge(product: Product, existing: dict, new_pixels: dict) -> dict:
-    """The chunk after a commit: existing valid pixels kept and gaps filled, or replaced whole."""
-    if product.merge == "replace":
+def _merge(product: Product, existing: dict | None, new_pixels: dict) -> dict:
+    """The chunk after a commit: existing valid pixels kept and gaps filled, or replaced whole (or new: as is)."""
+    if existing is None or product.merge == "replace":
         return {v.name: new_pixels[v.name] for v in product.variables}
-    # A copy, not the arrays zarr returned: merging into those in place made concurrent writers lose pixels
-    # (tests/integration/test_concurrent_writers.py, reproducibly), for a reason not pinned down.
-    merged = {name: array.copy() for name, array in existing.items()}
+    merged = dict(existing)  # read afresh for this merge (zarr returns new arrays): filled in place
     for variable in product.variables:
         fill_gaps(merged[variable.name], new_pixels[variable.name], variable.fill_value)
     return merged
@@ -342,9 +356,10 @@ def _record_rechecked(ctx: FillContext, window: PixelWindow, chunks: list[ChunkI
 def run_inline(ctx: FillContext, window: PixelWindow) -> FillReport:
     """Discover, download (thread pool) and commit in this process, with the Prefect tasks' retry policy.
 
-    At most `download_workers` downloads run at once, kept in memory (no staging); a commit thread commits each
-    as soon as it is done while the next ones download. At most COMMITS_WAITING downloaded chunks wait for it,
-    so memory stays bounded when commits are the slower side.
+    At most `download_workers` downloads run at once, kept in memory (no staging); COMMIT_THREADS commit them as
+    they come (each merges and writes its chunk outside the commit lock, so two chunks are encoded at once) while
+    the next ones download. At most COMMITS_WAITING downloaded chunks wait for a commit thread, so memory stays
+    bounded when commits are the slower side.
     """
     started = time.perf_counter()
     report = new_report(ctx)
@@ -352,26 +367,28 @@ def run_inline(ctx: FillContext, window: PixelWindow) -> FillReport:
     discovery = discover(ctx, window)
     policy = ctx.policy
     workers = ctx.settings.download_workers
-    waiting: deque[Future[None]] = deque()
+    waiting: deque[Future[tuple[StagedChunk, ChunkRecord]]] = deque()
 
     def start(job: ChunkJob) -> Future[StagedChunk]:
         return downloads.submit(policy.call, lambda: download(ctx, job, in_memory=True), what=f"download of {job.chunk}")
 
-    def commit_one(staged: StagedChunk) -> None:
-        record = policy.call(lambda: commit(ctx, staged), what=f"commit of {staged.chunk}")
-        add_to_report(report, staged, record)
+    def commit_one(staged: StagedChunk) -> tuple[StagedChunk, ChunkRecord]:
+        return staged, policy.call(lambda: commit(ctx, staged), what=f"commit of {staged.chunk}")
+
+    def account_oldest() -> None:
+        add_to_report(report, *waiting.popleft().result())
 
     def finish(_: ChunkJob, future: Future[StagedChunk]) -> None:
         staged = future.result()
-        while len(waiting) >= COMMITS_WAITING:
-            waiting.popleft().result()
+        while len(waiting) >= COMMITS_WAITING + COMMIT_THREADS:
+            account_oldest()
         waiting.append(commits.submit(commit_one, staged))
 
     with ThreadPoolExecutor(workers, thread_name_prefix="download") as downloads, \
-            ThreadPoolExecutor(1, thread_name_prefix="commit") as commits:
+            ThreadPoolExecutor(COMMIT_THREADS, thread_name_prefix="commit") as commits:
         run_bounded(discovery.jobs, start, lambda running: next(as_completed(running)), finish, workers)
         while waiting:
-            waiting.popleft().result()
+            account_oldest()
     finish_report(ctx, report, discovery, started)
     return report
 

@@ -120,6 +120,14 @@ def cube_exists(data_dir: DataLocation | str, product: Product) -> bool:
     return cube_paths(data_dir, product).marker.exists()
 
 
+@dataclass(frozen=True)
+class PreparedWrite:
+    """A chunk merged and written into an uncommitted icechunk session (see Cube.prepare_window)."""
+
+    session: icechunk.Session
+    window: PixelWindow
+
+
 class Cube:
     """One product's cube: an icechunk repository holding a zarr group with one array per variable."""
 
@@ -192,40 +200,55 @@ class Cube:
 
     # -- writing -------------------------------------------------------------------------------
 
+    def prepare_window(self, window: PixelWindow, merge: Callable[[Arrays | None], Arrays],
+                       message: str) -> PreparedWrite:
+        """Read a chunk, merge new pixels into it and write it whole into a new session, not yet committed.
+
+        `merge` gets the stored arrays, or None when nothing is stored under the window yet.
+        Needs no lock: nothing is visible until `commit_window` commits the session, and a commit in the meantime
+        that wrote any of the same zarr chunks makes that commit redo the read and merge (never "ours wins").
+        """
+        session = self.repo.writable_session(BRANCH)
+        group = zarr.open_group(session.store, mode="r+")
+        if self._window_written(session, group, window):
+            merged = merge({v.name: group[v.name][window.slices] for v in self.product.variables})
+        else:  # nothing stored under the window (only fill values): nothing to read nor to merge with
+            merged = merge(None)
+        try:
+            self._write(group, window, merged)
+        except (OSError, icechunk.IcechunkError) as error:  # chunk objects are written here, before the commit
+            raise disk_full_error(error, f"writing {message!r} to {self.paths.repo}") or StoreError(
+                f"writing {message!r} to {self.paths.repo} failed: {error}"
+            ) from error
+        return PreparedWrite(session, window)
+
     def commit_window(
         self,
         window: PixelWindow,
-        merge: Callable[[Arrays], Arrays],
+        merge: Callable[[Arrays | None], Arrays],
         message: str,
         metadata: Callable[[], Mapping[str, Any]] | Mapping[str, Any],
         before_commit: Callable[[], None] | None = None,
+        prepared: PreparedWrite | None = None,
     ) -> str:
-        """Read a chunk, merge new pixels into it, write it whole and commit; returns the snapshot id.
+        """Commit a chunk merged with new pixels (`prepared` earlier, or read, merged and written now); the snapshot id.
 
         Call it holding `commit_lock()`: icechunk's local storage is not safe for concurrent commits,
         and the lock also orders the manifest row written after the commit. On object storage there is
-        no lock: icechunk's conditional write of the branch ref detects a concurrent commit; one that touched
-        other chunks is rebased over, one that wrote this chunk makes us re-read and re-merge (never "ours wins").
+        no lock: icechunk's conditional write of the branch ref detects a concurrent commit. Either way, a commit
+        since the session began that touched other chunks is rebased over; one that wrote this chunk makes us
+        re-read and re-merge (never "ours wins").
         """
         for attempt in range(MAX_CONFLICT_REDOS):
-            session = self.repo.writable_session(BRANCH)
-            group = zarr.open_group(session.store, mode="r+")
-            existing = {v.name: group[v.name][window.slices] for v in self.product.variables}
-            merged = merge(existing)
-            try:
-                self._write(group, window, merged)
-            except (OSError, icechunk.IcechunkError) as error:  # chunk objects are written here, before the commit
-                raise disk_full_error(error, f"writing {message!r} to {self.paths.repo}") or StoreError(
-                    f"writing {message!r} to {self.paths.repo} failed: {error}"
-                ) from error
+            ready = prepared if prepared is not None and attempt == 0 else self.prepare_window(window, merge, message)
             if before_commit is not None:
                 before_commit()
             meta = dict(metadata() if callable(metadata) else metadata)
             try:
                 # Commits of other chunks in the meantime are rebased over; a commit that wrote any of our
                 # zarr chunks is a conflict, and then the chunk is re-read and re-merged.
-                return session.commit(message, metadata=meta, rebase_with=icechunk.ConflictDetector(),
-                                      rebase_tries=MAX_CONFLICT_REDOS)
+                return ready.session.commit(message, metadata=meta, rebase_with=icechunk.ConflictDetector(),
+                                            rebase_tries=MAX_CONFLICT_REDOS)
             except (icechunk.ConflictError, icechunk.RebaseFailedError):
                 log.info("%s: the chunk changed during the merge; re-reading (redo %d)", message, attempt + 1)
                 continue
@@ -234,6 +257,20 @@ class Cube:
                     f"commit of {message!r} to {self.paths.repo} failed: {error}"
                 ) from error
         raise StoreError(f"commit of {message!r} kept conflicting after {MAX_CONFLICT_REDOS} redos")
+
+    def _window_written(self, session: icechunk.Session, group: zarr.Group, window: PixelWindow) -> bool:
+        """Whether any zarr chunk under the window is stored in the session's snapshot (a few ms of lookups)."""
+        from zarr.core.sync import sync
+
+        for variable in self.product.variables:
+            array = group[variable.name]
+            rows, cols = array.chunks
+            for row in range(window.row0 // rows, (window.row1 - 1) // rows + 1):
+                for col in range(window.col0 // cols, (window.col1 - 1) // cols + 1):
+                    key = f"{variable.name}/{array.metadata.encode_chunk_key((row, col))}"
+                    if sync(session.store.exists(key)):
+                        return True
+        return False
 
     def _write(self, group: zarr.Group, window: PixelWindow, merged: Arrays) -> None:
         """Write every variable of a merged chunk into the session (uncommitted until session.commit)."""

@@ -31,7 +31,9 @@ def write_half(data_dir: str, left: bool, rounds: int) -> int:
         new["dem"][band, half] = 1.0 if left else 2.0
         new["datamask"][band, half] = 1
 
-        def merge(existing: dict, new: dict = new) -> dict:
+        def merge(existing: dict | None, new: dict = new) -> dict:
+            if existing is None:  # nothing stored under the chunk yet
+                return new
             out = {k: v.copy() for k, v in existing.items()}
             fill_gaps(out["dem"], new["dem"], float("nan"))
             fill_gaps(out["datamask"], new["datamask"], 0)

@@ -58,6 +58,20 @@ def via_prefect(prefect_server: None, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def forget_new_flow_runs(via_prefect: None) -> Iterator[None]:
+    """Delete the flow runs a test made on the session's shared test server: other modules count theirs."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        before = {run.id for run in client.read_flow_runs()}
+    yield
+    with get_client(sync_client=True) as client:
+        for run in client.read_flow_runs():
+            if run.id not in before:
+                client.delete_flow_run(run.id)
+
+
+@pytest.fixture
 def inline(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fills run in-process (same steps, same retry policy)."""
     monkeypatch.setenv("DARTS_AUX_ORCHESTRATOR", "inline")

@@ -48,7 +48,7 @@ def _overlaps(grid: ChunkGrid, chunk: object, tile: TileRef) -> bool:
 
 
 def test_a_batch_commits_its_good_chunks_when_one_chunk_cannot_be_read(
-    catalog: LocalCatalog, via_prefect: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    catalog: LocalCatalog, forget_new_flow_runs: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from prefect.client.orchestration import get_client
 

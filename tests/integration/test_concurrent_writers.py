@@ -66,7 +66,10 @@ def pool() -> Iterator[multiprocessing.pool.Pool]:
 
 
 def _settings(stac_url: str) -> dict[str, str]:
-    return {"stac_url": stac_url, "orchestrator": "inline", "retry_delay_seconds": "0.05"}
+    # revisit_days 0: a partial chunk another writer checked a moment ago is searched again. Each writer sees a
+    # different catalog here; with the default a writer starting after another's commit would trust that check
+    # (right when everyone sees one catalog) and contribute nothing.
+    return {"stac_url": stac_url, "orchestrator": "inline", "retry_delay_seconds": "0.05", "revisit_days": "0"}
 
 
 def _random_roi(rng: random.Random, shared: ChunkId) -> tuple[float, float, float, float]:

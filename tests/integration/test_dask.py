@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from odc.geo.geobox import GeoBox
@@ -26,20 +24,6 @@ import flows.tcvis  # noqa: F401, E402 - takes the runner of the settings at imp
 
 # 16 TCVIS chunks in the grid's last column (834 px wide, next to 180°), 61.5–81° N: a fill of many small chunks.
 ROI_16_CHUNKS = GeoBox.from_bbox((179.80, 61.5, 179.95, 81.0), "EPSG:4326", resolution=TCVIS_PIXEL)
-
-
-@pytest.fixture
-def forget_new_flow_runs(via_prefect: None) -> Iterator[None]:
-    """Delete the flow runs a test made on the session's shared test server: other modules count theirs."""
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        before = {run.id for run in client.read_flow_runs()}
-    yield
-    with get_client(sync_client=True) as client:
-        for run in client.read_flow_runs():
-            if run.id not in before:
-                client.delete_flow_run(run.id)
 
 
 def test_runner_setting_picks_threads_or_dask(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,9 +22,12 @@ GRID = ChunkGrid(PRODUCT)
 def _band_merge(rows: slice, value: float) -> object:
     """A merge that fills a band of rows of the chunk with `value` (keeping pixels already there)."""
 
-    def merge(existing: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        new = {"dem": np.full(existing["dem"].shape, np.nan, "float32"), "datamask": np.zeros_like(existing["datamask"])}
+    def merge(existing: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        shape = GRID.window(ChunkId(0, 0)).shape
+        new = {"dem": np.full(shape, np.nan, "float32"), "datamask": np.zeros(shape, "uint8")}
         new["dem"][rows], new["datamask"][rows] = value, 1
+        if existing is None:  # nothing stored under the chunk yet
+            return new
         out = {k: v.copy() for k, v in existing.items()}
         fill_gaps(out["dem"], new["dem"], float("nan"))
         fill_gaps(out["datamask"], new["datamask"], 0)
