@@ -85,8 +85,7 @@ def fill_child(mode: str, rows: int, cols: int, data_dir: Path, env: dict[str, s
 def measure(runs: int, quick: bool) -> dict[str, Any]:
     """Overhead per chunk on 200 chunks (median of `runs` pairs) and the peak RSS of a 2,000-chunk fill.
 
-    A pair of 200-chunk fills takes ~75 s here (the commits of tiny chunks dominate), so fewer pairs are run
-    than elsewhere (see run.py).
+    A pair of 200-chunk fills takes ~20 s here (the commits of tiny chunks dominate).
     """
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness

@@ -145,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for name in args.only or SECTIONS:
         print(f"{name} (load average {load_average():.1f}) …", flush=True)
-        section_runs = max(1, runs - 2) if name == "prefect" else runs
-        results["sections"][name] = run_section(name, section_runs, args.quick)
+        results["sections"][name] = run_section(name, runs, args.quick)
         path.write_text(json.dumps(results, indent=1, default=str))
     results["seconds"] = time.perf_counter() - started
     path.write_text(json.dumps(results, indent=1, default=str))
