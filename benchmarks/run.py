@@ -1,7 +1,7 @@
 """The performance benchmarks in one run: every target of the speed goals, peers measured in the same run.
 
-    uv run python benchmarks/run.py            # full run (~15-25 min on 2 cores), writes perf_results.json
-    uv run python benchmarks/run.py --quick    # short pass (~6 min), writes perf_results_quick.json
+    uv run python benchmarks/run.py            # full run (~5-10 min on a quiet 2-core machine), writes perf_results.json
+    uv run python benchmarks/run.py --quick    # short pass (~4 min), writes perf_results_quick.json
     uv run python benchmarks/run.py --only manifest read
 
 Prints one table: target, measured median, peer/baseline, ratio, goal, met ✓/✗.
@@ -129,7 +129,7 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen sections, write the JSON, print the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer runs and smaller fills (~6 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer runs and smaller fills (~4 min)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--json", type=Path, help="results file (default perf_results[_quick].json here)")
     parser.add_argument("--table", action="store_true", help="print the table of the results file and exit")
