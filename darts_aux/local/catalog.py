@@ -13,24 +13,20 @@ new rustac with the larger item set, points the gateway at it, then stops the ol
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import weakref
 from collections.abc import Collection
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from darts_aux.local import _procs
-from darts_aux.local._server import read_request_log
+from darts_aux.local._server import LocalServer, read_request_log
 from darts_aux.local.gateway import GatewayConfig, Upstream
 from darts_aux.local.generate import BuildResult, build_catalog
 from darts_aux.local.spec import CatalogSpec, default_spec
@@ -55,11 +51,15 @@ GDAL_HTTP_ENV: dict[str, str] = {
 }
 """GDAL settings for reading the catalog's COGs over HTTP (use with `rasterio.Env(**GDAL_HTTP_ENV)`)."""
 
-_LIVE: weakref.WeakSet[LocalCatalog] = weakref.WeakSet()
 
+class LocalCatalog(LocalServer):
+    """A running (or startable) local catalog: STAC API under `stac_url`, COGs under `files_url`.
 
-class LocalCatalog:
-    """A running (or startable) local catalog: STAC API under `stac_url`, COGs under `files_url`."""
+    Two processes: the gateway (the server this class starts and watches, see LocalServer) and rustac behind it,
+    restarted whenever an item is published.
+    """
+
+    run_prefix = "darts-aux-local-"
 
     def __init__(
         self,
@@ -68,14 +68,11 @@ class LocalCatalog:
         *,
         startup_timeout: float = 30.0,
     ) -> None:
+        super().__init__(startup_timeout)
         self.root = Path(root)
         self.spec = default_spec() if spec is None else spec
-        self.startup_timeout = startup_timeout
         self.build: BuildResult | None = None
         self._published: set[str] = set(self.spec.published_item_ids())
-        self._run_dir: Path | None = None
-        self._port: int | None = None
-        self._gateway: subprocess.Popen[bytes] | None = None
         self._rustac: subprocess.Popen[bytes] | None = None
         self._generation = 0
 
@@ -83,64 +80,34 @@ class LocalCatalog:
 
     def start(self) -> LocalCatalog:
         """Build the catalog if needed, render per-run JSON, start rustac and the gateway, wait healthy."""
-        if self.running:
-            return self
-        self.build = build_catalog(self.root, self.spec)
-        self._run_dir = Path(tempfile.mkdtemp(prefix="darts-aux-local-"))
-        _LIVE.add(self)
-        try:
-            for attempt in range(3):
-                self._port = _procs.free_port()
-                self._write_static_files()  # hrefs carry the gateway port
-                self._rustac = self._start_rustac()
-                try:
-                    self._start_gateway(attempt)
-                    return self
-                except _procs.ServerStartError:
-                    _procs.stop(self._rustac)
-                    if attempt == 2:
-                        raise
-        except BaseException:
-            self.stop()
-            raise
-        raise AssertionError("unreachable")
+        if not self.running:
+            self.build = build_catalog(self.root, self.spec)
+        return super().start()
+
+    def _start_server(self, attempt: int) -> None:
+        """rustac with this run's items (their hrefs carry the gateway's new port), then the gateway."""
+        _procs.stop(self._rustac)
+        self._port = _procs.free_port()
+        self._write_static_files()
+        self._rustac = self._start_rustac()
+        self._start_gateway(attempt)
 
     def stop(self) -> None:
         """Stop both servers (whole process groups) and delete the per-run directory; idempotent."""
-        _procs.stop(self._gateway)
         _procs.stop(self._rustac)
-        self._gateway = self._rustac = None
-        if self._run_dir is not None:
-            shutil.rmtree(self._run_dir, ignore_errors=True)
-        self._run_dir = None
-        self._port = None
-        _LIVE.discard(self)
-
-    @property
-    def running(self) -> bool:
-        """Whether start() succeeded and stop() has not been called."""
-        return self._gateway is not None and self._gateway.poll() is None
+        self._rustac = None
+        super().stop()
 
     def __repr__(self) -> str:
         state = self.base_url if self.running else "stopped"
         return f"LocalCatalog({str(self.root)!r}, {len(self._published)} published, {state})"
-
-    def __enter__(self) -> LocalCatalog:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # -- URLs and paths ----------------------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
         """`http://127.0.0.1:PORT` of the gateway."""
-        if self._port is None:
-            raise RuntimeError("LocalCatalog is not running; call start() first")
-        return f"http://{_procs.LOOPBACK}:{self._port}"
+        return self.url
 
     @property
     def stac_url(self) -> str:
@@ -173,11 +140,6 @@ class LocalCatalog:
     def asset_path(self, item_id: str, asset: str = "dem") -> Path:
         """Local path of one asset COG."""
         return self.root / TileRef.parse(item_id).asset_relpath(asset)
-
-    @property
-    def log_path(self) -> Path:
-        """The gateway's request log (JSON lines)."""
-        return self._require_run_dir() / "requests.jsonl"
 
     # -- request log -------------------------------------------------------------------------------
 
@@ -311,15 +273,8 @@ class LocalCatalog:
         except BaseException:
             _procs.stop(proc)
             raise
-        self._gateway = proc
+        self._proc = proc
         self.reset_log()
-
-    @property
-    def port(self) -> int:
-        """The gateway's TCP port."""
-        if self._port is None:
-            raise RuntimeError("LocalCatalog is not running; call start() first")
-        return self._port
 
 
 def rustac_executable() -> str:
@@ -331,10 +286,3 @@ def rustac_executable() -> str:
     if found is None:
         raise FileNotFoundError("the rustac console script is not installed (pip package rustac)")
     return found
-
-
-@atexit.register
-def _stop_all() -> None:
-    """Interpreter exit: stop every catalog still running."""
-    for catalog in list(_LIVE):
-        catalog.stop()

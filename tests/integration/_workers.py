@@ -17,6 +17,16 @@ def create_cube(data_dir: str) -> str:
     return Cube.open_or_create(Path(data_dir), arcticdem(32)).snapshot_id()
 
 
+def fill_dem_gaps(existing: dict | None, new: dict) -> dict:
+    """A commit merge for ArcticDEM arrays: `new` fills the pixels `existing` lacks (all of them if none stored)."""
+    if existing is None:  # nothing stored under the chunk yet
+        return new
+    out = {k: v.copy() for k, v in existing.items()}
+    fill_gaps(out["dem"], new["dem"], float("nan"))
+    fill_gaps(out["datamask"], new["datamask"], 0)
+    return out
+
+
 def write_half(data_dir: str, left: bool, rounds: int) -> int:
     """Merge a value into one half of chunk (5, 5), `rounds` times (one commit each); returns commits made."""
     product = arcticdem(32)
@@ -31,16 +41,9 @@ def write_half(data_dir: str, left: bool, rounds: int) -> int:
         new["dem"][band, half] = 1.0 if left else 2.0
         new["datamask"][band, half] = 1
 
-        def merge(existing: dict | None, new: dict = new) -> dict:
-            if existing is None:  # nothing stored under the chunk yet
-                return new
-            out = {k: v.copy() for k, v in existing.items()}
-            fill_gaps(out["dem"], new["dem"], float("nan"))
-            fill_gaps(out["datamask"], new["datamask"], 0)
-            return out
-
         with cube.commit_lock():
-            cube.commit_window(window, merge, f"half {'left' if left else 'right'} {step}", {})
+            cube.commit_window(window, lambda existing, new=new: fill_dem_gaps(existing, new),
+                               f"half {'left' if left else 'right'} {step}", {})
         made += 1
     return made
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from darts_aux.grid import ChunkGrid, ChunkId
-from darts_aux.mosaic import fill_gaps
 from darts_aux.products import arcticdem
 from darts_aux.store import Cube
 
 from ._s3 import S3Server, s3_data_dir, s3_server  # noqa: F401 - fixtures
+from ._workers import fill_dem_gaps
 
 PRODUCT = arcticdem(32)
 GRID = ChunkGrid(PRODUCT)
@@ -26,12 +26,7 @@ def _band_merge(rows: slice, value: float) -> object:
         shape = GRID.window(ChunkId(0, 0)).shape
         new = {"dem": np.full(shape, np.nan, "float32"), "datamask": np.zeros(shape, "uint8")}
         new["dem"][rows], new["datamask"][rows] = value, 1
-        if existing is None:  # nothing stored under the chunk yet
-            return new
-        out = {k: v.copy() for k, v in existing.items()}
-        fill_gaps(out["dem"], new["dem"], float("nan"))
-        fill_gaps(out["datamask"], new["datamask"], 0)
-        return out
+        return fill_dem_gaps(existing, new)
 
     return merge
 

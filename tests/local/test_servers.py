@@ -187,7 +187,7 @@ def test_publish_held_back_item(built_catalog: BuildResult, spec: CatalogSpec) -
 
 def test_stop_leaves_no_processes(built_catalog: BuildResult, spec: CatalogSpec) -> None:
     cat = LocalCatalog(built_catalog.root, spec).start()
-    pids = [cat._gateway.pid, cat._rustac.pid]  # type: ignore[union-attr]
+    pids = [cat._proc.pid, cat._rustac.pid]  # gateway, rustac  # type: ignore[union-attr]
     port, run_dir = cat.port, cat.log_path.parent
     cat.stop()
     cat.stop()  # idempotent
