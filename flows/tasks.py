@@ -95,9 +95,11 @@ def limited_tags(candidates: Sequence[str]) -> set[str]:
     names: set[str] = set()
     try:
         with get_client(sync_client=True) as client:
+            offset = 0
             while True:
-                page = client.read_global_concurrency_limits(limit=200, offset=len(names))
+                page = client.read_global_concurrency_limits(limit=200, offset=offset)
                 names |= {limit.name for limit in page if limit.active}
+                offset += len(page)
                 if len(page) < 200:
                     break
     except Exception as error:  # noqa: BLE001 - cannot tell: tag everything, so any limit still holds
