@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from .grid import ChunkGrid, ChunkId
 from .location import DataLocation, S3Location
@@ -71,24 +72,31 @@ def records_from_history(cube: Cube) -> list[ChunkRecord]:
     """The latest chunk records the store's own commit metadata holds (newest commit per chunk wins)."""
     latest: dict[ChunkId, ChunkRecord] = {}
     for snapshot in cube.history():  # newest first
-        meta = snapshot.metadata or {}
-        if meta.get("kind") != "chunk" or "chunk" not in meta:
-            continue
-        chunk = ChunkId.parse(meta["chunk"])
-        if chunk in latest:
-            continue
-        latest[chunk] = ChunkRecord(
-            chunk=chunk,
-            status=meta["status"],
-            items_applied=tuple(meta.get("items_applied", ())),
-            items_failed=tuple(meta.get("items_failed", ())),
-            coverage=float(meta.get("coverage", 0.0)),
-            checked_at=snapshot.written_at.astimezone(UTC),
-            snapshot_id=snapshot.id,
-            covered=bytes.fromhex(meta["covered"]) if meta.get("covered") else None,
-            note=str(meta.get("note") or ""),
-        )
+        for row in commit_rows(snapshot.metadata or {}):
+            chunk = ChunkId.parse(row["chunk"])
+            if chunk in latest:
+                continue
+            latest[chunk] = ChunkRecord(
+                chunk=chunk,
+                status=row["status"],
+                items_applied=tuple(row.get("items_applied", ())),
+                items_failed=tuple(row.get("items_failed", ())),
+                coverage=float(row.get("coverage", 0.0)),
+                checked_at=snapshot.written_at.astimezone(UTC),
+                snapshot_id=snapshot.id,
+                covered=bytes.fromhex(row["covered"]) if row.get("covered") else None,
+                note=str(row.get("note") or ""),
+            )
     return sorted(latest.values(), key=lambda record: record.chunk)
+
+
+def commit_rows(meta: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The chunk rows a commit's metadata holds: a list ("chunks" commits), or the one chunk of older cubes."""
+    if meta.get("kind") == "chunks":
+        return [row for row in meta.get("chunks", ()) if isinstance(row, Mapping) and "chunk" in row]
+    if meta.get("kind") == "chunk" and "chunk" in meta:
+        return [meta]
+    return []
 
 
 def rebuild_all(data_dir: DataLocation) -> list[tuple[str, int]]:

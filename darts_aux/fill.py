@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -24,20 +23,24 @@ from .grid import ChunkGrid, ChunkId, PixelWindow
 from .location import DataLocation, as_location
 from .manifest import ChunkRecord, Manifest, failure_note, status_for, union_coverage, utc_now
 from .mosaic import fill_gaps
-from .pipeline import run_bounded
+from .pipeline import GroupingWorkers, run_bounded
 from .products import Product, arcticdem, tcvis
 from .retry import RetryPolicy
 from .settings import Settings, get_settings
 from .sources.base import ChunkSource, ItemFailure, SourceItem
-from .store import Cube, CubePaths, cube_paths
+from .store import Cube, CubePaths, WindowWrite, cube_paths
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 COMPACT_AFTER_SEGMENTS = 64
 COMMIT_THREADS = 2
-"""Commits an in-process fill runs at once: merging and encoding run in parallel, the commits one at a time."""
-COMMITS_WAITING = 2
-"""Downloaded chunks an in-process fill lets wait for a commit thread before it holds back new downloads."""
+"""Commit threads of an in-process fill: merging and encoding run in parallel, the commits one at a time."""
+MAX_CHUNKS_PER_COMMIT = 16
+"""Chunks one commit may take: icechunk's commit and the manifest append cost the same for one chunk or many."""
+COMMIT_LINGER = 0.1
+"""Seconds a downloaded chunk may wait for others to share its commit (a commit costs ~20 ms of icechunk's CPU)."""
+WAITING_BYTES = 256 * 2**20
+"""Pixels an in-process fill lets wait for a commit before it holds back new downloads (at least two chunks)."""
 
 
 @dataclass(frozen=True)
@@ -212,21 +215,44 @@ def download(ctx: FillContext, job: ChunkJob, in_memory: bool = False) -> Staged
                        pixels.pixels_read * bytes_per_pixel, pixels.seconds, held)
 
 
-def commit(ctx: FillContext, staged: StagedChunk, before_commit: Callable[[], None] | None = None) -> ChunkRecord:
-    """Merge a staged chunk into the cube (valid pixels already there win), then record it in the manifest."""
-    new_pixels = dict(staged.pixels) if staged.pixels is not None else (
-        staging.load(staging.locate(ctx.paths.staging, staged.path)) if staged.path else None)
+def commit(ctx: FillContext, staged: StagedChunk) -> ChunkRecord:
+    """Merge one staged chunk into the cube (valid pixels already there win), then record it in the manifest."""
+    return commit_group(ctx, [staged])[0]
+
+
+def commit_group(ctx: FillContext, group: Sequence[StagedChunk]) -> list[ChunkRecord]:
+    """Merge staged chunks into the cube in one commit (all or none), then record each in the manifest.
+
+    One commit for several chunks pays icechunk's commit and the manifest append once: small chunks arriving
+    faster than one commit each can be made are no longer held back by the commits.
+    """
     try:
-        record = _merge_and_record(ctx, staged, new_pixels, before_commit)
-    except DiskFullError:
-        if staged.path:  # nothing was committed; a rerun downloads the chunk again, so free its space now
-            staging.discard(staging.locate(ctx.paths.staging, staged.path))
+        records = _merge_and_record(ctx, group)
+    except DiskFullError:  # nothing was committed; a rerun downloads the chunks again, so free their space now
+        _discard_staged(ctx, group)
         raise
-    if staged.path:
-        staging.discard(staging.locate(ctx.paths.staging, staged.path))
-    log.info("chunk %s committed: %s, coverage %.3f, snapshot %s", staged.chunk, record.status, record.coverage,
-             record.snapshot_id)
-    return record
+    _discard_staged(ctx, group)
+    for record in records:
+        log.info("chunk %s committed: %s, coverage %.3f, snapshot %s", record.chunk, record.status, record.coverage,
+                 record.snapshot_id)
+    return records
+
+
+def commit_chunks(ctx: FillContext, group: Sequence[StagedChunk]) -> dict[ChunkId, ChunkRecord | Exception]:
+    """Commit chunks together (retried by the policy); should that fail, one by one, so no chunk fails another.
+
+    Returns each chunk's record, or the error that still stopped its commit. A full disk fails them all at once.
+    """
+    if not group:
+        return {}
+    together = _retried(ctx, "commit", f"chunk {_group_label(group)}", lambda: commit_group(ctx, group))
+    if not isinstance(together, Exception):
+        return {record.chunk: record for record in together}
+    if len(group) == 1 or isinstance(together, DiskFullError):
+        return {staged.chunk: together for staged in group}
+    log.warning("the commit of %d chunks together failed; committing them one by one", len(group))
+    return {s.chunk: _retried(ctx, "commit", f"chunk {s.chunk}", lambda s=s: commit(ctx, s))  # type: ignore[misc]
+            for s in group}
 
 
 def download_batch(ctx: FillContext, jobs: Sequence[ChunkJob]) -> tuple[ChunkOutcome, ...]:
@@ -236,75 +262,116 @@ def download_batch(ctx: FillContext, jobs: Sequence[ChunkJob]) -> tuple[ChunkOut
     """
     outcomes = []
     for job in jobs:
-        staged = _retried(ctx, "download", job.chunk, lambda j=job: download(ctx, j))  # type: ignore[misc]
+        staged = _retried(ctx, "download", f"chunk {job.chunk}", lambda j=job: download(ctx, j))  # type: ignore[misc]
         failed = isinstance(staged, BaseException)
         outcomes.append(ChunkOutcome(job, error=staged) if failed else ChunkOutcome(job, staged=staged))
     return tuple(outcomes)
 
 
 def commit_batch(ctx: FillContext, downloads: Sequence[ChunkOutcome]) -> tuple[ChunkOutcome, ...]:
-    """Commit each downloaded chunk of a batch (each retried by the policy); failed downloads pass through."""
+    """Commit a batch's downloaded chunks in one commit (see `commit_chunks`); failed downloads pass through."""
+    results = commit_chunks(ctx, [outcome.staged for outcome in downloads if outcome.staged is not None])
     outcomes = []
     for outcome in downloads:
-        staged = outcome.staged
-        if staged is None:
+        result = results.get(outcome.staged.chunk) if outcome.staged is not None else None
+        if result is None:
             outcomes.append(outcome)
-            continue
-        record = _retried(ctx, "commit", staged.chunk, lambda s=staged: commit(ctx, s))  # type: ignore[misc]
-        failed = isinstance(record, BaseException)
-        outcomes.append(replace(outcome, error=record) if failed else replace(outcome, record=record))
+        elif isinstance(result, Exception):
+            outcomes.append(replace(outcome, error=result))
+        else:
+            outcomes.append(replace(outcome, record=result))
     return tuple(outcomes)
 
 
-def _retried(ctx: FillContext, step: str, chunk: ChunkId, call: Callable[[], T]) -> T | Exception:
+def _retried(ctx: FillContext, step: str, subject: str, call: Callable[[], T]) -> T | Exception:
     """`call` retried by the policy; the error that still ends it is logged and returned, not raised."""
     try:
-        return ctx.policy.call(call, what=f"{step} of {chunk}")
+        return ctx.policy.call(call, what=f"{step} of {subject}")
     except Exception as error:  # noqa: BLE001 - kept for the report; the batch goes on
-        log.error("chunk %s: %s failed: %s: %s", chunk, step, type(error).__name__, error)
+        log.error("%s: %s failed: %s: %s", subject, step, type(error).__name__, error)
         return error
 
 
-def _merge_and_record(ctx: FillContext, staged: StagedChunk, new_pixels: dict[str, np.ndarray] | None,
-                      before_commit: Callable[[], None] | None) -> ChunkRecord:
-    """The chunk merged and written outside the lock; under it, the new manifest row, the commit first, then the row.
+def _merge_and_record(ctx: FillContext, group: Sequence[StagedChunk]) -> list[ChunkRecord]:
+    """The chunks merged and written outside the lock; under it, their manifest rows, the commit first, then the rows.
 
-    Reading, merging and writing outside the lock lets other chunks commit meanwhile; a commit of this same chunk
-    in between is detected at our commit, which then reads and merges again under the lock.
+    Reading, merging and writing outside the lock lets other commits happen meanwhile; a commit of any of the same
+    chunks in between is detected at our commit, which then reads and merges again under the lock.
     """
     cube, manifest, grid = ctx.cube(), ctx.manifest(), ctx.grid
-    window = grid.window(staged.chunk)
-    message = f"{ctx.product.key} {staged.chunk}"
-
-    def merge(existing: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
-        return _merge(ctx.product, existing, new_pixels)
-
+    written = [staged for staged in group if staged.path or staged.pixels is not None]
+    writes = [WindowWrite(grid.window(staged.chunk), _staged_merge(ctx, staged)) for staged in written]
+    message = f"{ctx.product.key} {_group_label(group)}"
     prepared = None
-    if new_pixels is not None:
-        log.info("chunk %s: merging %d new items into the cube", staged.chunk, len(staged.applied))
-        prepared = cube.prepare_window(window, merge, message)
+    if writes:
+        log.info("chunk %s: merging new items into the cube (%d chunks, one commit)", _group_label(written), len(written))
+        prepared = cube.prepare(writes, message)
     with cube.commit_lock():
-        previous = manifest.latest(window).get(staged.chunk)
-        applied = tuple(sorted(set(previous.items_applied if previous else ()) | set(staged.applied)))
-        earlier_failures = set(previous.items_failed if previous else ())
-        failed = tuple(sorted((earlier_failures | {f.item_id for f in staged.failed}) - set(applied)))
-        known = {item.id: item for item in staged.known_items}
-        fresh = ctx.source().covered(staged.chunk, [known[i] for i in applied if i in known])
-        cov, covered = union_coverage(grid, staged.chunk, previous, fresh)
-        status = status_for(cov, failed)
-        note = failure_note(staged.failed, previous.note if previous and failed else "")
-        snapshot = previous.snapshot_id if previous else None
+        latest = manifest.latest(_bounding_window(grid, [staged.chunk for staged in group]))
+        records = [_new_record(ctx, staged, latest.get(staged.chunk)) for staged in group]
         if prepared is not None:
-            meta = {"kind": "chunk", "product": ctx.product.key, "chunk": str(staged.chunk), "status": status,
-                    "items_applied": list(applied), "items_failed": list(failed), "coverage": cov,
-                    "covered": covered.hex() if covered else None, "note": note}
-            snapshot = cube.commit_window(window, merge, message, meta, before_commit, prepared)
-            log.info("chunk %s: snapshot %s committed; recording it in the manifest", staged.chunk, snapshot)
-        record = ChunkRecord(staged.chunk, status, applied, failed, cov, utc_now(), snapshot, covered, note)
-        manifest.append([record])
+            chunks = {staged.chunk for staged in written}
+            meta = {"kind": "chunks", "product": ctx.product.key,
+                    "chunks": [_commit_row(record) for record in records if record.chunk in chunks]}
+            snapshot = cube.commit(writes, message, meta, prepared)
+            log.info("chunk %s: snapshot %s committed; recording it in the manifest", _group_label(written), snapshot)
+            records = [replace(r, snapshot_id=snapshot) if r.chunk in chunks else r for r in records]
+        manifest.append(records)
         if len(manifest.files()) > COMPACT_AFTER_SEGMENTS:  # a long fill must not leave every read many files
             manifest.compact()
-    return record
+    return records
+
+
+def _new_record(ctx: FillContext, staged: StagedChunk, previous: ChunkRecord | None) -> ChunkRecord:
+    """The chunk's manifest row once its new items are merged (the snapshot is the previous one until committed)."""
+    applied = tuple(sorted(set(previous.items_applied if previous else ()) | set(staged.applied)))
+    earlier_failures = set(previous.items_failed if previous else ())
+    failed = tuple(sorted((earlier_failures | {f.item_id for f in staged.failed}) - set(applied)))
+    known = {item.id: item for item in staged.known_items}
+    fresh = ctx.source().covered(staged.chunk, [known[i] for i in applied if i in known])
+    cov, covered = union_coverage(ctx.grid, staged.chunk, previous, fresh)
+    note = failure_note(staged.failed, previous.note if previous and failed else "")
+    snapshot = previous.snapshot_id if previous else None
+    return ChunkRecord(staged.chunk, status_for(cov, failed), applied, failed, cov, utc_now(), snapshot, covered, note)
+
+
+def _commit_row(record: ChunkRecord) -> dict[str, object]:
+    """A chunk's row in the commit metadata: what `manifest rebuild` and `verify` read back from the history."""
+    return {"chunk": str(record.chunk), "status": record.status, "items_applied": list(record.items_applied),
+            "items_failed": list(record.items_failed), "coverage": record.coverage,
+            "covered": record.covered.hex() if record.covered else None, "note": record.note}
+
+
+def _staged_merge(ctx: FillContext, staged: StagedChunk) -> Callable[[dict[str, np.ndarray] | None], dict]:
+    """How a staged chunk merges into what is stored (its pixels are loaded only when the merge runs)."""
+
+    def merge(existing: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        if staged.pixels is not None:
+            new_pixels = dict(staged.pixels)
+        else:
+            new_pixels = staging.load(staging.locate(ctx.paths.staging, str(staged.path)))
+        return _merge(ctx.product, existing, new_pixels)
+
+    return merge
+
+
+def _discard_staged(ctx: FillContext, group: Sequence[StagedChunk]) -> None:
+    """Delete the staged files of committed (or uncommittable) chunks."""
+    for staged in group:
+        if staged.path:
+            staging.discard(staging.locate(ctx.paths.staging, staged.path))
+
+
+def _group_label(group: Sequence[StagedChunk]) -> str:
+    """'r3c4' for one chunk, 'r3c4+12' for thirteen starting at r3c4 (as in the commit message)."""
+    return str(group[0].chunk) if len(group) == 1 else f"{group[0].chunk}+{len(group) - 1}"
+
+
+def _bounding_window(grid: ChunkGrid, chunks: Sequence[ChunkId]) -> PixelWindow:
+    """The smallest window holding every chunk (the manifest is asked once for all of them)."""
+    windows = [grid.window(chunk) for chunk in chunks]
+    return PixelWindow(min(w.row0 for w in windows), max(w.row1 for w in windows),
+                       min(w.col0 for w in windows), max(w.col1 for w in windows))
 
 
 def compact_if_needed(ctx: FillContext, threshold: int = COMPACT_AFTER_SEGMENTS) -> int:
@@ -356,10 +423,10 @@ def _record_rechecked(ctx: FillContext, window: PixelWindow, chunks: list[ChunkI
 def run_inline(ctx: FillContext, window: PixelWindow) -> FillReport:
     """Discover, download (thread pool) and commit in this process, with the Prefect tasks' retry policy.
 
-    At most `download_workers` downloads run at once, kept in memory (no staging); COMMIT_THREADS commit them as
-    they come (each merges and writes its chunk outside the commit lock, so two chunks are encoded at once) while
-    the next ones download. At most COMMITS_WAITING downloaded chunks wait for a commit thread, so memory stays
-    bounded when commits are the slower side.
+    At most `download_workers` downloads run at once, kept in memory (no staging). COMMIT_THREADS commit threads
+    each take the downloaded chunks waiting (up to MAX_CHUNKS_PER_COMMIT, waiting COMMIT_LINGER for more) into one
+    commit, merging and writing outside the commit lock, while the next chunks download. Downloads are held back while `waiting_limit`
+    chunks wait, so memory stays bounded when commits are the slower side.
     """
     started = time.perf_counter()
     report = new_report(ctx)
@@ -367,30 +434,33 @@ def run_inline(ctx: FillContext, window: PixelWindow) -> FillReport:
     discovery = discover(ctx, window)
     policy = ctx.policy
     workers = ctx.settings.download_workers
-    waiting: deque[Future[tuple[StagedChunk, ChunkRecord]]] = deque()
 
     def start(job: ChunkJob) -> Future[StagedChunk]:
-        return downloads.submit(policy.call, lambda: download(ctx, job, in_memory=True), what=f"download of {job.chunk}")
+        return downloads.submit(policy.call, lambda: download(ctx, job, in_memory=True),
+                                what=f"download of {job.chunk}")
 
-    def commit_one(staged: StagedChunk) -> tuple[StagedChunk, ChunkRecord]:
-        return staged, policy.call(lambda: commit(ctx, staged), what=f"commit of {staged.chunk}")
-
-    def account_oldest() -> None:
-        add_to_report(report, *waiting.popleft().result())
-
-    def finish(_: ChunkJob, future: Future[StagedChunk]) -> None:
-        staged = future.result()
-        while len(waiting) >= COMMITS_WAITING + COMMIT_THREADS:
-            account_oldest()
-        waiting.append(commits.submit(commit_one, staged))
+    def commit_waiting(group: list[StagedChunk]) -> list[tuple[StagedChunk, ChunkRecord]]:
+        results = commit_chunks(ctx, group)
+        for result in results.values():
+            if isinstance(result, Exception):
+                raise result
+        return [(staged, results[staged.chunk]) for staged in group]  # type: ignore[misc]
 
     with ThreadPoolExecutor(workers, thread_name_prefix="download") as downloads, \
-            ThreadPoolExecutor(COMMIT_THREADS, thread_name_prefix="commit") as commits:
-        run_bounded(discovery.jobs, start, lambda running: next(as_completed(running)), finish, workers)
-        while waiting:
-            account_oldest()
+            GroupingWorkers(commit_waiting, COMMIT_THREADS, MAX_CHUNKS_PER_COMMIT, waiting_limit(ctx.product),
+                            COMMIT_LINGER, name="commit") as commits:
+        run_bounded(discovery.jobs, start, lambda running: next(as_completed(running)),
+                    lambda _, future: commits.put(future.result()), workers)
+        for staged, record in commits.close():
+            add_to_report(report, staged, record)
     finish_report(ctx, report, discovery, started)
     return report
+
+
+def waiting_limit(product: Product) -> int:
+    """Downloaded chunks an in-process fill lets wait for a commit: WAITING_BYTES of pixels, 2 to 16 chunks."""
+    chunk_bytes = product.fill_chunk**2 * sum(np.dtype(v.dtype).itemsize for v in product.variables)
+    return max(2, min(MAX_CHUNKS_PER_COMMIT, WAITING_BYTES // chunk_bytes))
 
 
 def new_report(ctx: FillContext) -> FillReport:

@@ -16,10 +16,12 @@ import os
 import socket
 import time
 import uuid
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from .errors import StoreError
 from .location import DataLocation, S3Location, as_location
 
 STALE_SECONDS = 24 * 3600
@@ -52,10 +54,14 @@ def locate(directory: DataLocation, staged: str | Path) -> DataLocation:
 
 
 def load(path: DataLocation) -> dict[str, np.ndarray]:
-    """Read a staged chunk back."""
-    source = io.BytesIO(path.read_bytes()) if isinstance(path, S3Location) else path
-    with np.load(source) as data:
-        return {key: data[key] for key in data.files}
+    """Read a staged chunk back; StoreError when the file is gone or damaged (its chunk is simply downloaded again)."""
+    try:
+        source = io.BytesIO(path.read_bytes()) if isinstance(path, S3Location) else path
+        with np.load(source) as data:
+            return {key: data[key] for key in data.files}
+    except (FileNotFoundError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise StoreError(f"the staged chunk {path} cannot be read ({error}); "
+                         "its chunk was not committed and the next fill downloads it again") from error
 
 
 def discard(path: DataLocation) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import logging
@@ -9,7 +10,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from .products import Codec, Product, Variable
 
 if TYPE_CHECKING:
     import filelock
+    from zarr.core.array import AsyncArray
 
 log = logging.getLogger(__name__)
 # Local commits are serialised by our own file lock, so icechunk's warning about concurrent local commits is noise.
@@ -121,11 +123,19 @@ def cube_exists(data_dir: DataLocation | str, product: Product) -> bool:
 
 
 @dataclass(frozen=True)
+class WindowWrite:
+    """One chunk's part of a commit: its window, and how new pixels merge into what is stored there (or None)."""
+
+    window: PixelWindow
+    merge: Callable[[Arrays | None], Arrays]
+
+
+@dataclass(frozen=True)
 class PreparedWrite:
-    """A chunk merged and written into an uncommitted icechunk session (see Cube.prepare_window)."""
+    """Chunks merged and written into one uncommitted icechunk session (see Cube.prepare)."""
 
     session: icechunk.Session
-    window: PixelWindow
+    writes: tuple[WindowWrite, ...]
 
 
 class Cube:
@@ -192,65 +202,55 @@ class Cube:
 
     def read(self, window: PixelWindow) -> Arrays:
         """Numpy arrays of every variable over a window, all from one snapshot."""
-        parts = window_parts(self.product.extent, window)
-        arrays = self.arrays()
-        if len(parts) == 1:
-            return {name: array[window.slices] for name, array in arrays.items()}
-        return {name: np.concatenate([array[part.slices] for part, _ in parts], axis=1) for name, array in arrays.items()}
+        from zarr.core.sync import sync
+
+        session = self.repo.readonly_session(BRANCH)
+        parts = [part for part, _ in window_parts(self.product.extent, window)]
+        return sync(_read_parts(session.store, [v.name for v in self.product.variables], parts))
 
     # -- writing -------------------------------------------------------------------------------
 
-    def prepare_window(self, window: PixelWindow, merge: Callable[[Arrays | None], Arrays],
-                       message: str) -> PreparedWrite:
-        """Read a chunk, merge new pixels into it and write it whole into a new session, not yet committed.
+    def prepare(self, writes: Sequence[WindowWrite], message: str) -> PreparedWrite:
+        """Read chunks, merge new pixels into each and write them whole into one new session, not yet committed.
 
-        `merge` gets the stored arrays, or None when nothing is stored under the window yet.
-        Needs no lock: nothing is visible until `commit_window` commits the session, and a commit in the meantime
-        that wrote any of the same zarr chunks makes that commit redo the read and merge (never "ours wins").
+        Each `merge` gets the stored arrays, or None when nothing is stored under its window yet.
+        Needs no lock: nothing is visible until `commit` commits the session, and a commit in the meantime
+        that wrote any of the same zarr chunks makes that commit redo the reads and merges (never "ours wins").
         """
+        from zarr.core.sync import sync
+
         session = self.repo.writable_session(BRANCH)
-        group = zarr.open_group(session.store, mode="r+")
-        if self._window_written(session, group, window):
-            merged = merge({v.name: group[v.name][window.slices] for v in self.product.variables})
-        else:  # nothing stored under the window (only fill values): nothing to read nor to merge with
-            merged = merge(None)
-        try:
-            self._write(group, window, merged)
-        except (OSError, icechunk.IcechunkError) as error:  # chunk objects are written here, before the commit
-            raise disk_full_error(error, f"writing {message!r} to {self.paths.repo}") or StoreError(
-                f"writing {message!r} to {self.paths.repo} failed: {error}"
-            ) from error
-        return PreparedWrite(session, window)
+        names = [v.name for v in self.product.variables]
+        arrays = sync(_open_arrays(session.store, names))
+        for write in writes:
+            # one round trip each: are any of the window's zarr chunks stored (then read them), write them all
+            stored = sync(_read_if_stored(session.store, arrays, write.window))
+            merged = write.merge(stored)  # None: nothing stored under the window, nothing to merge with
+            try:
+                sync(_write_all(arrays, write.window, merged))
+            except (OSError, icechunk.IcechunkError) as error:  # chunk objects are written here, before the commit
+                raise disk_full_error(error, f"writing {message!r} to {self.paths.repo}") or StoreError(
+                    f"writing {message!r} to {self.paths.repo} failed: {error}"
+                ) from error
+        return PreparedWrite(session, tuple(writes))
 
-    def commit_window(
-        self,
-        window: PixelWindow,
-        merge: Callable[[Arrays | None], Arrays],
-        message: str,
-        metadata: Callable[[], Mapping[str, Any]] | Mapping[str, Any],
-        before_commit: Callable[[], None] | None = None,
-        prepared: PreparedWrite | None = None,
-    ) -> str:
-        """Commit a chunk merged with new pixels (`prepared` earlier, or read, merged and written now); the snapshot id.
+    def commit(self, writes: Sequence[WindowWrite], message: str, metadata: Mapping[str, Any],
+               prepared: PreparedWrite | None = None) -> str:
+        """Commit chunks merged with new pixels (`prepared` earlier, or read, merged and written now); the snapshot id.
 
-        Call it holding `commit_lock()`: icechunk's local storage is not safe for concurrent commits,
-        and the lock also orders the manifest row written after the commit. On object storage there is
-        no lock: icechunk's conditional write of the branch ref detects a concurrent commit. Either way, a commit
-        since the session began that touched other chunks is rebased over; one that wrote this chunk makes us
-        re-read and re-merge (never "ours wins").
+        All the chunks land in one snapshot, or none does. Call it holding `commit_lock()`: icechunk's local
+        storage is not safe for concurrent commits, and the lock also orders the manifest rows written after
+        the commit. On object storage there is no lock: icechunk's conditional write of the branch ref detects a
+        concurrent commit. Either way, a commit since the session began that touched other chunks is rebased
+        over; one that wrote any of these chunks makes us re-read and re-merge (never "ours wins").
         """
         for attempt in range(MAX_CONFLICT_REDOS):
-            ready = prepared if prepared is not None and attempt == 0 else self.prepare_window(window, merge, message)
-            if before_commit is not None:
-                before_commit()
-            meta = dict(metadata() if callable(metadata) else metadata)
+            ready = prepared if prepared is not None and attempt == 0 else self.prepare(writes, message)
             try:
-                # Commits of other chunks in the meantime are rebased over; a commit that wrote any of our
-                # zarr chunks is a conflict, and then the chunk is re-read and re-merged.
-                return ready.session.commit(message, metadata=meta, rebase_with=icechunk.ConflictDetector(),
+                return ready.session.commit(message, metadata=dict(metadata), rebase_with=icechunk.ConflictDetector(),
                                             rebase_tries=MAX_CONFLICT_REDOS)
             except (icechunk.ConflictError, icechunk.RebaseFailedError):
-                log.info("%s: the chunk changed during the merge; re-reading (redo %d)", message, attempt + 1)
+                log.info("%s: a chunk changed during the merge; re-reading (redo %d)", message, attempt + 1)
                 continue
             except (OSError, icechunk.IcechunkError) as error:
                 raise disk_full_error(error, f"the commit of {message!r} to {self.paths.repo}") or StoreError(
@@ -258,34 +258,55 @@ class Cube:
                 ) from error
         raise StoreError(f"commit of {message!r} kept conflicting after {MAX_CONFLICT_REDOS} redos")
 
-    def _window_written(self, session: icechunk.Session, group: zarr.Group, window: PixelWindow) -> bool:
-        """Whether any zarr chunk under the window is stored in the session's snapshot (a few ms of lookups)."""
-        from zarr.core.sync import sync
-
-        for variable in self.product.variables:
-            array = group[variable.name]
-            rows, cols = array.chunks
-            for row in range(window.row0 // rows, (window.row1 - 1) // rows + 1):
-                for col in range(window.col0 // cols, (window.col1 - 1) // cols + 1):
-                    key = f"{variable.name}/{array.metadata.encode_chunk_key((row, col))}"
-                    if sync(session.store.exists(key)):
-                        return True
-        return False
-
-    def _write(self, group: zarr.Group, window: PixelWindow, merged: Arrays) -> None:
-        """Write every variable of a merged chunk into the session (uncommitted until session.commit)."""
-        for variable in self.product.variables:
-            group[variable.name][window.slices] = merged[variable.name]
+    def commit_window(self, window: PixelWindow, merge: Callable[[Arrays | None], Arrays], message: str,
+                      metadata: Mapping[str, Any]) -> str:
+        """Read, merge, write and commit one chunk (see `commit`); the snapshot id."""
+        return self.commit([WindowWrite(window, merge)], message, metadata)
 
     @contextmanager
     def commit_lock(self) -> Iterator[None]:
-        """Hold the cube's inter-process commit lock (local cubes; on object storage a no-op, see commit_window)."""
+        """Hold the cube's inter-process commit lock (local cubes; on object storage a no-op, see commit)."""
         with nullcontext() if self.paths.on_object_store else FileLock(self.paths.lock):
             yield
 
     def history(self) -> Iterator[icechunk.SnapshotInfo]:
         """Snapshots of the branch, newest first (commit metadata names the chunks)."""
         return self.repo.ancestry(branch=BRANCH)
+
+
+async def _open_arrays(store: Any, names: Sequence[str]) -> dict[str, AsyncArray]:
+    """The cube's arrays in a writable session, opened once for all the chunks a commit writes."""
+    group = await zarr.api.asynchronous.open_group(store=store, mode="r+")
+    return {name: await group.getitem(name) for name in names}  # type: ignore[misc]
+
+
+async def _read_parts(store: Any, names: Sequence[str], parts: Sequence[PixelWindow]) -> Arrays:
+    """Every variable over the parts of a window (side by side), all decoded concurrently."""
+    group = await zarr.api.asynchronous.open_group(store=store, mode="r")
+    arrays: list[Any] = await asyncio.gather(*(group.getitem(name) for name in names))
+    pieces = await asyncio.gather(*(array.getitem(part.slices) for array in arrays for part in parts))
+    if len(parts) == 1:
+        return dict(zip(names, pieces, strict=True))
+    return {name: np.concatenate(pieces[i * len(parts):(i + 1) * len(parts)], axis=1) for i, name in enumerate(names)}
+
+
+async def _read_if_stored(store: Any, arrays: Mapping[str, AsyncArray], window: PixelWindow) -> Arrays | None:
+    """Every variable over the window, or None when none of its zarr chunks is stored (only fill values there)."""
+    keys = []
+    for name, array in arrays.items():
+        rows, cols = array.chunks
+        keys += [f"{name}/{array.metadata.encode_chunk_key((row, col))}"
+                 for row in range(window.row0 // rows, (window.row1 - 1) // rows + 1)
+                 for col in range(window.col0 // cols, (window.col1 - 1) // cols + 1)]
+    if not any(await asyncio.gather(*(store.exists(key) for key in keys))):
+        return None
+    read = await asyncio.gather(*(array.getitem(window.slices) for array in arrays.values()))
+    return dict(zip(arrays, read, strict=True))
+
+
+async def _write_all(arrays: Mapping[str, AsyncArray], window: PixelWindow, merged: Arrays) -> None:
+    """Write every variable of a merged chunk into the session at once (uncommitted until session.commit)."""
+    await asyncio.gather(*(array.setitem(window.slices, merged[name]) for name, array in arrays.items()))
 
 
 def is_disk_full(error: BaseException) -> bool:

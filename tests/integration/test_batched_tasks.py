@@ -10,14 +10,17 @@ import pytest
 from odc.geo.geobox import GeoBox
 
 from darts_aux import load_arcticdem
-from darts_aux.errors import SourceDataError
+from darts_aux import staging
+from darts_aux.errors import SourceDataError, StoreError
+from darts_aux.fill import arcticdem_context, commit_batch, discover, download_batch
 from darts_aux.grid import ChunkGrid, roi_window, window_bounds
 from darts_aux.local import LocalCatalog, TileRef
 from darts_aux.local.stac_items import render_item
 from darts_aux.manifest import Manifest
 from darts_aux.products import arcticdem
 from darts_aux.settings import reload_settings
-from darts_aux.store import cube_paths
+from darts_aux.cubes import commit_rows
+from darts_aux.store import Cube, cube_paths
 
 from ._faults import ServedItems
 from .conftest import CATALOG_ROOT, formula_oracle
@@ -82,6 +85,11 @@ def test_a_batch_commits_its_good_chunks_when_one_chunk_cannot_be_read(
         rows = Manifest(cube_paths(data_dir, PRODUCT).manifest, grid).latest()
         assert sorted(rows) == good, "every chunk over the good tile only is committed; none over the broken one"
         assert all(rows[c].items_applied == (GOOD.item_id,) and rows[c].status == "full" for c in good)
+        commits = [(s.id, [row["chunk"] for row in commit_rows(s.metadata or {})])
+                   for s in Cube.open(data_dir, PRODUCT).history()]
+        (snapshot, listed), = [c for c in commits if c[1]]
+        assert sorted(listed) == [str(c) for c in good], "the batch's good chunks went in one commit"
+        assert {rows[c].snapshot_id for c in good} == {snapshot}
         for chunk in good:
             area = grid.window(chunk)
             ds = load_arcticdem(GeoBox.from_bbox(window_bounds(PRODUCT.extent, area), "EPSG:3413", resolution=10),
@@ -89,3 +97,35 @@ def test_a_batch_commits_its_good_chunks_when_one_chunk_cannot_be_read(
             dem, mask = formula_oracle(catalog, 10, area, items=[GOOD.item_id])
             np.testing.assert_array_equal(ds.dem.values, dem)
             np.testing.assert_array_equal(ds.datamask.values, mask)
+
+
+def test_a_batch_whose_joint_commit_fails_commits_each_sound_chunk_alone(use_catalog: LocalCatalog,
+                                                                       tmp_path: Path) -> None:
+    ctx = arcticdem_context(32, tmp_path)
+    grid = ctx.grid
+    window = roi_window(GeoBox.from_bbox((785_000, 3_130_000, 810_000, 3_155_000), "EPSG:3413", resolution=32),
+                        ctx.product.extent)
+    downloaded = download_batch(ctx, discover(ctx, window).jobs)
+    assert len(downloaded) == 4 and all(o.staged and o.staged.path for o in downloaded)
+    damaged = downloaded[1].staged
+    assert damaged is not None and damaged.path
+    staging.locate(ctx.paths.staging, damaged.path).write_bytes(b"not an npz file")
+
+    outcomes = commit_batch(ctx, downloaded)
+    assert [o.error is not None for o in outcomes] == [False, True, False, False]
+    assert isinstance(outcomes[1].error, StoreError) and "downloads it again" in str(outcomes[1].error)
+    rows = Manifest(ctx.paths.manifest, grid).latest()
+    sound = [o.job.chunk for o in outcomes if o.error is None]
+    assert sorted(rows) == sorted(sound) and all(rows[c].snapshot_id == o.record.snapshot_id  # type: ignore[union-attr]
+                                                 for c, o in zip(sound, [o for o in outcomes if o.error is None]))
+    cube = Cube.open(tmp_path, ctx.product)
+    per_commit = [[row["chunk"] for row in commit_rows(s.metadata or {})] for s in cube.history()]
+    assert sorted(chunk for rows_ in per_commit for chunk in rows_) == sorted(str(c) for c in sound)
+    assert all(len(rows_) <= 1 for rows_ in per_commit), "committed one by one after the joint commit failed"
+    for chunk in sound:
+        dem, mask = formula_oracle(use_catalog, 32, grid.window(chunk))
+        stored = cube.read(grid.window(chunk))
+        np.testing.assert_array_equal(stored["dem"], dem)
+        np.testing.assert_array_equal(stored["datamask"], mask)
+    left = sorted(p.name for p in Path(ctx.paths.staging).iterdir())
+    assert left == [Path(damaged.path).name], "committed chunks leave no staged file"

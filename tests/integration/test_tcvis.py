@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,14 +11,16 @@ from odc.geo.geobox import GeoBox
 
 from darts_aux import load_tcvis
 from darts_aux.errors import ConfigurationError, SourceRequestError, UnknownEditionError
-from darts_aux.fill import tcvis_context
+from darts_aux.cubes import commit_rows, records_from_history
+from darts_aux.fill import FillContext, run_inline, tcvis_context
 from darts_aux.grid import ChunkGrid, ChunkId, PixelWindow, roi_window, window_bounds
 from darts_aux.local.earthengine import LocalEarthEngine, tcvis_pixels
 from darts_aux.manifest import Manifest
 from darts_aux.products import DEFAULT_TCVIS_EDITION, TCVIS_EDITIONS, TCVIS_PIXEL, Product, tcvis
 from darts_aux.settings import get_settings, reload_settings
 from darts_aux.sources.gee import row_bands
-from darts_aux.store import cube_paths
+from darts_aux.location import as_location
+from darts_aux.store import Cube, cube_paths
 
 PRODUCT = tcvis()
 GRID = ChunkGrid(PRODUCT)
@@ -175,3 +178,31 @@ def test_fill_tcvis_flow_under_prefect(use_earth_engine: LocalEarthEngine, via_p
     assert len(runs) == 1, [run.name for run in runs]
     assert runs[0].name == "tcvis-2000-2019 1.00×0.20°"
     assert runs[0].state.is_completed()
+
+
+def test_chunks_arriving_together_share_a_commit_and_the_history_backs_every_row(
+        use_earth_engine: LocalEarthEngine, tmp_path: Path) -> None:
+    small = replace(PRODUCT, fill_chunk=250, read_chunk=250)
+    grid = ChunkGrid(small)
+    first = grid.window(ChunkId(18 * 20, 125 * 20))
+    window = PixelWindow(first.row0, first.row0 + 3 * 250, first.col0, first.col0 + 4 * 250)  # 12 chunks
+    use_earth_engine.set_delay(0.2)  # downloads finish in waves, as they do against Earth Engine
+    report = run_inline(FillContext(small, as_location(tmp_path), get_settings()), window)
+    assert report.chunks_fetched == 12
+
+    cube = Cube.open(tmp_path, small)
+    expected = oracle(small, window)
+    stored = cube.read(window)
+    for name in BANDS:
+        np.testing.assert_array_equal(stored[name], expected[name], err_msg=name)
+    commits = {s.id: [row["chunk"] for row in commit_rows(s.metadata or {})] for s in cube.history()}
+    listed = sorted(chunk for chunks in commits.values() for chunk in chunks)
+    assert listed == sorted(str(c) for c in grid.chunks(window)), "each chunk committed exactly once"
+    assert len([c for c in commits.values() if c]) < 12 and max(len(c) for c in commits.values()) > 1
+
+    rows = Manifest(cube.paths.manifest, grid).latest()
+    assert all(str(chunk) in commits[row.snapshot_id] for chunk, row in rows.items()), "a row names its commit"
+    for record in records_from_history(cube):  # what `manifest rebuild` and `verify` read back
+        row = rows[record.chunk]
+        assert (record.status, record.items_applied, record.snapshot_id, record.covered) == (
+            row.status, row.items_applied, row.snapshot_id, row.covered)
