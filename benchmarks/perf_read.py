@@ -81,7 +81,11 @@ def product_and_window() -> tuple[Any, Any]:
 
 
 class RawFile:
-    """The ROI's uncompressed bytes (5000² × 5 B) in one local file, read back into a preallocated buffer."""
+    """The ROI's uncompressed bytes (5000² × 5 B) in one local file, read back two ways.
+
+    `read` returns a new array, as the load does (its pages are touched for the first time, as the load's are);
+    `read_into` refills one preallocated buffer (a memcpy from the page cache: the floor of any read).
+    """
 
     def __init__(self, directory: Path, nbytes: int) -> None:
         self.path = directory / "raw-roi.bin"
@@ -90,8 +94,12 @@ class RawFile:
         self.path.write_bytes(rng.integers(0, 255, nbytes, dtype=np.uint8).tobytes())
         self.buffer = np.empty(nbytes, np.uint8)
 
-    def read(self) -> None:
-        """readinto the buffer until the file is read."""
+    def read(self) -> np.ndarray:
+        """The file's bytes in a new array."""
+        return np.fromfile(self.path, np.uint8)
+
+    def read_into(self) -> None:
+        """readinto the preallocated buffer until the file is read."""
         view = memoryview(self.buffer)
         with open(self.path, "rb", buffering=0) as handle:
             pos = 0
@@ -103,23 +111,24 @@ class RawFile:
 
 
 def warm_read(data_dir: Path, runs: int) -> dict[str, Any]:
-    """load_arcticdem(persist=True) of the ROI from the filled cube, interleaved with the raw file read."""
+    """load_arcticdem(persist=True) of the ROI from the filled cube, interleaved with both raw file reads."""
     from darts_aux import load_arcticdem
 
     geobox = roi_geobox()
     raw = RawFile(data_dir, 5000 * 5000 * 5)
     load = lambda: load_arcticdem(geobox, data_dir, 2)  # noqa: E731
     for _ in range(2):
-        load(), raw.read()
-    loads, raws = Samples(), Samples()
+        load(), raw.read(), raw.read_into()
+    loads, raws, intos = Samples(), Samples(), Samples()
     for _ in range(runs):
-        for action, samples in ((raw.read, raws), (load, loads)):
+        for action, samples in ((raw.read, raws), (raw.read_into, intos), (load, loads)):
             wait_quiet()
             with Meter() as meter:
                 action()
             samples.add(meter)
     raw.path.unlink()
-    return {"load": loads.summary(), "raw": raws.summary(), "raw_gbs": raw.nbytes / raws.median / 1e9}
+    return {"load": loads.summary(), "raw": raws.summary(), "raw_into": intos.summary(),
+            "raw_gbs": raw.nbytes / raws.median / 1e9, "raw_into_gbs": raw.nbytes / intos.median / 1e9}
 
 
 # -- target 2: the odc-stac peer -------------------------------------------------------------------

@@ -39,8 +39,8 @@ MAX_CHUNKS_PER_COMMIT = 16
 """Chunks one commit may take: icechunk's commit and the manifest append cost the same for one chunk or many."""
 COMMIT_LINGER = 0.1
 """Seconds a downloaded chunk may wait for others to share its commit (a commit costs ~20 ms of icechunk's CPU)."""
-WAITING_BYTES = 256 * 2**20
-"""Pixels an in-process fill lets wait for a commit before it holds back new downloads (at least two chunks)."""
+COMMIT_BYTES = 256 * 2**20
+"""Pixels one commit may take (at least one chunk); also what an in-process fill lets wait for a commit."""
 
 
 @dataclass(frozen=True)
@@ -243,16 +243,31 @@ def commit_chunks(ctx: FillContext, group: Sequence[StagedChunk]) -> dict[ChunkI
 
     Returns each chunk's record, or the error that still stopped its commit. A full disk fails them all at once.
     """
-    if not group:
-        return {}
-    together = _retried(ctx, "commit", f"chunk {_group_label(group)}", lambda: commit_group(ctx, group))
-    if not isinstance(together, Exception):
-        return {record.chunk: record for record in together}
-    if len(group) == 1 or isinstance(together, DiskFullError):
-        return {staged.chunk: together for staged in group}
-    log.warning("the commit of %d chunks together failed; committing them one by one", len(group))
-    return {s.chunk: _retried(ctx, "commit", f"chunk {s.chunk}", lambda s=s: commit(ctx, s))  # type: ignore[misc]
-            for s in group}
+    if len(group) <= 1:
+        return {s.chunk: _retried(ctx, "commit", f"chunk {s.chunk}", lambda s=s: commit(ctx, s))  # type: ignore[misc]
+                for s in group}
+    label = _group_label(group)
+    try:
+        records = ctx.policy.call(lambda: commit_group(ctx, group), what=f"commit of chunks {label}")
+    except DiskFullError as error:
+        log.error("chunks %s: commit failed: %s", label, error)
+        return {staged.chunk: error for staged in group}
+    except Exception as error:  # noqa: BLE001 - one chunk's fault (a damaged staged file) must not fail the others
+        log.warning("chunks %s: the joint commit failed (%s: %s); committing them one by one", label,
+                    type(error).__name__, error)
+        return {s.chunk: _retried(ctx, "commit", f"chunk {s.chunk}", lambda s=s: commit(ctx, s))  # type: ignore[misc]
+                for s in group}
+    return {record.chunk: record for record in records}
+
+
+def chunks_per_commit(product: Product) -> int:
+    """Chunks one commit takes: up to MAX_CHUNKS_PER_COMMIT while their pixels stay within COMMIT_BYTES.
+
+    Small chunks share a commit's fixed cost; large ones (5000² at 2 m: 125 MB) go one or two at a time, so a
+    killed fill loses little committed-to-be work and a conflict re-merges little.
+    """
+    chunk_bytes = product.fill_chunk**2 * sum(np.dtype(v.dtype).itemsize for v in product.variables)
+    return max(1, min(MAX_CHUNKS_PER_COMMIT, COMMIT_BYTES // chunk_bytes))
 
 
 def download_batch(ctx: FillContext, jobs: Sequence[ChunkJob]) -> tuple[ChunkOutcome, ...]:
@@ -269,8 +284,12 @@ def download_batch(ctx: FillContext, jobs: Sequence[ChunkJob]) -> tuple[ChunkOut
 
 
 def commit_batch(ctx: FillContext, downloads: Sequence[ChunkOutcome]) -> tuple[ChunkOutcome, ...]:
-    """Commit a batch's downloaded chunks in one commit (see `commit_chunks`); failed downloads pass through."""
-    results = commit_chunks(ctx, [outcome.staged for outcome in downloads if outcome.staged is not None])
+    """Commit a batch's downloaded chunks, several per commit (see `commit_chunks`); failed downloads pass through."""
+    staged = [outcome.staged for outcome in downloads if outcome.staged is not None]
+    size = chunks_per_commit(ctx.product)
+    results: dict[ChunkId, ChunkRecord | Exception] = {}
+    for start in range(0, len(staged), size):
+        results.update(commit_chunks(ctx, staged[start:start + size]))
     outcomes = []
     for outcome in downloads:
         result = results.get(outcome.staged.chunk) if outcome.staged is not None else None
@@ -304,7 +323,8 @@ def _merge_and_record(ctx: FillContext, group: Sequence[StagedChunk]) -> list[Ch
     message = f"{ctx.product.key} {_group_label(group)}"
     prepared = None
     if writes:
-        log.info("chunk %s: merging new items into the cube (%d chunks, one commit)", _group_label(written), len(written))
+        log.info("chunk %s: merging new items into the cube (%d chunks, one commit)", _group_label(written),
+                 len(written))
         prepared = cube.prepare(writes, message)
     with cube.commit_lock():
         latest = manifest.latest(_bounding_window(grid, [staged.chunk for staged in group]))
@@ -424,9 +444,9 @@ def run_inline(ctx: FillContext, window: PixelWindow) -> FillReport:
     """Discover, download (thread pool) and commit in this process, with the Prefect tasks' retry policy.
 
     At most `download_workers` downloads run at once, kept in memory (no staging). COMMIT_THREADS commit threads
-    each take the downloaded chunks waiting (up to MAX_CHUNKS_PER_COMMIT, waiting COMMIT_LINGER for more) into one
-    commit, merging and writing outside the commit lock, while the next chunks download. Downloads are held back while `waiting_limit`
-    chunks wait, so memory stays bounded when commits are the slower side.
+    each take the downloaded chunks waiting (up to `chunks_per_commit`, waiting COMMIT_LINGER for more) into one
+    commit, merging and writing outside the commit lock, while the next chunks download. Downloads are held back
+    while `waiting_limit` chunks wait, so memory stays bounded when commits are the slower side.
     """
     started = time.perf_counter()
     report = new_report(ctx)
@@ -447,7 +467,7 @@ def run_inline(ctx: FillContext, window: PixelWindow) -> FillReport:
         return [(staged, results[staged.chunk]) for staged in group]  # type: ignore[misc]
 
     with ThreadPoolExecutor(workers, thread_name_prefix="download") as downloads, \
-            GroupingWorkers(commit_waiting, COMMIT_THREADS, MAX_CHUNKS_PER_COMMIT, waiting_limit(ctx.product),
+            GroupingWorkers(commit_waiting, COMMIT_THREADS, chunks_per_commit(ctx.product), waiting_limit(ctx.product),
                             COMMIT_LINGER, name="commit") as commits:
         run_bounded(discovery.jobs, start, lambda running: next(as_completed(running)),
                     lambda _, future: commits.put(future.result()), workers)
@@ -458,9 +478,8 @@ def run_inline(ctx: FillContext, window: PixelWindow) -> FillReport:
 
 
 def waiting_limit(product: Product) -> int:
-    """Downloaded chunks an in-process fill lets wait for a commit: WAITING_BYTES of pixels, 2 to 16 chunks."""
-    chunk_bytes = product.fill_chunk**2 * sum(np.dtype(v.dtype).itemsize for v in product.variables)
-    return max(2, min(MAX_CHUNKS_PER_COMMIT, WAITING_BYTES // chunk_bytes))
+    """Downloaded chunks an in-process fill lets wait for a commit: what one commit takes, at least two."""
+    return max(2, chunks_per_commit(product))
 
 
 def new_report(ctx: FillContext) -> FillReport:

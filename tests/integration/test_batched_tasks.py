@@ -12,7 +12,7 @@ from odc.geo.geobox import GeoBox
 from darts_aux import load_arcticdem
 from darts_aux import staging
 from darts_aux.errors import SourceDataError, StoreError
-from darts_aux.fill import arcticdem_context, commit_batch, discover, download_batch
+from darts_aux.fill import arcticdem_context, chunks_per_commit, commit_batch, discover, download_batch
 from darts_aux.grid import ChunkGrid, roi_window, window_bounds
 from darts_aux.local import LocalCatalog, TileRef
 from darts_aux.local.stac_items import render_item
@@ -85,11 +85,12 @@ def test_a_batch_commits_its_good_chunks_when_one_chunk_cannot_be_read(
         rows = Manifest(cube_paths(data_dir, PRODUCT).manifest, grid).latest()
         assert sorted(rows) == good, "every chunk over the good tile only is committed; none over the broken one"
         assert all(rows[c].items_applied == (GOOD.item_id,) and rows[c].status == "full" for c in good)
-        commits = [(s.id, [row["chunk"] for row in commit_rows(s.metadata or {})])
-                   for s in Cube.open(data_dir, PRODUCT).history()]
-        (snapshot, listed), = [c for c in commits if c[1]]
-        assert sorted(listed) == [str(c) for c in good], "the batch's good chunks went in one commit"
-        assert {rows[c].snapshot_id for c in good} == {snapshot}
+        commits = {s.id: sorted(row["chunk"] for row in commit_rows(s.metadata or {}))
+                   for s in Cube.open(data_dir, PRODUCT).history()}
+        per_commit = chunks_per_commit(PRODUCT)  # two 125 MB chunks
+        expected = [sorted(str(c) for c in good[i:i + per_commit]) for i in range(0, len(good), per_commit)]
+        assert sorted(c for c in commits.values() if c) == sorted(expected), "the batch's chunks, two per commit"
+        assert all(str(c) in commits[rows[c].snapshot_id] for c in good), "each row names the commit holding it"
         for chunk in good:
             area = grid.window(chunk)
             ds = load_arcticdem(GeoBox.from_bbox(window_bounds(PRODUCT.extent, area), "EPSG:3413", resolution=10),
@@ -119,9 +120,11 @@ def test_a_batch_whose_joint_commit_fails_commits_each_sound_chunk_alone(use_cat
     assert sorted(rows) == sorted(sound) and all(rows[c].snapshot_id == o.record.snapshot_id  # type: ignore[union-attr]
                                                  for c, o in zip(sound, [o for o in outcomes if o.error is None]))
     cube = Cube.open(tmp_path, ctx.product)
-    per_commit = [[row["chunk"] for row in commit_rows(s.metadata or {})] for s in cube.history()]
-    assert sorted(chunk for rows_ in per_commit for chunk in rows_) == sorted(str(c) for c in sound)
-    assert all(len(rows_) <= 1 for rows_ in per_commit), "committed one by one after the joint commit failed"
+    commits = sorted(sorted(row["chunk"] for row in commit_rows(s.metadata or {})) for s in cube.history())
+    chunks = [str(o.job.chunk) for o in outcomes]
+    assert chunks_per_commit(ctx.product) == 2
+    # chunks 0 and 1 failed their joint commit (1 is damaged): 0 committed alone; 2 and 3 together
+    assert [c for c in commits if c] == sorted([[chunks[0]], sorted(chunks[2:])])
     for chunk in sound:
         dem, mask = formula_oracle(use_catalog, 32, grid.window(chunk))
         stored = cube.read(grid.window(chunk))
