@@ -25,7 +25,6 @@ from common import (
     bench_spec,
     catalog,
     roi_geobox,
-    timed,
     use_env,
     wait_quiet,
 )
@@ -110,24 +109,70 @@ class RawFile:
                 pos += got
 
 
+class UncompressedCopy:
+    """The cube's zarr chunks under the ROI copied into an icechunk repository without compression (same grid).
+
+    Shows what dropping the codec would buy the warm read: the same window, the same zarr reader.
+    """
+
+    def __init__(self, directory: Path, data_dir: Path) -> None:
+        import icechunk
+        import zarr
+
+        from darts_aux.grid import PixelWindow, roi_window
+        from darts_aux.products import arcticdem
+        from darts_aux.store import Cube
+
+        product = arcticdem(2)
+        window, step = roi_window(roi_geobox(), product.extent), product.read_chunk
+        block = PixelWindow(window.row0 // step * step, -(-window.row1 // step) * step,
+                            window.col0 // step * step, -(-window.col1 // step) * step)
+        pixels = Cube.open(data_dir, product).read(block)
+        self.root = directory / "uncompressed-copy"
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(self.root)))
+        session = self.repo.writable_session("main")
+        group = zarr.group(store=session.store)
+        for variable in product.variables:
+            array = group.create_array(variable.name, shape=block.shape, chunks=(step, step), compressors=None,
+                                       dtype=variable.dtype, fill_value=variable.fill_value)
+            array[:] = pixels[variable.name]
+        session.commit("uncompressed copy of the ROI's chunks")
+        self.names = [v.name for v in product.variables]
+        self.slices = window.relative_to(block)
+
+    def read(self) -> dict[str, np.ndarray]:
+        """The ROI from the copy, as the cube is read (a readonly session, one zarr read per variable)."""
+        import zarr
+
+        group = zarr.open_group(self.repo.readonly_session("main").store, mode="r")
+        return {name: group[name][self.slices] for name in self.names}
+
+
 def warm_read(data_dir: Path, runs: int) -> dict[str, Any]:
-    """load_arcticdem(persist=True) of the ROI from the filled cube, interleaved with both raw file reads."""
+    """load_arcticdem(persist=True) of the ROI from the filled cube, interleaved with both raw file reads and a
+    read of the same window from an uncompressed copy of its chunks."""
     from darts_aux import load_arcticdem
 
     geobox = roi_geobox()
     raw = RawFile(data_dir, 5000 * 5000 * 5)
+    plain = UncompressedCopy(data_dir.parent, data_dir)
     load = lambda: load_arcticdem(geobox, data_dir, 2)  # noqa: E731
+    ours = load()
+    assert all(np.array_equal(ours[name].values, got, equal_nan=True) for name, got in plain.read().items())
     for _ in range(2):
-        load(), raw.read(), raw.read_into()
-    loads, raws, intos = Samples(), Samples(), Samples()
+        load(), raw.read(), raw.read_into(), plain.read()
+    loads, raws, intos, plains = Samples(), Samples(), Samples(), Samples()
     for _ in range(runs):
-        for action, samples in ((raw.read, raws), (raw.read_into, intos), (load, loads)):
+        for action, samples in ((raw.read, raws), (raw.read_into, intos), (plain.read, plains), (load, loads)):
             wait_quiet()
             with Meter() as meter:
                 action()
             samples.add(meter)
     raw.path.unlink()
+    shutil.rmtree(plain.root, ignore_errors=True)
     return {"load": loads.summary(), "raw": raws.summary(), "raw_into": intos.summary(),
+            "uncompressed": plains.summary(),
             "raw_gbs": raw.nbytes / raws.median / 1e9, "raw_into_gbs": raw.nbytes / intos.median / 1e9}
 
 
@@ -137,8 +182,6 @@ def warm_read(data_dir: Path, runs: int) -> dict[str, Any]:
 def stac_items(stac_url: str, path: Path) -> int:
     """Search the ROI's 2 m items once and keep their JSON for the peer's processes."""
     import pystac_client
-
-    from darts_aux.grid import window_bounds  # noqa: F401  (same bbox convention as the fill)
 
     client = pystac_client.Client.open(stac_url)
     search = client.search(collections=["arcticdem-mosaics-v4.1-2m"], bbox=_lonlat_bbox(ROI_2M))

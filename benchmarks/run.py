@@ -42,6 +42,7 @@ def rows_read(r: dict[str, Any]) -> list[Row]:
     """Targets 1, 2, 3 and 6."""
     warm, raw = r["warm_read"]["load"]["median"], r["warm_read"]["raw"]["median"]
     into = r["warm_read"].get("raw_into", {}).get("median")
+    plain = r["warm_read"].get("uncompressed", {}).get("median")
     wan, direct = r["peer_wan"]["median"], r["peer_direct"]["median"]
     fill, bare = r["cold_fill"]["fill_mpx_s"], r["cold_fill"]["bare_mpx_s"]
     fresh = r["fresh_process"]
@@ -50,6 +51,8 @@ def rows_read(r: dict[str, Any]) -> list[Row]:
          f"{warm / raw:.1f}×", "≤ 0.15 s and ≤ 3× raw", warm <= 0.15 and warm <= 3 * raw),
         *([("1 same, against a refill of one preallocated buffer", f"{warm:.3f} s", f"readinto {into:.3f} s",
             f"{warm / into:.1f}×", "(printed)", None)] if into else []),
+        *([("1 same window from an uncompressed copy of its chunks", f"{plain:.3f} s",
+            f"raw file into a new array {raw:.3f} s", f"{plain / raw:.1f}×", "(printed)", None)] if plain else []),
         (f"2 odc-stac peer over WAN ({r['wan_link']['rtt_ms']:.0f} ms RTT, ≤ 50 MB/s)", f"{warm:.3f} s",
          f"odc.stac.load {wan:.2f} s", f"{wan / warm:.0f}× faster", "≥ 10× faster", wan / warm >= 10),
         ("2 odc-stac peer on loopback (no shaping)", f"{warm:.3f} s", f"odc.stac.load {direct:.2f} s",
