@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import shapely
 
 from ..grid import ChunkGrid, ChunkId, PixelWindow, window_bounds
+from ..location import DataLocation
 from ..products import Product
 from ..retry import RetryPolicy
 from ..settings import Settings
@@ -20,7 +20,7 @@ from .stac import ItemSource, StacApiSource, search_or_raise
 class ArcticDEMSource:
     """Tiles of one ArcticDEM resolution, from the configured catalog."""
 
-    def __init__(self, product: Product, settings: Settings, data_dir: Path, policy: RetryPolicy) -> None:
+    def __init__(self, product: Product, settings: Settings, data_dir: DataLocation, policy: RetryPolicy) -> None:
         self.product = product
         self.grid = ChunkGrid(product)
         self.settings = settings

@@ -1,20 +1,31 @@
-"""Tile discovery from PGC's mosaic tile index (a zip of GeoParquet), fetched once into the data dir."""
+"""Tile discovery from PGC's mosaic tile index (a zip of GeoParquet), fetched once into the data dir.
+
+With a data dir on object storage the index is kept in the local user cache instead (geopandas reads it from
+local files), one folder per index URL.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import shutil
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import SourceDataError, SourceUnavailableError
+from ..location import DataLocation, S3Location
 from ..products import Product
 from ..retry import RetryPolicy, is_transient
 from .items import TileItem, tile_item_from_stac
 
 log = logging.getLogger(__name__)
 STAC_BROWSER_MARKER = "#/external/"
+UNPACKED = "index"
+"""The unpacked index's folder inside the tile-index folder (renamed into place whole)."""
 
 
 def item_json_url(url: str) -> str:
@@ -24,12 +35,21 @@ def item_json_url(url: str) -> str:
     return url
 
 
+def index_folder(data_dir: DataLocation, url: str) -> Path:
+    """Where the unpacked index lives: `<data_dir>/tile-index`, or for an s3:// data dir
+    `$XDG_CACHE_HOME/darts-aux/tile-index/<hash of the URL>` (`~/.cache` when unset)."""
+    if not isinstance(data_dir, S3Location):
+        return Path(data_dir) / "tile-index"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "darts-aux" / "tile-index" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
 class TileIndexSource:
     """Finds tiles in the GeoParquet tile index, then fetches only the intersecting items' JSON."""
 
-    def __init__(self, url: str, data_dir: Path, policy: RetryPolicy, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, data_dir: DataLocation, policy: RetryPolicy, timeout: float = 30.0) -> None:
         self.url = url
-        self.folder = Path(data_dir) / "tile-index"
+        self.folder = index_folder(data_dir, url)
         self.policy = policy
         self.timeout = timeout
 
@@ -59,18 +79,30 @@ class TileIndexSource:
         return frame[frame["dem_id"].str.endswith(suffix)]
 
     def _fetch_once(self) -> Path:
-        """Download and unpack the index unless a previous call already did."""
-        done = self.folder / ".complete"
+        """The unpacked index, downloaded and unpacked unless a previous call (any process) already did.
+
+        Each process unpacks into its own folder and renames it into place, so racing processes (jobs sharing a
+        data dir or the user cache) never read a half-unpacked index; the loser's copy is dropped.
+        """
+        unpacked, done = self.folder / UNPACKED, self.folder / ".complete"
         if done.exists():
-            return self.folder
-        self.folder.mkdir(parents=True, exist_ok=True)
-        archive = self.folder / "index.zip"
-        self.policy.call(lambda: self._download(archive), what=f"tile index {self.url}")
-        with zipfile.ZipFile(archive) as zipped:
-            zipped.extractall(self.folder / "unpacked")
-        archive.unlink()
-        done.write_text(json.dumps({"url": self.url}))
-        return self.folder
+            return unpacked
+        work = self.folder / f"fetching-{uuid.uuid4().hex}"
+        work.mkdir(parents=True)
+        try:
+            archive = work / "index.zip"
+            self.policy.call(lambda: self._download(archive), what=f"tile index {self.url}")
+            with zipfile.ZipFile(archive) as zipped:
+                zipped.extractall(work / UNPACKED)
+            try:
+                os.rename(work / UNPACKED, unpacked)
+            except OSError:
+                if not unpacked.is_dir():  # not another process's finished copy: a real failure
+                    raise
+            done.write_text(json.dumps({"url": self.url}))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return unpacked
 
     def _download(self, target: Path) -> None:
         import httpx

@@ -22,6 +22,7 @@ import pytest
 from odc.geo.geobox import GeoBox
 
 from darts_aux import load_arcticdem, load_tcvis
+from darts_aux.cubes import commit_rows
 from darts_aux.errors import DartsAuxError, SourceError, SourceUnavailableError
 from darts_aux.grid import ChunkGrid, roi_window
 from darts_aux.local import LocalCatalog
@@ -30,7 +31,6 @@ from darts_aux.local.faults import FAULT_KINDS, FaultProxy
 from darts_aux.manifest import Manifest
 from darts_aux.products import TCVIS_PIXEL, Product, arcticdem, tcvis
 from darts_aux.settings import reload_settings
-from darts_aux.cubes import commit_rows
 from darts_aux.store import Cube, cube_paths
 
 from .conftest import formula_oracle, published_tiles, rasterio_mosaic

@@ -10,17 +10,17 @@ import pytest
 from odc.geo.geobox import GeoBox
 
 from darts_aux import load_arcticdem, load_tcvis
+from darts_aux.cubes import commit_rows
 from darts_aux.grid import ChunkGrid, roi_window
 from darts_aux.local import LocalCatalog
 from darts_aux.local.earthengine import LocalEarthEngine
 from darts_aux.location import S3Location, as_location
 from darts_aux.manifest import Manifest
 from darts_aux.products import Product, arcticdem, tcvis
-from darts_aux.cubes import commit_rows
 from darts_aux.store import Cube, cube_paths
 
 from ._s3 import BUCKET, S3Server, load_region_in_worker, s3_data_dir, s3_server  # noqa: F401 - fixtures
-from .conftest import formula_oracle, rasterio_mosaic
+from .conftest import formula_oracle, point_at, rasterio_mosaic
 from .test_tcvis import BANDS, ROI_4_CHUNKS
 from .test_tcvis import oracle as tcvis_oracle
 
@@ -139,3 +139,25 @@ def test_bad_object_store_urls_are_refused(value: str, tmp_path) -> None:  # noq
     assert not (tmp_path / "data").exists()
 
 
+
+
+def test_tile_index_discovery_with_an_s3_data_dir_keeps_the_index_in_the_user_cache(
+        use_catalog: LocalCatalog, inline: None, s3_server: S3Server, s3_data_dir: str,
+        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    point_at(use_catalog, monkeypatch, discovery="tile-index", tile_index_url=use_catalog.tile_index_url)
+    ds = load_arcticdem(ROI_32M, s3_data_dir, 32)
+    oracle = rasterio_mosaic(use_catalog, 32, roi_window(ROI_32M, arcticdem(32).extent))
+    np.testing.assert_array_equal(ds.dem.values, oracle["dem"])
+    np.testing.assert_array_equal(ds.datamask.values, oracle["datamask"])
+    assert use_catalog.requests("stac") == []
+    (cached,) = (tmp_path / "cache" / "darts-aux" / "tile-index").iterdir()
+    assert (cached / ".complete").exists() and list((cached / "index").rglob("*.parquet"))
+    assert [p.name for p in cached.iterdir() if p.name.startswith("fetching-")] == [], "no unpacking left behind"
+    prefix = s3_data_dir.removeprefix(f"s3://{BUCKET}/")
+    assert not [k for k in s3_server.keys(prefix) if "tile-index" in k]
+
+    use_catalog.reset_log()
+    elsewhere = GeoBox.from_bbox((520_000, 3_020_000, 540_000, 3_040_000), "EPSG:3413", resolution=32)
+    load_arcticdem(elsewhere, s3_data_dir, 32)
+    assert [r for r in use_catalog.requests("files") if r["path"].endswith(".zip")] == [], "the index is read once"
