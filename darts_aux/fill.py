@@ -19,7 +19,7 @@ import numpy as np
 
 from . import staging
 from .errors import DiskFullError, SourceUnavailableError
-from .grid import ChunkGrid, ChunkId, PixelWindow
+from .grid import ChunkGrid, ChunkId, PixelWindow, span_label
 from .location import DataLocation, as_location
 from .manifest import ChunkRecord, Manifest, failure_note, status_for, union_coverage, utc_now
 from .mosaic import fill_gaps
@@ -209,7 +209,7 @@ def download(ctx: FillContext, job: ChunkJob, in_memory: bool = False) -> Staged
         held = pixels.arrays
     elif pixels.applied:
         path = str(staging.stage(ctx.cube().paths.staging, str(job.chunk), pixels.arrays))
-    bytes_per_pixel = sum(np.dtype(v.dtype).itemsize for v in ctx.product.variables)
+    bytes_per_pixel = ctx.product.bytes_per_pixel
     log.info("chunk %s: read %d items (%d failed) in %.2f s", job.chunk, len(pixels.applied), len(pixels.failed), pixels.seconds)
     return StagedChunk(job.chunk, path, tuple(pixels.applied), tuple(pixels.failed), job.known_items,
                        pixels.pixels_read * bytes_per_pixel, pixels.seconds, held)
@@ -243,9 +243,12 @@ def commit_chunks(ctx: FillContext, group: Sequence[StagedChunk]) -> dict[ChunkI
 
     Returns each chunk's record, or the error that still stopped its commit. A full disk fails them all at once.
     """
-    if len(group) <= 1:
+    def one_by_one() -> dict[ChunkId, ChunkRecord | Exception]:
         return {s.chunk: _retried(ctx, "commit", f"chunk {s.chunk}", lambda s=s: commit(ctx, s))  # type: ignore[misc]
                 for s in group}
+
+    if len(group) <= 1:
+        return one_by_one()
     label = _group_label(group)
     try:
         records = ctx.policy.call(lambda: commit_group(ctx, group), what=f"commit of chunks {label}")
@@ -255,8 +258,7 @@ def commit_chunks(ctx: FillContext, group: Sequence[StagedChunk]) -> dict[ChunkI
     except Exception as error:  # noqa: BLE001 - one chunk's fault (a damaged staged file) must not fail the others
         log.warning("chunks %s: the joint commit failed (%s: %s); committing them one by one", label,
                     type(error).__name__, error)
-        return {s.chunk: _retried(ctx, "commit", f"chunk {s.chunk}", lambda s=s: commit(ctx, s))  # type: ignore[misc]
-                for s in group}
+        return one_by_one()
     return {record.chunk: record for record in records}
 
 
@@ -266,7 +268,7 @@ def chunks_per_commit(product: Product) -> int:
     Small chunks share a commit's fixed cost; large ones (5000² at 2 m: 125 MB) go one or two at a time, so a
     killed fill loses little committed-to-be work and a conflict re-merges little.
     """
-    chunk_bytes = product.fill_chunk**2 * sum(np.dtype(v.dtype).itemsize for v in product.variables)
+    chunk_bytes = product.fill_chunk**2 * product.bytes_per_pixel
     return max(1, min(MAX_CHUNKS_PER_COMMIT, COMMIT_BYTES // chunk_bytes))
 
 
@@ -327,7 +329,7 @@ def _merge_and_record(ctx: FillContext, group: Sequence[StagedChunk]) -> list[Ch
                  len(written))
         prepared = cube.prepare(writes, message)
     with cube.commit_lock():
-        latest = manifest.latest(_bounding_window(grid, [staged.chunk for staged in group]))
+        latest = manifest.latest(grid.covering([staged.chunk for staged in group]))
         records = [_new_record(ctx, staged, latest.get(staged.chunk)) for staged in group]
         if prepared is not None:
             chunks = {staged.chunk for staged in written}
@@ -384,14 +386,7 @@ def _discard_staged(ctx: FillContext, group: Sequence[StagedChunk]) -> None:
 
 def _group_label(group: Sequence[StagedChunk]) -> str:
     """'r3c4' for one chunk, 'r3c4+12' for thirteen starting at r3c4 (as in the commit message)."""
-    return str(group[0].chunk) if len(group) == 1 else f"{group[0].chunk}+{len(group) - 1}"
-
-
-def _bounding_window(grid: ChunkGrid, chunks: Sequence[ChunkId]) -> PixelWindow:
-    """The smallest window holding every chunk (the manifest is asked once for all of them)."""
-    windows = [grid.window(chunk) for chunk in chunks]
-    return PixelWindow(min(w.row0 for w in windows), max(w.row1 for w in windows),
-                       min(w.col0 for w in windows), max(w.col1 for w in windows))
+    return span_label([staged.chunk for staged in group])
 
 
 def compact_if_needed(ctx: FillContext, threshold: int = COMPACT_AFTER_SEGMENTS) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from affine import Affine
@@ -203,6 +203,11 @@ def _check_geobox(geobox: object) -> None:
         raise EmptyRegionError(f"the geobox transform {tuple(affine[:6])} is not finite or has zero area.")
 
 
+def span_label(chunks: Sequence[ChunkId]) -> str:
+    """'r3c4' for one chunk, 'r3c4+12' for thirteen starting at r3c4: names of task runs and commits."""
+    return str(chunks[0]) if len(chunks) == 1 else f"{chunks[0]}+{len(chunks) - 1}"
+
+
 @dataclass(frozen=True)
 class ChunkGrid:
     """The grid of fill chunks over a product's extent."""
@@ -234,6 +239,12 @@ class ChunkGrid:
     def footprint(self, chunk: ChunkId) -> Polygon:
         """The chunk's outline in the cube's CRS."""
         return box(*window_bounds(self.product.extent, self.window(chunk)))
+
+    def covering(self, chunks: Sequence[ChunkId]) -> PixelWindow:
+        """The smallest window holding every one of `chunks` (for one search or one manifest query over all)."""
+        windows = [self.window(chunk) for chunk in chunks]
+        return PixelWindow(min(w.row0 for w in windows), max(w.row1 for w in windows),
+                           min(w.col0 for w in windows), max(w.col1 for w in windows))
 
     def chunks(self, window: PixelWindow) -> list[ChunkId]:
         """Every chunk a window touches, row-major (both sides of the antimeridian for wrapped windows)."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from contextlib import suppress
 from collections.abc import Callable, Hashable, Iterable
+from contextlib import suppress
 from typing import Generic, TypeVar
 
 J = TypeVar("J")

@@ -7,6 +7,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 from affine import Affine
 
 from .errors import InvalidResolutionError, UnknownEditionError
@@ -83,6 +84,11 @@ class Product:
     def resolution(self) -> float:
         """Pixel size in CRS units."""
         return self.extent.resolution
+
+    @property
+    def bytes_per_pixel(self) -> int:
+        """Bytes one pixel takes over all variables, uncompressed (5 for ArcticDEM: float32 dem + uint8 mask)."""
+        return sum(np.dtype(v.dtype).itemsize for v in self.variables)
 
     def variable(self, name: str) -> Variable:
         """The variable called `name`."""

@@ -26,7 +26,7 @@ from darts_aux.fill import (
     finish_report,
     new_report,
 )
-from darts_aux.grid import ChunkId, PixelWindow
+from darts_aux.grid import ChunkId, PixelWindow, span_label
 from darts_aux.manifest import ChunkRecord
 from darts_aux.pipeline import run_bounded
 from darts_aux.settings import Settings
@@ -76,7 +76,7 @@ def batches(jobs: Sequence[ChunkJob], size: int) -> list[tuple[ChunkJob, ...]]:
 
 def batch_label(batch: Sequence[ChunkJob]) -> str:
     """'r3c4' for one chunk, 'r3c4+12' for a batch of 13 starting at r3c4: the task-run name's suffix."""
-    return str(batch[0].chunk) if len(batch) == 1 else f"{batch[0].chunk}+{len(batch) - 1}"
+    return span_label([job.chunk for job in batch])
 
 
 def product_tags(product: str) -> list[str]:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import shapely
 
-from ..grid import ChunkGrid, ChunkId, PixelWindow, window_bounds
+from ..grid import ChunkGrid, ChunkId, window_bounds
 from ..location import DataLocation
 from ..products import Product
 from ..retry import RetryPolicy
@@ -39,9 +39,7 @@ class ArcticDEMSource:
 
     def items(self, chunks: Sequence[ChunkId]) -> dict[ChunkId, tuple[SourceItem, ...]]:
         """One search over the chunks' bounding box, then items assigned to chunks by their pixel windows."""
-        windows = [self.grid.window(c) for c in chunks]
-        union = PixelWindow(min(w.row0 for w in windows), max(w.row1 for w in windows),
-                            min(w.col0 for w in windows), max(w.col1 for w in windows))
+        union = self.grid.covering(chunks)
         found = search_or_raise(self._catalog(), self.product, window_bounds(self.product.extent, union), self.url)
         return dict(assign_items(self.grid, chunks, found))
 
