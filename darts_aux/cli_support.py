@@ -294,17 +294,18 @@ class ChunkCounter:
 
 
 def summary_table(report: FillReport, region: Region, filled: bool) -> Table:
-    """One row: chunks fetched / reused / rechecked, MB read, seconds."""
+    """One row: chunks fetched / reused / rechecked / downloaded by other fills meanwhile, MB read, seconds."""
     from rich.table import Table
 
     rows, cols = region.window.shape
     caption = (f"window {cols} × {rows} px of {region.product.key} ({region.product.extent.crs}) in {region.data_dir}; "
                + ("filled" if filled else "settled in the cube: no fill started"))
     table = Table(title=f"fetch {region.product.key}", caption=caption)
-    for column in ("cube", "chunks", "fetched", "reused", "rechecked", "MB read", "seconds"):
+    for column in ("cube", "chunks", "fetched", "reused", "rechecked", "by others", "MB read", "seconds"):
         table.add_column(column, justify="left" if column == "cube" else "right")
     table.add_row(region.product.key, str(report.chunks_total), str(report.chunks_fetched), str(report.chunks_reused),
-                  str(report.chunks_rechecked), f"{report.bytes_read / 1e6:,.1f}", f"{report.seconds:.1f}")
+                  str(report.chunks_rechecked), str(report.chunks_by_others), f"{report.bytes_read / 1e6:,.1f}",
+                  f"{report.seconds:.1f}")
     return table
 
 

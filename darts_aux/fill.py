@@ -97,6 +97,9 @@ class FillReport:
     chunks_reused: int = 0
     chunks_fetched: int = 0
     chunks_rechecked: int = 0
+    chunks_by_others: int = 0
+    """Chunks another fill of the same cube downloaded while this one waited for them (see `sharing`)."""
+    seconds_waiting: float = 0.0
     bytes_read: int = 0
     seconds: float = 0.0
     records: list[ChunkRecord] = field(default_factory=list)
@@ -441,8 +444,11 @@ def run_inline(ctx: FillContext, window: PixelWindow) -> FillReport:
     At most `download_workers` downloads run at once, kept in memory (no staging). COMMIT_THREADS commit threads
     each take the downloaded chunks waiting (up to `chunks_per_commit`, waiting COMMIT_LINGER for more) into one
     commit, merging and writing outside the commit lock, while the next chunks download. Downloads are held back
-    while `waiting_limit` chunks wait, so memory stays bounded when commits are the slower side.
+    while `waiting_limit` chunks wait, so memory stays bounded when commits are the slower side. Chunks another fill
+    of the cube is downloading are waited for, not downloaded twice (`sharing.run_shared`).
     """
+    from .sharing import fill_claims, run_shared
+
     started = time.perf_counter()
     report = new_report(ctx)
     staging.sweep(ctx.paths.staging)
@@ -455,19 +461,26 @@ def run_inline(ctx: FillContext, window: PixelWindow) -> FillReport:
                                 what=f"download of {job.chunk}")
 
     def commit_waiting(group: list[StagedChunk]) -> list[tuple[StagedChunk, ChunkRecord]]:
-        results = commit_chunks(ctx, group)
+        try:
+            results = commit_chunks(ctx, group)
+        finally:
+            claims.release(staged.chunk for staged in group)
         for result in results.values():
             if isinstance(result, Exception):
                 raise result
         return [(staged, results[staged.chunk]) for staged in group]  # type: ignore[misc]
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="download") as downloads, \
+    def run(jobs: list[ChunkJob]) -> None:
+        run_bounded(jobs, start, lambda running: next(as_completed(running)),
+                    lambda _, future: commits.put(future.result()), workers)
+
+    with fill_claims(ctx) as claims, ThreadPoolExecutor(workers, thread_name_prefix="download") as downloads, \
             GroupingWorkers(commit_waiting, COMMIT_THREADS, chunks_per_commit(ctx.product), waiting_limit(ctx.product),
                             COMMIT_LINGER, name="commit") as commits:
-        run_bounded(discovery.jobs, start, lambda running: next(as_completed(running)),
-                    lambda _, future: commits.put(future.result()), workers)
+        shared = run_shared(ctx, claims, discovery.jobs, run)
         for staged, record in commits.close():
             add_to_report(report, staged, record)
+    report.chunks_by_others, report.seconds_waiting = len(shared.by_others), shared.waited_seconds
     finish_report(ctx, report, discovery, started)
     return report
 
@@ -498,6 +511,8 @@ def finish_report(ctx: FillContext, report: FillReport, discovery: Discovery, st
     report.chunks_total = report.chunks_reused + report.chunks_rechecked + len(discovery.jobs)
     compact_if_needed(ctx)
     report.seconds = time.perf_counter() - started
-    log.info("%s fill: %d chunks fetched, %d reused, %d rechecked, %.1f MB read in %.1f s",
-             ctx.product.key, report.chunks_fetched, report.chunks_reused, report.chunks_rechecked,
+    by_others = (f", {report.chunks_by_others} filled by other fills ({report.seconds_waiting:.1f} s waited)"
+                 if report.chunks_by_others else "")
+    log.info("%s fill: %d chunks fetched, %d reused, %d rechecked%s, %.1f MB read in %.1f s",
+             ctx.product.key, report.chunks_fetched, report.chunks_reused, report.chunks_rechecked, by_others,
              report.bytes_read / 1e6, report.seconds)

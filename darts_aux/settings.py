@@ -68,6 +68,12 @@ class Settings(BaseSettings):
                               "DARTS_AUX_DASK_ADDRESS, how many download tasks a fill keeps running on the cluster.")
     chunks_per_task: int = Field(0, ge=0, le=256, description="Chunks one download/commit task of a Prefect fill "
                                  "takes; 0: automatic (1 for small fills, up to 16 for large ones).")
+    claim_lease_seconds: float = Field(
+        60.0, ge=2, description="A chunk claim not refreshed for this long belongs to a fill that died and is taken "
+        "over (claims are refreshed every quarter of it).")
+    claim_wait_seconds: float = Field(
+        3600.0, ge=0, description="How long a fill waits for a chunk another fill is downloading before downloading "
+        "it too; 0: never wait (claims are still taken).")
     ee_max_in_flight: int = Field(8, ge=1, le=40, description="Earth Engine requests in flight at once per process.")
 
     @field_validator("data_dir", mode="before")

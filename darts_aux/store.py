@@ -21,6 +21,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
 
+from .claims import CLAIMS_DIR
 from .errors import DataDirError, DiskFullError, StoreError
 from .grid import PixelWindow, window_parts
 from .location import DataLocation, S3Location, as_location, icechunk_storage, is_s3
@@ -43,7 +44,7 @@ BRANCH = "main"
 CUBE_FORMAT = 1
 MAX_CONFLICT_REDOS = 50
 MANIFEST_SPLIT_CHUNKS = 25  # zarr chunks per axis in one icechunk manifest piece: one 2 m tile (benchmarks/README.md)
-CUBE_PARTS = frozenset({CUBE_MARKER, REPO_DIR, MANIFEST_DIR, STAGING_DIR, LOCK_FILE, "cube.tmp"})
+CUBE_PARTS = frozenset({CUBE_MARKER, REPO_DIR, MANIFEST_DIR, STAGING_DIR, LOCK_FILE, CLAIMS_DIR, "cube.tmp"})
 """What a cube folder may hold (a creator that died may have left some of them, without the marker)."""
 DATA_DIR_PARTS = frozenset({"tile-index", "quicklooks", "regions.geojson", "regions.parquet"})
 """Entries darts-aux itself (or its prefetch deployment) keeps in a data directory beside the cubes."""

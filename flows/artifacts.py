@@ -91,7 +91,8 @@ def summary_markdown(outcome: FillOutcome, with_map: bool = True) -> str:
                      f"({bounds}, {product.extent.crs}) |")
     lines += [
         (f"| chunks | {report.chunks_total}: {actions['fetched']} fetched, {actions['reused']} reused (full), "
-         f"{actions['rechecked']} rechecked (partial, nothing new), {actions['failed']} failed |"),
+         f"{actions['rechecked']} rechecked (partial, nothing new), {actions['by another fill']} downloaded by "
+         f"another fill while this one waited ({report.seconds_waiting:.1f} s), {actions['failed']} failed |"),
         f"| status after | {statuses['full']} full, {statuses['partial']} partial |",
         f"| read | {report.bytes_read / 1e6:,.1f} MB in {report.seconds:.1f} s |",
     ]

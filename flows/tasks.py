@@ -30,6 +30,7 @@ from darts_aux.grid import ChunkId, PixelWindow, span_label
 from darts_aux.manifest import ChunkRecord
 from darts_aux.pipeline import run_bounded
 from darts_aux.settings import Settings
+from darts_aux.sharing import fill_claims, run_shared
 
 from .policy import retry_options
 from .runners import task_slots, thread_runner  # noqa: F401 - thread_runner kept importable from here
@@ -126,7 +127,8 @@ class ChunkRun:
 
     chunk: ChunkId
     action: str
-    """'fetched' (downloaded and committed), 'rechecked' (partial, nothing new), 'reused' (full) or 'failed'."""
+    """'fetched' (downloaded and committed), 'rechecked' (partial, nothing new), 'reused' (full), 'by another fill'
+    (downloaded by a fill of the same cube while this one waited) or 'failed'."""
     record: ChunkRecord | None
     """The chunk's manifest row after the fill (None when never recorded)."""
     new_items: tuple[str, ...] = ()
@@ -197,18 +199,24 @@ def _fill_one(ctx: FillContext, window: PixelWindow, label: str
 
     def finish(batch: tuple[ChunkJob, ...], downloaded: PrefectFuture[Any]) -> None:
         name = f"commit-{batch_label(batch)}"
-        commits.append((batch, commit_task.with_options(task_run_name=name, tags=commit_tagged)
-                        .submit(ctx, downloaded)))
+        committed = commit_task.with_options(task_run_name=name, tags=commit_tagged).submit(ctx, downloaded)
+        committed.add_done_callback(lambda _, batch=batch: claims.release(job.chunk for job in batch))
+        commits.append((batch, committed))
 
-    # A few download tasks at a time, each batch's commit submitted as soon as its download is done: commits
-    # run beside the next downloads (not queued behind all of them), and staged files never pile up.
-    size = chunks_per_task(ctx.settings, len(discovery.jobs))
-    run_bounded(batches(discovery.jobs, size), start, lambda running: next(as_completed(running)), finish,
-                task_slots(ctx.settings))
+    def run(jobs: list[ChunkJob]) -> None:
+        # A few download tasks at a time, each batch's commit submitted as soon as its download is done: commits
+        # run beside the next downloads (not queued behind all of them), and staged files never pile up.
+        size = chunks_per_task(ctx.settings, len(jobs))
+        run_bounded(batches(jobs, size), start, lambda running: next(as_completed(running)), finish,
+                    task_slots(ctx.settings))
+
     report = new_report(ctx)
-    chunks, errors = _collect(report, commits, label)
+    with fill_claims(ctx) as claims:  # chunks another fill is downloading are waited for, not downloaded again
+        shared = run_shared(ctx, claims, discovery.jobs, run)
+        chunks, errors = _collect(report, commits, label)
+    report.chunks_by_others, report.seconds_waiting = len(shared.by_others), shared.waited_seconds
     finish_report(ctx, report, discovery, started)
-    chunks.extend(_settled_chunks(ctx, window, discovery, label))
+    chunks.extend(_settled_chunks(ctx, window, discovery, label, shared.by_others))
     return report, chunks, errors
 
 
@@ -236,13 +244,16 @@ def _collect(report: FillReport, commits: list[tuple[tuple[ChunkJob, ...], Prefe
     return chunks, errors
 
 
-def _settled_chunks(ctx: FillContext, window: PixelWindow, discovery: Discovery, label: str) -> list[ChunkRun]:
-    """Rows for the chunks the fill did not download: full ones reused, partial ones searched again."""
-    if not discovery.reused and not discovery.rechecked:
+def _settled_chunks(ctx: FillContext, window: PixelWindow, discovery: Discovery, label: str,
+                    by_others: Sequence[ChunkId] = ()) -> list[ChunkRun]:
+    """Rows for the chunks the fill did not download: full ones reused, partial ones searched again, and the ones
+    another fill downloaded while this one waited."""
+    if not discovery.reused and not discovery.rechecked and not by_others:
         return []
     latest = ctx.manifest().latest(window)
     return [ChunkRun(chunk, action, latest.get(chunk), region=label)
-            for action, chunks in (("reused", discovery.reused), ("rechecked", discovery.rechecked))
+            for action, chunks in (("reused", discovery.reused), ("rechecked", discovery.rechecked),
+                                   ("by another fill", by_others))
             for chunk in chunks]
 
 
@@ -252,6 +263,8 @@ def _add_report(total: FillReport, part: FillReport) -> None:
     total.chunks_reused += part.chunks_reused
     total.chunks_fetched += part.chunks_fetched
     total.chunks_rechecked += part.chunks_rechecked
+    total.chunks_by_others += part.chunks_by_others
+    total.seconds_waiting += part.seconds_waiting
     total.bytes_read += part.bytes_read
     total.records.extend(part.records)
     total.failures.extend(part.failures)

@@ -105,8 +105,9 @@ def test_fetch_twice_status_map_and_load_in_process(use_catalog: LocalCatalog, i
     assert len(chunks) == 2
 
     first = _invoke("fetch", "arcticdem", *_bbox_args(BBOX_2_CHUNKS), "--resolution", "32", "--data-dir", str(data_dir))
-    cube, total, fetched, reused, rechecked, megabytes, _ = _table_row(first.stdout, "arcticdem-32m")
-    assert (total, fetched, reused, rechecked) == ("2", "2", "0", "0") and float(megabytes.replace(",", "")) > 0
+    cube, total, fetched, reused, rechecked, by_others, megabytes, _ = _table_row(first.stdout, "arcticdem-32m")
+    assert (total, fetched, reused, rechecked, by_others) == ("2", "2", "0", "0", "0")
+    assert float(megabytes.replace(",", "")) > 0
     rows = _manifest_chunks(data_dir, ARCTICDEM_32)
     assert set(rows) == set(chunks) and all(r.status == "full" for r in rows.values())
     assert use_catalog.requests("files"), "the first fetch reads tiles"
