@@ -32,6 +32,7 @@ from darts_aux.pipeline import run_bounded
 from darts_aux.settings import Settings
 from darts_aux.sharing import fill_claims, run_shared
 
+from .logs import forward_library_logs
 from .policy import retry_options
 from .runners import task_slots, thread_runner  # noqa: F401 - thread_runner kept importable from here
 
@@ -50,12 +51,14 @@ def discover_task(ctx: FillContext, window: PixelWindow) -> Discovery:
 @task(name="download", cache_policy=NO_CACHE)
 def download_task(ctx: FillContext, jobs: tuple[ChunkJob, ...]) -> tuple[ChunkOutcome, ...]:
     """Read a batch of chunks from their new items and stage each on disk (each chunk retried on its own)."""
+    forward_library_logs()  # a Dask worker process too
     return download_batch(ctx, jobs)
 
 
 @task(name="commit", cache_policy=NO_CACHE)
 def commit_task(ctx: FillContext, downloads: tuple[ChunkOutcome, ...]) -> tuple[ChunkOutcome, ...]:
     """Merge a batch's staged chunks into the cube and record each in the manifest."""
+    forward_library_logs()
     return commit_batch(ctx, downloads)
 
 
@@ -169,6 +172,7 @@ def fill_window(ctx: FillContext, window: PixelWindow) -> FillReport:
 
 def fill_windows(ctx: FillContext, windows: Sequence[tuple[str, PixelWindow]]) -> FillOutcome:
     """Fill several (labelled) windows of one product one after another; errors are collected, not raised."""
+    forward_library_logs()
     started = time.perf_counter()
     outcome = FillOutcome(ctx, new_report(ctx), list(windows))
     for label, window in windows:

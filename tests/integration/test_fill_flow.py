@@ -59,6 +59,27 @@ def test_flow_run_has_one_discover_and_a_download_and_commit_per_chunk(
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_run(state.state_details.flow_run_id)
     assert flow_run.name == "arcticdem-32m 25×25 km"
+    _assert_library_lines_in_the_run_logs(flow_run.id, chunks, {run.name: run.id for run in runs})
+
+
+def _assert_library_lines_in_the_run_logs(flow_run_id: object, chunks: list, task_runs: dict) -> None:
+    """darts_aux's own lines reach the flow run's logs (the UI), each under the task run that logged it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    deadline = time.monotonic() + 30  # the API log worker sends in batches
+    while True:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200)
+        ours = [log for log in logs if log.name.startswith("darts_aux")]
+        committed = {log.task_run_id for log in ours if " committed: " in log.message}
+        if len(committed) == len(chunks) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert any(log.name == "darts_aux.fill" and "chunks in the ROI" in log.message and log.task_run_id
+               == task_runs["discover-arcticdem-32m"] for log in ours), [log.message for log in ours]
+    assert committed == {task_runs[f"commit-{chunk}"] for chunk in chunks}, [log.message for log in ours if "commit" in log.message]
+    assert any("fill: " in log.message and log.task_run_id is None for log in ours), "the flow's closing line"
 
 
 def test_tasks_carry_the_retry_policy() -> None:
