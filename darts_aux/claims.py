@@ -1,15 +1,17 @@
 """Chunk claims: a fill announces the chunks it is downloading, so other fills of the cube wait instead of
 downloading them again.
 
-A claim is a small file `<cube>/claims/<chunk>.claim`, created exclusively (O_EXCL) by the fill that takes the
-chunk, refreshed by a heartbeat while that fill runs and removed once the chunk's commit is done or has failed.
-A claim not refreshed for `lease` seconds, or whose process is gone (same host), belongs to a fill that died and
-is taken over. Claims only save work: where a fill cannot claim (a cube on object storage, a race, a wait that
-ran out) it downloads anyway, and the commit's merge keeps the pixels right either way.
+A claim is a small file `<cube>/claims/<chunk>.claim`, created exclusively by the fill that takes the chunk (a
+hard link on a local disk, a PUT with `If-None-Match: *` on object storage), refreshed by a heartbeat while that
+fill runs and removed once the chunk's commit is done or has failed. A claim not refreshed for `lease` seconds,
+or whose process is gone (same host), belongs to a fill that died and is taken over. Claims only save work: where
+a fill cannot claim (a race, a wait that ran out) it downloads anyway, and the commit's merge keeps the pixels
+right either way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -22,8 +24,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from .grid import ChunkId
+from .location import DataLocation, S3Location
 
 log = logging.getLogger(__name__)
 CLAIMS_DIR = "claims"
@@ -46,6 +50,83 @@ class ClaimHolder:
         return f"another fill (host {self.host}, pid {self.pid}, since {self.since[11:19]} UTC)"
 
 
+class ClaimFiles(Protocol):
+    """The four things claims need of a folder: exclusive create, read with its age, refresh, remove."""
+
+    def create(self, name: str, body: str) -> bool:
+        """Put the file in place whole unless one has this name; False when one has."""
+
+    def read(self, name: str) -> tuple[str, float] | None:
+        """The file's text and last-modified time (epoch seconds); None when there is none."""
+
+    def touch(self, name: str, body: str) -> None:
+        """Mark the file as modified now."""
+
+    def remove(self, name: str) -> None:
+        """Delete the file (gone already: fine)."""
+
+
+@dataclass(frozen=True)
+class LocalClaimFiles:
+    """Claims in a local (or network-mounted) folder: written aside, then hard-linked (never over another's)."""
+
+    folder: Path
+
+    def create(self, name: str, body: str) -> bool:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        aside = self.folder / f".{name}.{uuid.uuid4().hex}.tmp"
+        aside.write_text(body)
+        try:
+            os.link(aside, self.folder / name)
+        except FileExistsError:
+            return False
+        finally:
+            aside.unlink(missing_ok=True)
+        return True
+
+    def read(self, name: str) -> tuple[str, float] | None:
+        try:
+            modified = (self.folder / name).stat().st_mtime
+            return (self.folder / name).read_text(), modified
+        except FileNotFoundError:
+            return None
+
+    def touch(self, name: str, body: str) -> None:
+        os.utime(self.folder / name)
+
+    def remove(self, name: str) -> None:
+        (self.folder / name).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class S3ClaimFiles:
+    """Claims under an S3 prefix: a conditional PUT creates, a PUT refreshes (the object's time is the server's)."""
+
+    folder: S3Location
+
+    def create(self, name: str, body: str) -> bool:
+        return (self.folder / name).create_exclusive(body.encode())
+
+    def read(self, name: str) -> tuple[str, float] | None:
+        try:
+            modified = (self.folder / name).stat().st_mtime
+            return (self.folder / name).read_text(), modified
+        except FileNotFoundError:
+            return None
+
+    def touch(self, name: str, body: str) -> None:
+        # only while the object is still our claim: a single-part PUT's ETag is the MD5 of its bytes
+        (self.folder / name).overwrite_if_unchanged(body.encode(), hashlib.md5(body.encode()).hexdigest())
+
+    def remove(self, name: str) -> None:
+        (self.folder / name).unlink(missing_ok=True)
+
+
+def claim_files(folder: DataLocation) -> ClaimFiles:
+    """The claim files of a local folder or an S3 prefix."""
+    return S3ClaimFiles(folder) if isinstance(folder, S3Location) else LocalClaimFiles(folder)
+
+
 class ChunkClaims:
     """The claims one fill holds in one cube's claims folder (None: claims are off, every chunk is free).
 
@@ -53,25 +134,29 @@ class ChunkClaims:
     on exit every claim still held is released.
     """
 
-    def __init__(self, folder: Path | None, lease: float = DEFAULT_LEASE_SECONDS) -> None:
+    def __init__(self, folder: DataLocation | None, lease: float = DEFAULT_LEASE_SECONDS) -> None:
         self.folder = folder
+        self.files = claim_files(folder) if folder is not None else None
         self.lease = lease
         self.owner = uuid.uuid4().hex
-        self._held: set[ChunkId] = set()
+        self._held: dict[ChunkId, str] = {}
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
     @property
     def enabled(self) -> bool:
-        return self.folder is not None
+        return self.files is not None
 
     def claim(self, chunk: ChunkId) -> ClaimHolder | None:
         """Take the chunk's claim: None when it is ours now (or claims are off), else the live fill holding it."""
-        if self.folder is None:
+        if self.files is None:
             return None
         for _ in range(3):  # free → create; stale → remove and create again; a racing fill may win either
-            if self._create(chunk):
+            body = self._body(chunk)
+            if self.files.create(_name(chunk), body):
+                with self._guard:
+                    self._held[chunk] = body
                 return None
             holder = self.holder(chunk)
             if holder is not None:
@@ -81,46 +166,42 @@ class ChunkClaims:
 
     def holder(self, chunk: ChunkId) -> ClaimHolder | None:
         """The live fill (other than this one) holding the chunk's claim; None when free, ours, or stale (removed)."""
-        if self.folder is None:
+        if self.files is None:
             return None
-        path = self._path(chunk)
+        found = self.files.read(_name(chunk))
+        if found is None:
+            return None
+        text, modified = found
         try:
-            stat = path.stat()
-        except FileNotFoundError:
-            return None
-        try:
-            holder = _parse(chunk, path.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as error:  # not a claim darts-aux wrote: stale once it is old
+            holder = _parse(chunk, text)
+        except ValueError as error:  # not a claim darts-aux wrote: stale once it is old
             log.debug("chunk %s: unreadable claim (%s)", chunk, error)
-            holder = ClaimHolder(chunk, "", "an unknown host", 0, datetime.fromtimestamp(
-                stat.st_mtime, timezone.utc).isoformat(timespec="seconds"))
+            since = datetime.fromtimestamp(modified, timezone.utc).isoformat(timespec="seconds")
+            holder = ClaimHolder(chunk, "", "an unknown host", 0, since)
         if holder.owner == self.owner:
             return None
-        if time.time() - stat.st_mtime > self.lease or _dead_here(holder):
-            what = holder.describe()
+        age = time.time() - modified
+        if age > self.lease or _dead_here(holder):
             log.warning("chunk %s: the claim of %s is stale (not refreshed for %.0f s or its process is gone); "
-                        "taking the chunk over", chunk, what, time.time() - stat.st_mtime)
-            path.unlink(missing_ok=True)
+                        "taking the chunk over", chunk, holder.describe(), age)
+            self.files.remove(_name(chunk))
             return None
         return holder
 
     def release(self, chunks: Iterable[ChunkId]) -> None:
         """Give up the claims of these chunks (their commit is done or failed); others' claims are left alone."""
-        if self.folder is None:
+        if self.files is None:
             return
         for chunk in chunks:
             with self._guard:
-                if chunk not in self._held:
+                if self._held.pop(chunk, None) is None:
                     continue
-                self._held.discard(chunk)
-            path = self._path(chunk)
+            found = self.files.read(_name(chunk))
             try:
-                if _parse(chunk, path.read_text()).owner == self.owner:
-                    path.unlink(missing_ok=True)
+                if found is not None and _parse(chunk, found[0]).owner == self.owner:
+                    self.files.remove(_name(chunk))
             except (OSError, ValueError):
-                continue  # gone, or taken over by another fill after a stale period: not ours to remove
+                continue  # taken over by another fill after a stale period: not ours to remove
 
     def held(self) -> frozenset[ChunkId]:
         """The chunks this fill holds claims on."""
@@ -128,7 +209,7 @@ class ChunkClaims:
             return frozenset(self._held)
 
     def __enter__(self) -> ChunkClaims:
-        if self.folder is not None:
+        if self.files is not None:
             self._heartbeat = threading.Thread(target=self._beat, name="claim-heartbeat", daemon=True)
             self._heartbeat.start()
         return self
@@ -140,36 +221,24 @@ class ChunkClaims:
             self._heartbeat.join()
         self.release(self.held())
 
-    def _create(self, chunk: ChunkId) -> bool:
-        """Put the chunk's claim file in place whole (written aside, then hard-linked: never over another's)."""
-        assert self.folder is not None
-        self.folder.mkdir(parents=True, exist_ok=True)
-        body = json.dumps({"chunk": str(chunk), "owner": self.owner, "host": socket.gethostname(),
+    def _body(self, chunk: ChunkId) -> str:
+        return json.dumps({"chunk": str(chunk), "owner": self.owner, "host": socket.gethostname(),
                            "pid": os.getpid(), "since": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-        aside = self.folder / f".{chunk}.{self.owner}.tmp"
-        aside.write_text(body)
-        try:
-            os.link(aside, self._path(chunk))
-        except FileExistsError:
-            return False
-        finally:
-            aside.unlink(missing_ok=True)
-        with self._guard:
-            self._held.add(chunk)
-        return True
 
     def _beat(self) -> None:
         """Refresh every held claim until the fill ends (a claim removed meanwhile is simply not refreshed)."""
         while not self._stop.wait(self.lease / 4):
-            for chunk in self.held():
+            with self._guard:
+                held = dict(self._held)
+            for chunk, body in held.items():
                 try:
-                    os.utime(self._path(chunk))
-                except OSError:
-                    continue
+                    self.files.touch(_name(chunk), body)  # type: ignore[union-attr]
+                except OSError as error:
+                    log.debug("chunk %s: claim not refreshed (%s)", chunk, error)
 
-    def _path(self, chunk: ChunkId) -> Path:
-        assert self.folder is not None
-        return self.folder / f"{chunk}{SUFFIX}"
+
+def _name(chunk: ChunkId) -> str:
+    return f"{chunk}{SUFFIX}"
 
 
 def _parse(chunk: ChunkId, text: str) -> ClaimHolder:

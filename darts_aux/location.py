@@ -145,6 +145,27 @@ class S3Location:
     def write_text(self, text: str) -> int:
         return self.write_bytes(text.encode())
 
+    def create_exclusive(self, data: bytes) -> bool:
+        """PUT the object only if no object has this key (`If-None-Match: *`); False when one has."""
+        return self._put_unless_refused(data, IfNoneMatch="*")
+
+    def overwrite_if_unchanged(self, data: bytes, etag: str) -> bool:
+        """PUT the object only if it is still the one with this ETag (`If-Match`); False when it is not, or gone."""
+        return self._put_unless_refused(data, IfMatch=etag)
+
+    def _put_unless_refused(self, data: bytes, **condition: str) -> bool:
+        """A conditional PUT (boto3: pyarrow's filesystem sends no conditions); False when the condition fails."""
+        from botocore.exceptions import ClientError
+
+        try:
+            _client(self.options).put_object(Bucket=self.bucket, Key=self.key, Body=data, **condition)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404", "412"):
+                return False
+            raise
+        return True
+
     def unlink(self, missing_ok: bool = False) -> None:
         """Delete the object."""
         try:
@@ -242,3 +263,14 @@ def _filesystem(options: S3Options) -> pafs.S3FileSystem:
     if options.access_key_id and options.secret_access_key:
         kwargs.update(access_key=options.access_key_id, secret_key=options.secret_access_key)
     return pafs.S3FileSystem(**kwargs)
+
+
+@lru_cache(maxsize=8)
+def _client(options: S3Options) -> Any:
+    """A boto3 S3 client for a set of options (conditional PUTs, which pyarrow's filesystem cannot send)."""
+    import boto3
+
+    explicit = options.access_key_id is not None and options.secret_access_key is not None
+    return boto3.client("s3", endpoint_url=options.endpoint_url, region_name=options.region,
+                        aws_access_key_id=options.access_key_id if explicit else None,
+                        aws_secret_access_key=options.secret_access_key if explicit else None)

@@ -43,9 +43,8 @@ class _Waiting:
 
 
 def fill_claims(ctx: FillContext) -> ChunkClaims:
-    """The claims of one fill of `ctx`'s cube (off for a cube on object storage, which has no exclusive create)."""
-    folder = None if ctx.paths.on_object_store else ctx.paths.root / CLAIMS_DIR  # type: ignore[operator]
-    return ChunkClaims(folder, ctx.settings.claim_lease_seconds)  # type: ignore[arg-type]
+    """The claims of one fill of `ctx`'s cube, in its `claims` folder (or prefix, on object storage)."""
+    return ChunkClaims(ctx.paths.root / CLAIMS_DIR, ctx.settings.claim_lease_seconds)
 
 
 def run_shared(ctx: FillContext, claims: ChunkClaims, jobs: Sequence[ChunkJob],

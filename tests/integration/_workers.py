@@ -83,7 +83,7 @@ def load_arcticdem_region(settings: dict[str, str], data_dir: str, bounds: tuple
 
 def load_tcvis_region(settings: dict[str, str], data_dir: str, bounds: tuple[float, float, float, float],
                       start_at: float) -> tuple[int, float]:
-    """`load_tcvis` of a lon/lat bbox from `start_at` on; returns (valid pixels, seconds)."""
+    """`load_tcvis` of a lon/lat bbox (into a folder or an s3:// prefix) from `start_at` on; (valid pixels, seconds)."""
     import time
 
     from odc.geo.geobox import GeoBox
@@ -94,7 +94,7 @@ def load_tcvis_region(settings: dict[str, str], data_dir: str, bounds: tuple[flo
     _configure(settings)
     _wait_until(start_at)
     started = time.perf_counter()
-    data = load_tcvis(GeoBox.from_bbox(bounds, "EPSG:4326", resolution=TCVIS_PIXEL), Path(data_dir))
+    data = load_tcvis(GeoBox.from_bbox(bounds, "EPSG:4326", resolution=TCVIS_PIXEL), data_dir)
     return int(data["valid"].values.sum()), time.perf_counter() - started
 
 

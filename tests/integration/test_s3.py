@@ -161,3 +161,32 @@ def test_tile_index_discovery_with_an_s3_data_dir_keeps_the_index_in_the_user_ca
     elsewhere = GeoBox.from_bbox((520_000, 3_020_000, 540_000, 3_040_000), "EPSG:3413", resolution=32)
     load_arcticdem(elsewhere, s3_data_dir, 32)
     assert [r for r in use_catalog.requests("files") if r["path"].endswith(".zip")] == [], "the index is read once"
+
+
+def test_chunk_claims_on_s3_are_exclusive_refreshed_released_and_taken_over_when_stale(
+        s3_server: S3Server, s3_data_dir: str) -> None:
+    from darts_aux.claims import ChunkClaims
+    from darts_aux.grid import ChunkId
+
+    folder, chunk = as_location(f"{s3_data_dir}/claims"), ChunkId(2, 3)
+    key = f"{s3_data_dir.removeprefix(f's3://{BUCKET}/')}/claims/{chunk}.claim"
+    with ChunkClaims(folder, lease=4) as first, ChunkClaims(folder, lease=4) as second:
+        assert first.claim(chunk) is None and s3_server.keys(key) == [key]
+        holder = second.claim(chunk)
+        assert holder is not None and holder.owner == first.owner
+        created = s3_server.client().head_object(Bucket=BUCKET, Key=key)["LastModified"]
+        time.sleep(2.2)  # the heartbeat refreshes every lease / 4 = 1 s (S3 keeps whole seconds)
+        refreshed = s3_server.client().head_object(Bucket=BUCKET, Key=key)["LastModified"]
+        assert refreshed > created and second.claim(chunk) is not None, "a refreshed claim stays held"
+        second.release([chunk])
+        assert s3_server.keys(key) == [key], "another fill's release leaves the claim alone"
+        first.release([chunk])
+        assert s3_server.keys(key) == [] and second.claim(chunk) is None
+
+    abandoned = ChunkClaims(folder, lease=2)  # never entered: no heartbeat, as if its process had died elsewhere
+    assert abandoned.claim(chunk) is None
+    with ChunkClaims(folder, lease=2) as taker:
+        assert taker.claim(chunk) is not None
+        time.sleep(3.2)
+        assert taker.claim(chunk) is None and taker.held() == {chunk}
+    assert s3_server.keys(key) == []

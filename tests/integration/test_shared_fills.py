@@ -25,6 +25,7 @@ from darts_aux.settings import get_settings
 from darts_aux.store import Cube, cube_paths
 
 from . import _workers
+from ._s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server, s3_data_dir, s3_server  # noqa: F401 - fixtures
 from .test_tcvis import BANDS, CORNER_LAT, CORNER_LON
 from .test_tcvis import oracle as tcvis_oracle
 
@@ -49,7 +50,7 @@ def _settings(engine: LocalEarthEngine) -> dict[str, str]:
             "orchestrator": "inline", "retry_delay_seconds": "0.05"}
 
 
-def _check_cube(data_dir: Path, bounds: tuple[float, float, float, float]) -> None:
+def _check_cube(data_dir: Path | str, bounds: tuple[float, float, float, float]) -> None:
     """Every chunk of the box full in the manifest and equal to the server's formula."""
     chunks = GRID.chunks(bounds_window(PRODUCT.extent, bounds))
     rows = Manifest(cube_paths(data_dir, PRODUCT).manifest, GRID).latest()
@@ -59,14 +60,27 @@ def _check_cube(data_dir: Path, bounds: tuple[float, float, float, float]) -> No
         got, expected = cube.read(GRID.window(chunk)), tcvis_oracle(PRODUCT, GRID.window(chunk))
         for name in BANDS:
             np.testing.assert_array_equal(got[name], expected[name], err_msg=f"{chunk} {name}")
-    assert not list((cube_paths(data_dir, PRODUCT).root / CLAIMS_DIR).iterdir()), "every claim was released"
+    claims = cube_paths(data_dir, PRODUCT).root / CLAIMS_DIR
+    assert not (list(claims.iterdir()) if claims.exists() else []), "every claim was released"
+
+
+@pytest.fixture(params=["local", "s3"])
+def cache(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """Where the shared cache lives (a folder, or a prefix on the local S3 server) and the settings reaching it."""
+    if request.param == "local":
+        return str(tmp_path), {}
+    server: S3Server = request.getfixturevalue("s3_server")
+    prefix = request.getfixturevalue("s3_data_dir")
+    return prefix, {"s3_endpoint_url": server.endpoint, "s3_access_key_id": ACCESS_KEY,
+                    "s3_secret_access_key": SECRET_KEY, "s3_region": REGION}
 
 
 def test_processes_loading_one_region_at_once_download_each_chunk_once(
-        use_earth_engine: LocalEarthEngine, pool: multiprocessing.pool.Pool, tmp_path: Path) -> None:
-    settings = _settings(use_earth_engine)
+        use_earth_engine: LocalEarthEngine, pool: multiprocessing.pool.Pool, cache: tuple[str, dict[str, str]]) -> None:
+    root, reach = cache
+    settings = {**_settings(use_earth_engine), **reach}
     assert len(GRID.chunks(bounds_window(PRODUCT.extent, TWO_CHUNKS))) == 2
-    pool.apply(_workers.load_tcvis_region, (settings, str(tmp_path / "alone"), TWO_CHUNKS, 0.0))
+    pool.apply(_workers.load_tcvis_region, (settings, f"{root}/alone", TWO_CHUNKS, 0.0))
     alone = len(use_earth_engine.compute_requests())
     assert alone >= 2
 
@@ -74,13 +88,13 @@ def test_processes_loading_one_region_at_once_download_each_chunk_once(
     use_earth_engine.set_delay(0.3)  # each chunk takes a while, so the processes overlap for sure
     try:
         start = time.time() + 0.5
-        jobs = [(settings, str(tmp_path / "shared"), TWO_CHUNKS, start + 0.15 * k) for k in range(PROCESSES)]
+        jobs = [(settings, f"{root}/shared", TWO_CHUNKS, start + 0.15 * k) for k in range(PROCESSES)]
         results = pool.starmap(_workers.load_tcvis_region, jobs)
     finally:
         use_earth_engine.set_delay(0.0)
     assert len({valid for valid, _ in results}) == 1 and results[0][0] > 0, "every process got the whole region"
     assert len(use_earth_engine.compute_requests()) == alone, "three processes asked for each chunk once, together"
-    _check_cube(tmp_path / "shared", TWO_CHUNKS)
+    _check_cube(f"{root}/shared", TWO_CHUNKS)
 
 
 def test_a_prefect_fill_waits_for_the_chunk_another_process_is_downloading(

@@ -119,9 +119,10 @@ def test_without_other_fills_every_chunk_runs_in_one_round(tmp_path: Path) -> No
     assert list((tmp_path / "arcticdem-32m" / "claims").iterdir()) == []
 
 
-def test_claims_are_off_for_a_cube_on_object_storage(tmp_path: Path) -> None:
+def test_a_cube_on_object_storage_keeps_its_claims_under_its_prefix(tmp_path: Path) -> None:
     ctx = FillContext(arcticdem(32), as_location("s3://bucket/cubes"), Settings(data_dir=tmp_path))
-    assert not fill_claims(ctx).enabled
+    claims = fill_claims(ctx)
+    assert claims.enabled and str(claims.folder) == "s3://bucket/cubes/arcticdem-32m/claims"
 
 
 def test_a_chunk_committed_by_another_fill_since_it_was_planned_is_not_downloaded(tmp_path: Path) -> None:
