@@ -65,24 +65,53 @@ class ClaimFiles(Protocol):
     def remove(self, name: str) -> None:
         """Delete the file (gone already: fine)."""
 
+    def names(self) -> list[str]:
+        """The claim files present."""
 
-@dataclass(frozen=True)
+    def tidy(self) -> None:
+        """Remove what creating claims left behind once no claim is left (empty folders)."""
+
+
 class LocalClaimFiles:
-    """Claims in a local (or network-mounted) folder: written aside, then hard-linked (never over another's)."""
+    """Claims in a local (or network-mounted) folder: written aside, then hard-linked (never over another's).
 
-    folder: Path
+    The folders it had to create are removed again by `tidy` once empty, so a fill that wrote nothing else (a source
+    rejected before any commit) leaves the data directory as it found it.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._made: list[Path] = []
 
     def create(self, name: str, body: str) -> bool:
+        for _ in range(3):  # another fill may remove the emptied folder between our mkdir and our write
+            self._make_folder()
+            aside = self.folder / f".{name}.{uuid.uuid4().hex}.tmp"
+            try:
+                aside.write_text(body)
+            except FileNotFoundError:
+                continue
+            try:
+                os.link(aside, self.folder / name)
+            except FileExistsError:
+                return False
+            finally:
+                aside.unlink(missing_ok=True)
+            return True
+        raise FileNotFoundError(f"could not create {self.folder}")
+
+    def tidy(self) -> None:
+        for made in reversed(self._made):  # deepest first; a folder that is not empty (a cube, others' claims) stays
+            try:
+                made.rmdir()
+            except OSError:
+                break
+        self._made.clear()
+
+    def _make_folder(self) -> None:
+        missing = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
         self.folder.mkdir(parents=True, exist_ok=True)
-        aside = self.folder / f".{name}.{uuid.uuid4().hex}.tmp"
-        aside.write_text(body)
-        try:
-            os.link(aside, self.folder / name)
-        except FileExistsError:
-            return False
-        finally:
-            aside.unlink(missing_ok=True)
-        return True
+        self._made.extend(p for p in reversed(missing) if p not in self._made)
 
     def read(self, name: str) -> tuple[str, float] | None:
         try:
@@ -96,6 +125,9 @@ class LocalClaimFiles:
 
     def remove(self, name: str) -> None:
         (self.folder / name).unlink(missing_ok=True)
+
+    def names(self) -> list[str]:
+        return sorted(path.name for path in self.folder.glob(f"*{SUFFIX}")) if self.folder.is_dir() else []
 
 
 @dataclass(frozen=True)
@@ -120,6 +152,12 @@ class S3ClaimFiles:
 
     def remove(self, name: str) -> None:
         (self.folder / name).unlink(missing_ok=True)
+
+    def names(self) -> list[str]:
+        return sorted(path.name for path in self.folder.glob(f"*{SUFFIX}"))
+
+    def tidy(self) -> None:
+        return  # a prefix is no object: nothing is left once the claims are deleted
 
 
 def claim_files(folder: DataLocation) -> ClaimFiles:
@@ -220,6 +258,8 @@ class ChunkClaims:
         if self._heartbeat is not None:
             self._heartbeat.join()
         self.release(self.held())
+        if self.files is not None:
+            self.files.tidy()
 
     def _body(self, chunk: ChunkId) -> str:
         return json.dumps({"chunk": str(chunk), "owner": self.owner, "host": socket.gethostname(),
@@ -235,6 +275,22 @@ class ChunkClaims:
                     self.files.touch(_name(chunk), body)  # type: ignore[union-attr]
                 except OSError as error:
                     log.debug("chunk %s: claim not refreshed (%s)", chunk, error)
+
+
+def live_claims(folder: DataLocation, lease: float = DEFAULT_LEASE_SECONDS) -> list[ClaimHolder]:
+    """The claims in a folder held by running fills (stale ones are skipped, not removed): what is downloading now."""
+    files, live = claim_files(folder), []
+    for name in files.names():
+        found = files.read(name)
+        if found is None or time.time() - found[1] > lease:
+            continue
+        try:
+            holder = _parse(ChunkId.parse(name.removesuffix(SUFFIX)), found[0])
+        except ValueError:
+            continue
+        if not _dead_here(holder):
+            live.append(holder)
+    return live
 
 
 def _name(chunk: ChunkId) -> str:

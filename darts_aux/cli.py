@@ -141,19 +141,21 @@ def status(
         "--map", help="Also write each cube's coverage map (chunks by status): --map out.png writes "
                       "out-<cube>.png per cube, e.g. out-arcticdem-32m.png.")] = None,
 ) -> None:
-    """Per cube: chunks full / partial, bytes on disk, last update."""
+    """Per cube: chunks full / partial, chunks being downloaded now (by which fills), bytes on disk, last update."""
     from .api import resolve_data_dir
-    from .cli_support import write_coverage_maps
+    from .cli_support import downloading_cell, write_coverage_maps
     from .cubes import cube_statuses
     from .settings import get_settings
 
-    directory = resolve_data_dir(data_dir, get_settings())
-    rows = cube_statuses(directory) if directory.is_dir() else []
+    settings = get_settings()
+    directory = resolve_data_dir(data_dir, settings)
+    rows = cube_statuses(directory, settings.claim_lease_seconds) if directory.is_dir() else []
     table = Table(title=f"cubes in {directory}")
-    for column in ("cube", "full", "partial", "bytes on disk", "last update"):
+    for column in ("cube", "full", "partial", "downloading", "bytes on disk", "last update"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row.product.key, str(row.full), str(row.partial), f"{row.bytes_on_disk / 1e6:,.1f} MB",
+        table.add_row(row.product.key, str(row.full), str(row.partial), downloading_cell(row.downloading),
+                      f"{row.bytes_on_disk / 1e6:,.1f} MB",
                       row.last_update.isoformat(timespec="seconds") if row.last_update else "-")
     console.print(table)
     if map_ is not None:

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from .claims import ClaimHolder
     from .cubes import CubeStatus
     from .fill import FillReport
     from .grid import PixelWindow
@@ -494,3 +495,12 @@ def verify_with_progress(data_dir: Path | None, repair: bool, console: Console) 
                           f"{verdict.product.key}/ aside and fetch the region again")
         sound = sound and not unreadable and (fixed == len(verdict.problems))
     return sound
+
+
+def downloading_cell(claims: Sequence[ClaimHolder]) -> str:
+    """'0', or '3 (host a pid 12, host b pid 7)': chunks being downloaded and the fills downloading them."""
+    if not claims:
+        return "0"
+    fills = sorted({f"{claim.host} pid {claim.pid}" for claim in claims})
+    more = f", +{len(fills) - 3}" if len(fills) > 3 else ""
+    return f"{len(claims)} ({', '.join(fills[:3])}{more})"

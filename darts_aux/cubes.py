@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .claims import CLAIMS_DIR, DEFAULT_LEASE_SECONDS, ClaimHolder, live_claims
 from .grid import ChunkGrid, ChunkId
 from .location import DataLocation, S3Location
 from .manifest import ChunkRecord, Manifest
@@ -24,6 +25,8 @@ class CubeStatus:
     bytes_on_disk: int
     last_update: datetime | None
     manifest_files: tuple[DataLocation, ...]
+    downloading: tuple[ClaimHolder, ...] = ()
+    """Chunks running fills are downloading now (their live claims)."""
 
 
 def known_products() -> list[Product]:
@@ -36,8 +39,8 @@ def present_products(data_dir: DataLocation) -> Iterator[Product]:
     return (p for p in known_products() if cube_exists(data_dir, p))
 
 
-def cube_statuses(data_dir: DataLocation) -> list[CubeStatus]:
-    """One status row per cube present."""
+def cube_statuses(data_dir: DataLocation, lease: float = DEFAULT_LEASE_SECONDS) -> list[CubeStatus]:
+    """One status row per cube present (`lease`: how old a chunk claim may be and still count as downloading)."""
     rows = []
     for product in present_products(data_dir):
         paths = cube_paths(data_dir, product)
@@ -47,7 +50,7 @@ def cube_statuses(data_dir: DataLocation) -> list[CubeStatus]:
         size = _bytes_under(paths.root)
         last = max((r.checked_at for r in latest.values()), default=None)
         rows.append(CubeStatus(product, statuses.count("full"), statuses.count("partial"), size, last,
-                               tuple(manifest.files())))
+                               tuple(manifest.files()), tuple(live_claims(paths.root / CLAIMS_DIR, lease))))
     return rows
 
 

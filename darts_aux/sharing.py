@@ -53,8 +53,10 @@ def run_shared(ctx: FillContext, claims: ChunkClaims, jobs: Sequence[ChunkJob],
 
     `run` must release each chunk's claim once its commit is done or failed (or leave it to the claims' exit).
     """
-    shared, waiting = SharedFill(), {}  # type: tuple[SharedFill, dict[ChunkId, _Waiting]]
-    pending, forced = list(jobs), set()  # type: list[ChunkJob], set[ChunkId]
+    shared = SharedFill()
+    waiting: dict[ChunkId, _Waiting] = {}
+    pending: list[ChunkJob] = list(jobs)
+    forced: set[ChunkId] = set()
     while pending or waiting:
         mine = [job for job in pending if job.chunk in forced or not _wait_for(claims, job, waiting)]
         if mine and claims.enabled:  # another fill may have committed some since they were planned

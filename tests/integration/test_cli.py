@@ -19,6 +19,7 @@ import rasterio
 from odc.geo.geobox import GeoBox
 from typer.testing import CliRunner
 
+from darts_aux.claims import CLAIMS_DIR, ChunkClaims
 from darts_aux.cli import app
 from darts_aux.cli_support import coverage_map_path
 from darts_aux.grid import ChunkGrid, PixelWindow, roi_window, window_bounds, window_geobox
@@ -121,7 +122,11 @@ def test_fetch_twice_status_map_and_load_in_process(use_catalog: LocalCatalog, i
 
     out = tmp_path / "maps" / "coverage.png"
     status = _invoke("status", "--data-dir", str(data_dir), "--map", str(out))
-    assert _table_row(status.stdout, "arcticdem-32m")[1:3] == ["2", "0"]
+    assert _table_row(status.stdout, "arcticdem-32m")[1:4] == ["2", "0", "0"]
+    with ChunkClaims(cube_paths(data_dir, ARCTICDEM_32).root / CLAIMS_DIR) as running_fill:
+        assert running_fill.claim(chunks[0]) is None
+        busy = _invoke("status", "--data-dir", str(data_dir))
+    assert _table_row(busy.stdout, "arcticdem-32m")[3].startswith("1 ("), "a chunk another fill is downloading"
     picture = coverage_map_path(out, ARCTICDEM_32)
     assert picture == tmp_path / "maps" / "coverage-arcticdem-32m.png"
     _assert_coverage_png(picture)

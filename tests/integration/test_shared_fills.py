@@ -98,7 +98,8 @@ def test_processes_loading_one_region_at_once_download_each_chunk_once(
 
 
 def test_a_prefect_fill_waits_for_the_chunk_another_process_is_downloading(
-        use_earth_engine: LocalEarthEngine, via_prefect: None, pool: multiprocessing.pool.Pool, tmp_path: Path) -> None:
+        use_earth_engine: LocalEarthEngine, forget_new_flow_runs: None, pool: multiprocessing.pool.Pool, tmp_path: Path
+) -> None:
     settings, shared = _settings(use_earth_engine), tmp_path / "shared"
     window = bounds_window(PRODUCT.extent, TWO_CHUNKS)
     west = GRID.chunks(bounds_window(PRODUCT.extent, ONE_CHUNK))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from darts_aux.claims import ChunkClaims
+from darts_aux.claims import ChunkClaims, live_claims
 from darts_aux.grid import ChunkId
 
 CHUNK = ChunkId(3, 4)
@@ -101,7 +101,7 @@ def test_without_a_folder_every_chunk_is_free(tmp_path: Path) -> None:
 @pytest.mark.parametrize("racers", [5])
 def test_racing_claims_leave_exactly_one_owner(tmp_path: Path, racers: int) -> None:
     script = (
-        "import sys, time; from pathlib import Path; from darts_aux.claims import ChunkClaims; "
+        "import sys, time; from pathlib import Path; from darts_aux.claims import ChunkClaims, live_claims; "
         "from darts_aux.grid import ChunkId; time.sleep(max(0, float(sys.argv[2]) - time.time())); "
         "c = ChunkClaims(Path(sys.argv[1])); print('won' if c.claim(ChunkId(3, 4)) is None else 'lost', flush=True); "
         "time.sleep(2)"
@@ -111,3 +111,29 @@ def test_racing_claims_leave_exactly_one_owner(tmp_path: Path, racers: int) -> N
                               text=True) for _ in range(racers)]
     outcomes = [proc.communicate(timeout=60)[0].strip() for proc in procs]
     assert outcomes.count("won") == 1 and outcomes.count("lost") == racers - 1, outcomes
+
+
+def test_live_claims_lists_what_running_fills_download_and_removes_nothing(tmp_path: Path) -> None:
+    with ChunkClaims(tmp_path, lease=30) as first, ChunkClaims(tmp_path, lease=30) as second:
+        assert first.claim(ChunkId(1, 1)) is None and second.claim(ChunkId(1, 2)) is None
+        assert first.claim(ChunkId(1, 3)) is None
+        old = time.time() - 31
+        os.utime(_claim_file(tmp_path, ChunkId(1, 3)), (old, old))  # stale
+        body = {"chunk": "r0001c0004", "owner": "gone", "host": socket.gethostname(), "pid": 2**22 + 7, "since": "x"}
+        _claim_file(tmp_path, ChunkId(1, 4)).write_text(json.dumps(body))  # its process is gone
+        live = live_claims(tmp_path, lease=30)
+        assert sorted((c.chunk, c.owner) for c in live) == [(ChunkId(1, 1), first.owner), (ChunkId(1, 2), second.owner)]
+        assert len(list(tmp_path.glob("*.claim"))) == 4
+    assert live_claims(tmp_path / "missing") == []
+
+
+def test_folders_made_for_claims_go_with_them_unless_something_else_moved_in(tmp_path: Path) -> None:
+    folder = tmp_path / "data" / "arcticdem-32m" / "claims"
+    with ChunkClaims(folder) as claims:
+        assert claims.claim(CHUNK) is None and folder.is_dir()
+    assert not (tmp_path / "data").exists(), "a fill that committed nothing leaves the data directory as it was"
+
+    with ChunkClaims(folder) as claims:
+        assert claims.claim(CHUNK) is None
+        (folder.parent / "cube.json").write_text("{}")  # the fill (or another) created the cube meanwhile
+    assert not folder.exists() and (folder.parent / "cube.json").exists()

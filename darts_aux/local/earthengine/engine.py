@@ -13,7 +13,6 @@ interpreter exit, and (Linux, main thread) when this process dies.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
