@@ -45,6 +45,19 @@ def pool() -> Iterator[multiprocessing.pool.Pool]:
         yield workers
 
 
+@pytest.fixture(scope="module")
+def requests_alone(earth_engine: LocalEarthEngine, pool: multiprocessing.pool.Pool,
+                   tmp_path_factory: pytest.TempPathFactory) -> int:
+    """computePixels requests one process alone sends to fill the two chunks (the count to match)."""
+    earth_engine.clear_faults()
+    earth_engine.reset_log()
+    pool.apply(_workers.load_tcvis_region, (_settings(earth_engine), str(tmp_path_factory.mktemp("alone")),
+                                            TWO_CHUNKS, 0.0))
+    count = len(earth_engine.compute_requests())
+    assert count >= 2
+    return count
+
+
 def _settings(engine: LocalEarthEngine) -> dict[str, str]:
     return {"ee_url": engine.url, "ee_project": engine.project, "ee_credentials": "anonymous",
             "orchestrator": "inline", "retry_delay_seconds": "0.05"}
@@ -76,15 +89,11 @@ def cache(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str
 
 
 def test_processes_loading_one_region_at_once_download_each_chunk_once(
-        use_earth_engine: LocalEarthEngine, pool: multiprocessing.pool.Pool, cache: tuple[str, dict[str, str]]) -> None:
+        requests_alone: int, use_earth_engine: LocalEarthEngine, pool: multiprocessing.pool.Pool,
+        cache: tuple[str, dict[str, str]]) -> None:
     root, reach = cache
     settings = {**_settings(use_earth_engine), **reach}
     assert len(GRID.chunks(bounds_window(PRODUCT.extent, TWO_CHUNKS))) == 2
-    pool.apply(_workers.load_tcvis_region, (settings, f"{root}/alone", TWO_CHUNKS, 0.0))
-    alone = len(use_earth_engine.compute_requests())
-    assert alone >= 2
-
-    use_earth_engine.reset_log()
     use_earth_engine.set_delay(0.3)  # each chunk takes a while, so the processes overlap for sure
     try:
         start = time.time() + 0.5
@@ -93,22 +102,19 @@ def test_processes_loading_one_region_at_once_download_each_chunk_once(
     finally:
         use_earth_engine.set_delay(0.0)
     assert len({valid for valid, _ in results}) == 1 and results[0][0] > 0, "every process got the whole region"
-    assert len(use_earth_engine.compute_requests()) == alone, "three processes asked for each chunk once, together"
+    assert len(use_earth_engine.compute_requests()) == requests_alone, "three processes asked for each chunk once"
     _check_cube(f"{root}/shared", TWO_CHUNKS)
 
 
 def test_a_prefect_fill_waits_for_the_chunk_another_process_is_downloading(
-        use_earth_engine: LocalEarthEngine, forget_new_flow_runs: None, pool: multiprocessing.pool.Pool, tmp_path: Path
-) -> None:
+        requests_alone: int, use_earth_engine: LocalEarthEngine, forget_new_flow_runs: None,
+        pool: multiprocessing.pool.Pool, tmp_path: Path) -> None:
     settings, shared = _settings(use_earth_engine), tmp_path / "shared"
     window = bounds_window(PRODUCT.extent, TWO_CHUNKS)
     west = GRID.chunks(bounds_window(PRODUCT.extent, ONE_CHUNK))
     assert len(west) == 1 and west[0] in GRID.chunks(window)
     claim = cube_paths(shared, PRODUCT).root / CLAIMS_DIR / f"{west[0]}.claim"
-    pool.apply(_workers.load_tcvis_region, (settings, str(tmp_path / "alone"), TWO_CHUNKS, 0.0))
-    alone = len(use_earth_engine.compute_requests())
 
-    use_earth_engine.reset_log()
     use_earth_engine.set_delay(1.0)
     try:
         other = pool.apply_async(_workers.load_tcvis_region, (settings, str(shared), ONE_CHUNK, 0.0))
@@ -124,5 +130,5 @@ def test_a_prefect_fill_waits_for_the_chunk_another_process_is_downloading(
         use_earth_engine.set_delay(0.0)
     assert (report.chunks_total, report.chunks_fetched, report.chunks_by_others) == (2, 1, 1)
     assert report.seconds_waiting > 0
-    assert len(use_earth_engine.compute_requests()) == alone, "the process and the flow asked for each chunk once"
+    assert len(use_earth_engine.compute_requests()) == requests_alone, "the process and the flow: each chunk once"
     _check_cube(shared, TWO_CHUNKS)
