@@ -1,9 +1,9 @@
 """Fills sharing a cube: each chunk is downloaded by one fill while the others wait for it.
 
 A fill claims the chunks it is about to download (`claims.ChunkClaims`), drops those another fill committed since
-they were planned, downloads and commits the rest, then waits for the chunks other fills hold. When such a claim goes (committed, failed, or its fill died), the chunk's manifest
-row says what the other fill applied; only the items still missing are downloaded, and a chunk the other fill
-completed costs nothing.
+they were planned, downloads and commits the rest, then waits for the chunks other fills hold. When such a claim
+goes (committed, failed, or its fill died), the chunk's manifest row says what the other fill applied; only the
+items still missing are downloaded, and a chunk the other fill completed costs nothing.
 """
 
 from __future__ import annotations

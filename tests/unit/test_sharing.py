@@ -37,7 +37,8 @@ def _jobs() -> list[ChunkJob]:
     return [ChunkJob(chunk, (T1, T2), (T1, T2)) for chunk in (A, B, C)]
 
 
-def _other_fill_finishes(ctx: FillContext, other: ChunkClaims, record: ChunkRecord | None, after: float) -> threading.Thread:
+def _other_fill_finishes(ctx: FillContext, other: ChunkClaims, record: ChunkRecord | None,
+                         after: float) -> threading.Thread:
     """Another fill holding B: after `after` s it records B (if given) and lets go of its claim."""
     def finish() -> None:
         time.sleep(after)
