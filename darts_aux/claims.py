@@ -114,11 +114,7 @@ class LocalClaimFiles:
         self._made.extend(p for p in reversed(missing) if p not in self._made)
 
     def read(self, name: str) -> tuple[str, float] | None:
-        try:
-            modified = (self.folder / name).stat().st_mtime
-            return (self.folder / name).read_text(), modified
-        except FileNotFoundError:
-            return None
+        return _text_and_time(self.folder / name)
 
     def touch(self, name: str, body: str) -> None:
         os.utime(self.folder / name)
@@ -140,11 +136,7 @@ class S3ClaimFiles:
         return (self.folder / name).create_exclusive(body.encode())
 
     def read(self, name: str) -> tuple[str, float] | None:
-        try:
-            modified = (self.folder / name).stat().st_mtime
-            return (self.folder / name).read_text(), modified
-        except FileNotFoundError:
-            return None
+        return _text_and_time(self.folder / name)
 
     def touch(self, name: str, body: str) -> None:
         # only while the object is still our claim: a single-part PUT's ETag is the MD5 of its bytes
@@ -158,6 +150,15 @@ class S3ClaimFiles:
 
     def tidy(self) -> None:
         return  # a prefix is no object: nothing is left once the claims are deleted
+
+
+def _text_and_time(path: DataLocation) -> tuple[str, float] | None:
+    """A file's (or object's) text and last-modified time; None when it is gone."""
+    try:
+        modified = path.stat().st_mtime
+        return path.read_text(), modified
+    except FileNotFoundError:
+        return None
 
 
 def claim_files(folder: DataLocation) -> ClaimFiles:
