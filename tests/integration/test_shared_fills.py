@@ -115,7 +115,7 @@ def test_a_prefect_fill_waits_for_the_chunk_another_process_is_downloading(
     assert len(west) == 1 and west[0] in GRID.chunks(window)
     claim = cube_paths(shared, PRODUCT).root / CLAIMS_DIR / f"{west[0]}.claim"
 
-    use_earth_engine.set_delay(1.0)
+    use_earth_engine.set_delay(3.0)  # the other process holds its claim for seconds, whatever the flow takes to start
     try:
         other = pool.apply_async(_workers.load_tcvis_region, (settings, str(shared), ONE_CHUNK, 0.0))
         deadline = time.monotonic() + 60
