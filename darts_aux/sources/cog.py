@@ -18,6 +18,7 @@ import itertools
 import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -39,6 +40,11 @@ if TYPE_CHECKING:
     from rasterio.windows import Window
 
 log = logging.getLogger(__name__)
+_MASK_FLAGS_LOCK = threading.Lock()
+"""One thread at a time asks GDAL for a new handle's mask flags. rasterio does it in every `read()` with the GIL
+held, and the first time GDAL reads the file's mask directories over HTTP; if another thread is downloading the
+same bytes and its error handler (rasterio's, in Python) needs the GIL, both wait forever. Asked once per handle,
+under this lock, right after opening, later reads find the flags cached."""
 T = TypeVar("T")
 SOURCE = "cog"
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -180,6 +186,12 @@ class CogFile:
         with uncached(self.href) if fresh else nullcontext():
             try:
                 src = rasterio.open(self.href)
+                try:
+                    with _MASK_FLAGS_LOCK:  # see _MASK_FLAGS_LOCK
+                        src.mask_flag_enums  # noqa: B018 - GDAL scans the file's masks once, here, not in read()
+                except BaseException:
+                    src.close()
+                    raise
             except RasterioIOError as error:
                 self.stale = True
                 raise open_failure(self.href, error) from error
