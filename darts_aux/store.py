@@ -283,9 +283,11 @@ async def _open_arrays(store: Any, names: Sequence[str]) -> dict[str, AsyncArray
 
 async def _read_parts(store: Any, names: Sequence[str], parts: Sequence[PixelWindow]) -> Arrays:
     """Every variable over the parts of a window (side by side), all decoded concurrently."""
+    from .chunkread import read_windows
+
     group = await zarr.api.asynchronous.open_group(store=store, mode="r")
     arrays: list[Any] = await asyncio.gather(*(group.getitem(name) for name in names))
-    pieces = await asyncio.gather(*(array.getitem(part.slices) for array in arrays for part in parts))
+    pieces = await read_windows(dict(zip(names, arrays, strict=True)), parts)
     if len(parts) == 1:
         return dict(zip(names, pieces, strict=True))
     return {name: np.concatenate(pieces[i * len(parts):(i + 1) * len(parts)], axis=1) for i, name in enumerate(names)}
