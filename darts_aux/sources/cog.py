@@ -20,7 +20,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, TypeVar
 
@@ -99,23 +99,26 @@ def read_chunk(
             overlap = item.window_on(product).intersect(window)
             if overlap.is_empty:
                 continue
+            target = overlap.relative_to(window)
+            # the first item lands on an empty chunk, so it is read straight into it; later ones only fill its gaps
+            into = None if result.applied else {name: array[target] for name, array in result.arrays.items()}
             try:
-                tiles = read_item(product, item, overlap, policy, timeout)
+                tiles = read_item(product, item, overlap, policy, timeout, into)
             except SourceDataError:
                 raise
             except Exception as error:
                 if not is_transient(error):
                     raise
+                if into is not None:  # rows read before the failure must not stay behind without the item
+                    for variable in product.variables:
+                        into[variable.name][...] = variable.fill_value
                 failure = ItemFailure(item.id, f"{type(error).__name__}: {error}", True, source="cog")
                 log.warning("chunk %s: item %s failed after retries: %s", chunk, item.id, failure.reason)
                 result.failed.append(failure)
                 continue
-            target = overlap.relative_to(window)
-            for variable in product.variables:
-                if result.applied:
+            if into is None:
+                for variable in product.variables:
                     fill_gaps(result.arrays[variable.name][target], tiles[variable.name], variable.fill_value)
-                else:  # the first item lands on an empty chunk: nothing to keep
-                    result.arrays[variable.name][target] = tiles[variable.name]
             result.applied.append(item.id)
             result.pixels_read += overlap.shape[0] * overlap.shape[1]
     result.seconds = time.perf_counter() - started
@@ -123,8 +126,11 @@ def read_chunk(
 
 
 def read_item(product: Product, item: TileItem, overlap: PixelWindow, policy: RetryPolicy,
-              timeout: float) -> dict[str, np.ndarray]:
-    """One item's window of every variable's asset, nodata turned into the cube's fill value."""
+              timeout: float, into: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """One item's window of every variable's asset, nodata turned into the cube's fill value.
+
+    With `into` (an array per variable, of the overlap's shape) the pixels are read into those arrays.
+    """
     from rasterio.windows import Window
 
     rows, cols = overlap.relative_to(item.window_on(product))
@@ -132,21 +138,23 @@ def read_item(product: Product, item: TileItem, overlap: PixelWindow, policy: Re
     out = {}
     for variable in product.variables:
         href = item.hrefs[variable.source_asset]
-        data, nodata = read_asset(href, window, item, variable.dtype, product, policy, timeout)
+        target = None if into is None else into[variable.name]
+        data, nodata = read_asset(href, window, item, variable.dtype, product, policy, timeout, target)
         source_nodata = variable.source_nodata if nodata is None else nodata
         out[variable.name] = nodata_to_fill(data, source_nodata, variable.fill_value)
     return out
 
 
 def read_asset(href: str, window: Window, item: TileItem, dtype: str, product: Product, policy: RetryPolicy,
-               timeout: float) -> tuple[np.ndarray, float | None]:
-    """One COG's window: checked, then read one row of blocks at a time, each part retried on its own."""
+               timeout: float, out: np.ndarray | None = None) -> tuple[np.ndarray, float | None]:
+    """One COG's window: checked, then read one row of blocks at a time (into `out`, or a new array), each part
+    retried on its own. GDAL writes every row straight into its place: no array per row, no copy."""
     cog = CogFile(href, timeout)
     try:
         block_height, nodata = cog.retried(policy, lambda: cog.check(item, dtype, product))
-        data = np.empty((int(window.height), int(window.width)), dtype=dtype)
+        data = np.empty((int(window.height), int(window.width)), dtype=dtype) if out is None else out
         for part, rows in block_rows(window, block_height):
-            data[rows] = cog.retried(policy, lambda part=part: cog.read(part), part)
+            cog.retried(policy, lambda part=part, rows=rows: cog.read(part, data[rows]), part)
     finally:
         cog.close()
     return data, nodata
@@ -210,13 +218,13 @@ class CogFile:
             check_tile(src, self.href, item, dtype, product)
             return src.block_shapes[0][0], src.nodata
 
-    def read(self, part: Window) -> np.ndarray:
-        """One window of band 1."""
+    def read(self, part: Window, out: np.ndarray | None = None) -> np.ndarray:
+        """One window of band 1 (into `out`, an array of the window's shape, when given)."""
         from rasterio.errors import RasterioIOError
 
         with self.opened() as src:
             try:
-                return src.read(1, window=part)
+                return src.read(1, window=part, out=out)
             except RasterioIOError as error:
                 self.stale = True
                 raise TransientSourceError(f"reading {self.href} failed: {error}", source=SOURCE) from error

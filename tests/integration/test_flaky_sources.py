@@ -16,6 +16,7 @@ import logging
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
@@ -183,6 +184,40 @@ def test_file_server_that_stays_down_leaves_chunks_partial_and_raises(
     assert set().union(*(r.items_failed for r in rows.values())) == items
     failures = [r for r in caplog.records if "failed after retries" in r.getMessage()]
     assert failures and all("TransientSourceError" in r.getMessage() for r in failures), "the reason is logged"
+
+
+def test_an_item_whose_mask_cannot_be_read_leaves_none_of_its_elevations_behind(
+    catalog: LocalCatalog, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    """The first item of a chunk is read straight into the chunk: when its second asset fails for good, the rows
+    of its first asset already read must go again, so the chunk holds exactly the items recorded as applied."""
+    _settings(monkeypatch, "arcticdem", retries=1)
+    product, grid = arcticdem(32), ChunkGrid(arcticdem(32))
+    window = roi_window(ROI_32M, product.extent)
+    tiles = published_tiles(catalog, 32, window)
+    broken = tiles[0]  # read first (items go in id order) into every chunk it covers
+    with FaultProxy(catalog.base_url) as proxy:
+        _through(proxy, catalog, monkeypatch)
+        proxy.down(path_prefix=urlparse(catalog.asset_url(broken.item_id, "datamask")).path)
+        with pytest.raises(SourceUnavailableError):
+            load_arcticdem(ROI_32M, tmp_path, 32)
+        dem_reads = proxy.requests(path_contains=urlparse(catalog.asset_url(broken.item_id, "dem")).path)
+
+    assert dem_reads and all(r["fault"] == "none" for r in dem_reads), "the item's dem was read before its mask failed"
+    rows = _manifest(tmp_path, product).latest(window)
+    touched = [chunk for chunk in grid.chunks(window) if broken in published_tiles(catalog, 32, grid.window(chunk))]
+    assert touched and all(broken.item_id in rows[c].items_failed for c in touched)
+    cube = Cube.open(tmp_path, product)
+    for chunk in touched:
+        stored = cube.read(grid.window(chunk))
+        others = [t for t in published_tiles(catalog, 32, grid.window(chunk)) if t != broken]
+        assert sorted(rows[chunk].items_applied) == sorted(t.item_id for t in others)
+        if others:
+            oracle = rasterio_mosaic(catalog, 32, grid.window(chunk), others)
+            np.testing.assert_array_equal(stored["dem"], oracle["dem"])
+            np.testing.assert_array_equal(stored["datamask"], oracle["datamask"])
+        else:
+            assert np.isnan(stored["dem"]).all() and (stored["datamask"] == 0).all()
 
 
 def test_earth_engine_that_stays_down_commits_nothing_and_raises(
