@@ -149,30 +149,82 @@ class UncompressedCopy:
         return {name: group[name][self.slices] for name in self.names}
 
 
+class ChunkObjects:
+    """The compressed zarr chunks under the ROI: fetched through the cube's icechunk store, and the same bytes from
+    plain files (one per chunk), to show what the store's own reads cost against the file system's.
+    """
+
+    def __init__(self, directory: Path, data_dir: Path) -> None:
+        from zarr.core.sync import sync
+
+        from darts_aux.chunkread import chunk_parts
+        from darts_aux.store import Cube
+
+        product, window = product_and_window()
+        self.cube = Cube.open(data_dir, product)
+        arrays = self.cube.arrays()
+        self.keys = [f"{name}/{part.key}" for name, array in arrays.items()
+                     for part in chunk_parts(array._async_array, window)]
+        self.root = directory / "chunk-objects"
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True)
+        self.paths = []
+        for index, frame in enumerate(sync(self._fetch())):
+            path = self.root / f"{index}.bin"
+            path.write_bytes(frame)
+            self.paths.append(path)
+        self.nbytes = sum(p.stat().st_size for p in self.paths)
+
+    async def _fetch(self) -> list[bytes]:
+        import asyncio
+
+        from zarr.core.buffer import default_buffer_prototype
+
+        store, prototype = self.cube.repo.readonly_session("main").store, default_buffer_prototype()
+        frames = await asyncio.gather(*(store.get(key, prototype) for key in self.keys))
+        return [frame.to_bytes() for frame in frames]
+
+    def fetch(self) -> None:
+        """Every chunk object through icechunk's store, all at once (as a load asks for them)."""
+        from zarr.core.sync import sync
+
+        sync(self._fetch())
+
+    def read_files(self) -> None:
+        """The same bytes from the plain files, one after the other."""
+        for path in self.paths:
+            path.read_bytes()
+
+
 def warm_read(data_dir: Path, runs: int) -> dict[str, Any]:
-    """load_arcticdem(persist=True) of the ROI from the filled cube, interleaved with both raw file reads and a
-    read of the same window from an uncompressed copy of its chunks."""
+    """load_arcticdem(persist=True) of the ROI from the filled cube, interleaved with both raw file reads, a read
+    of the same window from an uncompressed copy of its chunks, and the fetch of its compressed chunk objects
+    through icechunk and from plain files."""
     from darts_aux import load_arcticdem
 
     geobox = roi_geobox()
     raw = RawFile(data_dir, 5000 * 5000 * 5)
     plain = UncompressedCopy(data_dir.parent, data_dir)
+    objects = ChunkObjects(data_dir.parent, data_dir)
     load = lambda: load_arcticdem(geobox, data_dir, 2)  # noqa: E731
     ours = load()
     assert all(np.array_equal(ours[name].values, got, equal_nan=True) for name, got in plain.read().items())
     for _ in range(2):
-        load(), raw.read(), raw.read_into(), plain.read()
-    loads, raws, intos, plains = Samples(), Samples(), Samples(), Samples()
+        load(), raw.read(), raw.read_into(), plain.read(), objects.fetch(), objects.read_files()
+    loads, raws, intos, plains, fetches, files = Samples(), Samples(), Samples(), Samples(), Samples(), Samples()
     for _ in range(runs):
-        for action, samples in ((raw.read, raws), (raw.read_into, intos), (plain.read, plains), (load, loads)):
+        for action, samples in ((raw.read, raws), (raw.read_into, intos), (plain.read, plains),
+                                (objects.fetch, fetches), (objects.read_files, files), (load, loads)):
             wait_quiet()
             with Meter() as meter:
                 action()
             samples.add(meter)
     raw.path.unlink()
     shutil.rmtree(plain.root, ignore_errors=True)
+    shutil.rmtree(objects.root, ignore_errors=True)
     return {"load": loads.summary(), "raw": raws.summary(), "raw_into": intos.summary(),
-            "uncompressed": plains.summary(),
+            "uncompressed": plains.summary(), "chunk_fetch": fetches.summary(), "chunk_files": files.summary(),
+            "chunk_bytes": objects.nbytes, "chunk_objects": len(objects.keys),
             "raw_gbs": raw.nbytes / raws.median / 1e9, "raw_into_gbs": raw.nbytes / intos.median / 1e9}
 
 

@@ -43,6 +43,9 @@ def rows_read(r: dict[str, Any]) -> list[Row]:
     warm, raw = r["warm_read"]["load"]["median"], r["warm_read"]["raw"]["median"]
     into = r["warm_read"].get("raw_into", {}).get("median")
     plain = r["warm_read"].get("uncompressed", {}).get("median")
+    fetch = r["warm_read"].get("chunk_fetch", {}).get("median")
+    files = r["warm_read"].get("chunk_files", {}).get("median")
+    fetched = f"{r['warm_read'].get('chunk_objects', 0)} chunk objects, {r['warm_read'].get('chunk_bytes', 0) / 1e6:.0f} MB"
     wan, direct = r["peer_wan"]["median"], r["peer_direct"]["median"]
     fill, bare = r["cold_fill"]["fill_mpx_s"], r["cold_fill"]["bare_mpx_s"]
     fresh = r["fresh_process"]
@@ -53,6 +56,9 @@ def rows_read(r: dict[str, Any]) -> list[Row]:
             f"{warm / into:.1f}×", "(printed)", None)] if into else []),
         *([("1 same window from an uncompressed copy of its chunks", f"{plain:.3f} s",
             f"raw file into a new array {raw:.3f} s", f"{plain / raw:.1f}×", "(printed)", None)] if plain else []),
+        *([(f"1 part of it: fetch the {fetched} through icechunk", f"{fetch:.3f} s",
+            f"the same bytes from plain files {files:.3f} s", f"{fetch / files:.1f}×", "(printed)", None)]
+          if fetch and files else []),
         (f"2 odc-stac peer over WAN ({r['wan_link']['rtt_ms']:.0f} ms RTT, ≤ 50 MB/s)", f"{warm:.3f} s",
          f"odc.stac.load {wan:.2f} s", f"{wan / warm:.0f}× faster", "≥ 10× faster", wan / warm >= 10),
         ("2 odc-stac peer on loopback (no shaping)", f"{warm:.3f} s", f"odc.stac.load {direct:.2f} s",
