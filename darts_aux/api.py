@@ -165,9 +165,20 @@ def read_dataset(data_dir: DataLocation, product: Product, window: PixelWindow, 
     coords = geobox_coords(geobox)
 
     dims = geobox.dimensions  # ("y", "x"), or ("latitude", "longitude") on a lon/lat grid
-    variables = {name: (dims, data, {"grid_mapping": CRS_COORD}) for name, data in arrays.items()}
+    variables = {name: _variable(dims, data, {"grid_mapping": CRS_COORD}) for name, data in arrays.items()}
     attrs = {"product": product.key, "source_collection": product.collection}
     return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def _variable(dims: tuple[str, ...], data: Any, attrs: dict[str, Any]) -> xr.Variable:
+    """An xarray Variable over a numpy or dask array as it is.
+
+    xarray's conversion of plain data would leave such an array unchanged, but first imports dask.array to test for
+    one (~0.1 s in a fresh process); `fastpath` skips that test (tests/unit/test_fast_path_imports.py).
+    """
+    import xarray as xr
+
+    return xr.Variable(dims, data, attrs, fastpath=True)
 
 
 CRS_COORD = "spatial_ref"
@@ -191,16 +202,15 @@ def geobox_coords(geobox: GeoBox) -> dict[str, xr.DataArray]:
         return odc_xr_coords(geobox, crs_coord_name=CRS_COORD)
     crs = geobox.crs
     attrs = {"crs": str(crs)}
-    coords: dict[str, xr.DataArray] = {
-        name: xr.DataArray(c.values, coords={name: c.values}, dims=(name,),
-                           attrs={"units": c.units, "resolution": c.resolution, **attrs})
-        for name, c in zip(geobox.dimensions, geobox.coordinates.values())
-    }
+    coords: dict[str, xr.DataArray] = {}
+    for name, c in zip(geobox.dimensions, geobox.coordinates.values()):
+        axis = _variable((name,), c.values, {"units": c.units, "resolution": c.resolution, **attrs})
+        coords[name] = xr.DataArray(axis, coords={name: _variable((name,), c.values, {})}, dims=(name,))
     cf = crs.proj.to_cf()
     crs_wkt = cf.get("crs_wkt", None) or crs.wkt
     cf["GeoTransform"] = " ".join(f"{x:.24f}".rstrip("0").rstrip(".") for x in geobox.transform.to_gdal())
-    coords[CRS_COORD] = xr.DataArray(np.asarray(0 if crs.epsg is None else crs.epsg, "int32"), name=CRS_COORD,
-                                     dims=(), attrs={"spatial_ref": crs_wkt, **cf})
+    epsg = _variable((), np.asarray(0 if crs.epsg is None else crs.epsg, "int32"), {"spatial_ref": crs_wkt, **cf})
+    coords[CRS_COORD] = xr.DataArray(epsg, name=CRS_COORD)
     return coords
 
 

@@ -21,9 +21,10 @@ from darts_aux.store import Cube
 BOUNDS = (600_000.0, 3_150_000.0, 640_000.0, 3_190_000.0)
 KEPT_OUT = ("prefect", "flows", "pystac_client", "pystac", "ee", "httpx", "geopandas", "matplotlib",
             "pydantic_settings", "darts_aux.fill", "darts_aux.sources", "darts_aux.settings", "darts_aux.staging",
-            "rasterio", "boto3", "botocore", "odc.geo.xr", "odc.geo._xr_interop", "filelock")
+            "rasterio", "boto3", "botocore", "odc.geo.xr", "odc.geo._xr_interop", "filelock", "dask.array")
 """What a fast-path load must not import: the fill and download stack, the settings (pydantic), odc-geo's
-xarray support with rasterio (and the boto3 it pulls in), and the commit lock's filelock."""
+xarray support with rasterio (and the boto3 it pulls in), the commit lock's filelock, and dask.array (a
+persisted load holds numpy arrays)."""
 
 CHILD = """
 import json, sys, warnings
