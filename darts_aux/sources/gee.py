@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import threading
@@ -158,25 +159,48 @@ def _credentials(settings: Settings) -> Any:
 
 
 def compute_pixels(expression: Any, grid: PixelGrid, band_ids: Sequence[str], policy: RetryPolicy) -> np.ndarray:
-    """One computePixels request (retried on transient errors, at most the configured number in flight)."""
+    """One computePixels request (retried on transient errors, at most the configured number in flight).
+
+    The answer is asked for as an .npy file and read as a view of its bytes: the client's NUMPY_NDARRAY
+    conversion (np.load) copies a structured array element by element, half the client's CPU per request.
+    """
     import ee
 
-    request = {"expression": expression, "fileFormat": "NUMPY_NDARRAY", "grid": grid.as_request(),
-               "bandIds": list(band_ids)}
+    request = {"expression": expression, "fileFormat": "NPY", "grid": grid.as_request(), "bandIds": list(band_ids)}
 
-    def once() -> np.ndarray:
+    def once() -> Any:
         assert _in_flight is not None, "initialise() first"
         with _in_flight:
             return ee.data.computePixels(request)
 
     try:
-        result = policy.call(once, what=f"computePixels {grid.shape[1]}×{grid.shape[0]}")
+        answer = policy.call(once, what=f"computePixels {grid.shape[1]}×{grid.shape[0]}")
+        result = npy_array(answer)
     except Exception as error:
         typed = _typed(error)
         if typed is None:
             raise
         raise typed from error
     return _checked(result, grid.shape, band_ids)
+
+
+def npy_array(data: Any) -> np.ndarray:
+    """The array of an .npy file's bytes, as a read-only view of them; ValueError when they are not one."""
+    from numpy.lib import format as npy
+
+    if not isinstance(data, (bytes, bytearray)):
+        raise ValueError(f"expected the bytes of an .npy file, got {type(data).__name__}")
+    stream = io.BytesIO(data)
+    version = npy.read_magic(stream)
+    read_header = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise ValueError(f".npy format version {version} is not read here")
+    shape, fortran_order, dtype = read_header(stream)
+    if dtype.hasobject:
+        raise ValueError(".npy file holds Python objects")
+    count = math.prod(shape)
+    values = np.frombuffer(data, dtype=dtype, count=count, offset=stream.tell())  # ValueError when cut short
+    return values.reshape(shape, order="F" if fortran_order else "C")
 
 
 def _typed(error: Exception) -> Exception | None:
