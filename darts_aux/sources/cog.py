@@ -18,7 +18,6 @@ import itertools
 import logging
 import math
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
@@ -40,11 +39,6 @@ if TYPE_CHECKING:
     from rasterio.windows import Window
 
 log = logging.getLogger(__name__)
-_MASK_FLAGS_LOCK = threading.Lock()
-"""One thread at a time asks GDAL for a new handle's mask flags. rasterio does it in every `read()` with the GIL
-held, and the first time GDAL reads the file's mask directories over HTTP; if another thread is downloading the
-same bytes and its error handler (rasterio's, in Python) needs the GIL, both wait forever. Asked once per handle,
-under this lock, right after opening, later reads find the flags cached."""
 T = TypeVar("T")
 SOURCE = "cog"
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -194,12 +188,6 @@ class CogFile:
         with uncached(self.href) if fresh else nullcontext():
             try:
                 src = rasterio.open(self.href)
-                try:
-                    with _MASK_FLAGS_LOCK:  # see _MASK_FLAGS_LOCK
-                        src.mask_flag_enums  # noqa: B018 - GDAL scans the file's masks once, here, not in read()
-                except BaseException:
-                    src.close()
-                    raise
             except RasterioIOError as error:
                 self.stale = True
                 raise open_failure(self.href, error) from error
@@ -219,12 +207,21 @@ class CogFile:
             return src.block_shapes[0][0], src.nodata
 
     def read(self, part: Window, out: np.ndarray | None = None) -> np.ndarray:
-        """One window of band 1 (into `out`, an array of the window's shape, when given)."""
+        """One window of band 1 (into `out`, an array of the window's shape, when given).
+
+        Read with rasterio's `_read`, the band read that `read()` itself ends in, because `read()` first asks GDAL
+        for the band's mask flags with the GIL held. The first ask reads the file's other directories over HTTP,
+        and it can wait there for bytes that another thread is downloading. If that thread's GDAL error
+        handler (rasterio's, in Python) then needs the GIL, both threads wait forever. `_read` does its I/O
+        with the GIL released and never asks for masks: nodata is handled here (`nodata_to_fill`).
+        """
         from rasterio.errors import RasterioIOError
 
         with self.opened() as src:
+            target = np.empty((int(part.height), int(part.width)), src.dtypes[0]) if out is None else out
             try:
-                return src.read(1, window=part, out=out)
+                src._read([1], target[np.newaxis], part, target.dtype)
+                return target
             except RasterioIOError as error:
                 self.stale = True
                 raise TransientSourceError(f"reading {self.href} failed: {error}", source=SOURCE) from error
