@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
+from .errors import StoreError
 from .grid import ChunkId
 from .location import DataLocation, S3Location
 
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 CLAIMS_DIR = "claims"
 DEFAULT_LEASE_SECONDS = 60.0
 SUFFIX = ".claim"
+CLAIM_READ_TRIES = 4
+CLAIM_READ_PAUSE_SECONDS = 0.05
+"""A claim's read is tried this often, pausing this long times the attempt between tries (see _text_and_time)."""
 
 
 @dataclass(frozen=True)
@@ -152,13 +156,24 @@ class S3ClaimFiles:
         return  # a prefix is no object: nothing is left once the claims are deleted
 
 
-def _text_and_time(path: DataLocation) -> tuple[str, float] | None:
-    """A file's (or object's) text and last-modified time; None when it is gone."""
-    try:
-        modified = path.stat().st_mtime
-        return path.read_text(), modified
-    except FileNotFoundError:
-        return None
+def _text_and_time(path: DataLocation, tries: int = CLAIM_READ_TRIES) -> tuple[str, float] | None:
+    """A file's (or object's) text and last-modified time; None when it is gone.
+
+    A claim released while it is read can break the read off on object storage (a bare OSError, not "not
+    found"), so a failed read is tried again: by then the claim is usually gone. StoreError if it keeps failing.
+    """
+    for attempt in range(1, tries + 1):
+        try:
+            modified = path.stat().st_mtime
+            return path.read_text(), modified
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            if attempt == tries:
+                raise StoreError(f"cannot read the chunk claim {path} ({error}); check the data_dir's storage") from error
+            log.debug("reading the claim %s failed (%s); trying again", path, error)
+            time.sleep(CLAIM_READ_PAUSE_SECONDS * attempt)
+    return None
 
 
 def claim_files(folder: DataLocation) -> ClaimFiles:

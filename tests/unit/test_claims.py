@@ -138,3 +138,42 @@ def test_folders_made_for_claims_go_with_them_unless_something_else_moved_in(tmp
         assert claims.claim(CHUNK) is None
         (folder.parent / "cube.json").write_text("{}")  # the fill (or another) created the cube meanwhile
     assert not folder.exists() and (folder.parent / "cube.json").exists()
+
+
+class _ReleasedWhileRead:
+    """A claim whose read breaks off with a bare OSError because its owner releases it meanwhile, as a GET of an
+    S3 object deleted under it can: here a folder in the claim's place (reading it fails) removed by that read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.reads = 0
+
+    def stat(self) -> os.stat_result:
+        return self.path.stat()
+
+    def read_text(self) -> str:
+        self.reads += 1
+        try:
+            return self.path.read_text()
+        finally:
+            self.path.rmdir()
+
+
+def test_a_claim_released_while_it_is_read_is_free_not_an_error(tmp_path: Path) -> None:
+    from darts_aux.claims import _text_and_time
+
+    path = _claim_file(tmp_path)
+    path.mkdir()
+    claim = _ReleasedWhileRead(path)
+    assert _text_and_time(claim) is None  # type: ignore[arg-type]
+    assert claim.reads == 1 and not path.exists()
+
+
+def test_a_claim_that_cannot_be_read_at_all_is_a_store_error(tmp_path: Path) -> None:
+    from darts_aux.claims import _text_and_time
+    from darts_aux.errors import StoreError
+
+    path = _claim_file(tmp_path)
+    path.mkdir()  # stays: every read fails
+    with pytest.raises(StoreError, match="cannot read the chunk claim"):
+        _text_and_time(path, tries=2)
