@@ -170,7 +170,8 @@ def _text_and_time(path: DataLocation, tries: int = CLAIM_READ_TRIES) -> tuple[s
             return None
         except OSError as error:
             if attempt == tries:
-                raise StoreError(f"cannot read the chunk claim {path} ({error}); check the data_dir's storage") from error
+                raise StoreError(f"cannot read the chunk claim {path} ({error}); "
+                                 "check the data_dir's storage") from error
             log.debug("reading the claim %s failed (%s); trying again", path, error)
             time.sleep(CLAIM_READ_PAUSE_SECONDS * attempt)
     return None
