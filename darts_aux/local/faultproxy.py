@@ -13,7 +13,6 @@ import json
 import re
 import socket
 import struct
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import h11
 import httpx
 
 from darts_aux.local._asgi import watch_parent
+from darts_aux.local._config import config_path
 from darts_aux.local.faults import ADMIN_PREFIX, Draw, FaultInjector, FaultPlan, ProxyConfig
 
 HOP_HEADERS = frozenset({"host", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
@@ -287,10 +287,7 @@ async def serve(config: ProxyConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the proxy subprocess."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        raise SystemExit("usage: python -m darts_aux.local.faultproxy CONFIG.json")
-    asyncio.run(serve(ProxyConfig.load(Path(args[0]))))
+    asyncio.run(serve(ProxyConfig.load(config_path(argv, "darts_aux.local.faultproxy"))))
 
 
 if __name__ == "__main__":

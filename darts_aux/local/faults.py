@@ -27,18 +27,17 @@ seconds, and `client_gone` when a stalled client hung up first.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from random import Random
 from typing import Any
 
 import httpx
 
 from darts_aux.local import _procs
+from darts_aux.local._config import SubprocessConfig
 from darts_aux.local._server import LocalServer, read_request_log
 
 FAULT_KINDS: tuple[str, ...] = ("5xx", "reset", "stall", "truncate")
@@ -166,7 +165,7 @@ class FaultInjector:
 
 
 @dataclass(frozen=True)
-class ProxyConfig:
+class ProxyConfig(SubprocessConfig):
     """Everything the proxy subprocess needs; written as JSON by the parent."""
 
     host: str
@@ -179,19 +178,6 @@ class ProxyConfig:
     parent_pid: int = 0
     """Exit when this process is gone (0: do not watch)."""
 
-    @property
-    def public_base(self) -> str:
-        """Base URL of the proxy as clients see it."""
-        return f"http://{self.host}:{self.port}"
-
-    def dump(self, path: Path) -> None:
-        """Write the config as JSON."""
-        path.write_text(json.dumps(asdict(self)))
-
-    @classmethod
-    def load(cls, path: Path) -> ProxyConfig:
-        """Read a config written by `dump`."""
-        return cls(**json.loads(path.read_text()))
 
 
 class FaultProxy(LocalServer):

@@ -18,9 +18,8 @@ import asyncio
 import contextlib
 import json
 import re
-import sys
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,13 +32,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from darts_aux.local._asgi import RequestLog, request_headers, serve, watch_parent
+from darts_aux.local._config import SubprocessConfig, config_path
 
 Upstream = Literal["stac", "files"]
 HOP_HEADERS = frozenset({"host", "content-length", "connection", "keep-alive", "transfer-encoding", "accept-encoding"})
 
 
 @dataclass(frozen=True)
-class GatewayConfig:
+class GatewayConfig(SubprocessConfig):
     """Everything the gateway subprocess needs; written as JSON by the parent."""
 
     host: str
@@ -53,20 +53,6 @@ class GatewayConfig:
     parent_pid: int = 0
     """Exit when this process is gone (0: do not watch)."""
 
-    @property
-    def public_base(self) -> str:
-        """Base URL of the gateway as clients see it."""
-        return f"http://{self.host}:{self.port}"
-
-    def dump(self, path: Path) -> None:
-        """Write the config as JSON."""
-        path.write_text(json.dumps(asdict(self)))
-
-    @classmethod
-    def load(cls, path: Path) -> GatewayConfig:
-        """Read a config written by `dump`."""
-        raw = json.loads(path.read_text())
-        return cls(**{**raw, "file_dirs": tuple(raw["file_dirs"])})
 
 
 def classify(path: str) -> Upstream | None:
@@ -188,10 +174,7 @@ def build_app(config: GatewayConfig) -> ASGIApp:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the gateway subprocess."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        raise SystemExit("usage: python -m darts_aux.local.gateway CONFIG.json")
-    config = GatewayConfig.load(Path(args[0]))
+    config = GatewayConfig.load(config_path(argv, "darts_aux.local.gateway"))
     serve(build_app(config), config.host, config.port)
 
 

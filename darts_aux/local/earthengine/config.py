@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
+
+from darts_aux.local._config import SubprocessConfig
 
 
 @dataclass(frozen=True)
-class ServerConfig:
+class ServerConfig(SubprocessConfig):
     """Everything the server subprocess needs; written as JSON by the parent."""
 
     host: str
@@ -19,12 +19,3 @@ class ServerConfig:
     """Request log, one JSON object per line."""
     parent_pid: int = 0
     """Exit when this process is gone (0: do not watch)."""
-
-    def dump(self, path: Path) -> None:
-        """Write the config as JSON."""
-        path.write_text(json.dumps(asdict(self)))
-
-    @classmethod
-    def load(cls, path: Path) -> ServerConfig:
-        """Read a config written by `dump`."""
-        return cls(**json.loads(path.read_text()))

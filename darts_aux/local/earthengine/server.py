@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from darts_aux.local._asgi import RequestLog, serve, watch_parent
+from darts_aux.local._config import config_path
 from darts_aux.local.earthengine.config import ServerConfig
 from darts_aux.local.earthengine.errors import DEFAULT_MESSAGES, EEError, error_body, invalid
 from darts_aux.local.earthengine.expression import Raster, evaluate_image, render
@@ -285,10 +285,7 @@ def build_app(config: ServerConfig) -> ASGIApp:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the server subprocess."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        raise SystemExit("usage: python -m darts_aux.local.earthengine.server CONFIG.json")
-    config = ServerConfig.load(Path(args[0]))
+    config = ServerConfig.load(config_path(argv, "darts_aux.local.earthengine.server"))
     serve(build_app(config), config.host, config.port)
 
 
