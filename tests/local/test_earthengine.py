@@ -386,3 +386,19 @@ def test_main_serves_until_interrupted() -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+
+
+def test_delay_is_the_time_to_answer_and_the_pixels_are_computed_during_it(fresh: LocalEarthEngine) -> None:
+    image, big = tcvis_image(EDITIONS[0]), grid(555_555, 250_000, 1700, 1700)
+    compute(image, big)
+    work = fresh.compute_requests()[-1]["seconds"]  # the server's own time for the answer, without a delay
+    assert work > 0.02, "a grid this large takes the server a while to compute"
+    delay = 0.2 + work
+    fresh.set_delay(delay)
+    fresh.reset_log()
+    for _ in range(3):
+        started = time.monotonic()
+        compute(image, big)
+        assert time.monotonic() - started >= delay
+    over = min(r["seconds"] for r in fresh.compute_requests()) - delay
+    assert 0 <= over < work / 4, (work, over)  # not delay + the computing: that happens during the wait

@@ -2,8 +2,10 @@
 
 The parent process changes it at runtime through `POST /_admin/faults` with a JSON object of `FaultSettings`
 fields (only the keys given change; `DELETE /_admin/faults` restores a healthy server). A computePixels
-request is first checked against the cap (429 at once), then waits `delay` seconds, then takes the next
-scripted fault, else a random one with `probability`, else gets its real answer.
+request is first checked against the cap (429 at once), then takes the next scripted fault, else a random one
+with `probability`, else gets its real answer; whichever it is, it is sent `delay` seconds after the request
+arrived, or as soon as it is ready if that takes longer (a server whose work takes `delay`, as Earth Engine's does
+on its own machines: the pixels are computed during the wait, not after it).
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ class FaultSettings:
     seed: int | None = None
     """Seed of the random draws (set together with `probability` for a reproducible sequence)."""
     delay: float = 0.0
-    """Seconds every admitted computePixels request waits before it is answered."""
+    """Seconds from an admitted computePixels request's arrival to its answer (at least; computing overlaps it)."""
     max_in_flight: int | None = None
     """More admitted computePixels requests than this at once: the next one gets 429 at once (None: no cap)."""
 

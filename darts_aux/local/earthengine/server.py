@@ -124,7 +124,8 @@ class ComputePixels:
     async def _answer(
         self, request: Request, record: dict[str, Any], scope: Scope, receive: Receive, send: Send
     ) -> None:
-        """Delay, injected fault, or the real answer."""
+        """Injected fault or the real answer, sent no sooner than `delay` seconds after the request arrived."""
+        answer_at = asyncio.get_running_loop().time() + self.state.faults.settings.delay
         try:
             body = await request.json()
         except ValueError:
@@ -133,14 +134,12 @@ class ComputePixels:
             dims = body.get("grid", {}).get("dimensions", {}) if isinstance(body.get("grid"), dict) else {}
             record["grid"] = {"width": dims.get("width"), "height": dims.get("height")} if dims else None
             record["band_ids"] = body.get("bandIds")
-        delay = self.state.faults.settings.delay
-        if delay > 0:
-            await asyncio.sleep(delay)
         fault, origin = self.state.faults.draw()
         if fault is not None:
             self.state.counts["faults"] += 1
             record["fault"] = origin
             if fault.corrupt is None:
+                await _sleep_until(answer_at)
                 await _fault_response(fault, scope, receive, send)
                 return
             record["corrupt"] = fault.corrupt
@@ -148,8 +147,10 @@ class ComputePixels:
             data = await self._compute(body, fault.corrupt if fault is not None else None)
         except EEError as exc:
             record["message"] = exc.message
+            await _sleep_until(answer_at)
             await JSONResponse(exc.body(), status_code=exc.status)(scope, receive, send)
             return
+        await _sleep_until(answer_at)
         await Response(data, media_type="application/octet-stream")(scope, receive, send)
 
     async def _compute(self, body: Any, corrupt: str | None = None) -> bytes:
@@ -171,6 +172,13 @@ class ComputePixels:
             return await run_in_threadpool(_npy_bytes, bands, grid, corrupt)
         except Exception as exc:  # a bug here must still answer in Google's shape, as a 500
             raise EEError(500, f"Internal error: {type(exc).__name__}: {exc}") from exc
+
+
+async def _sleep_until(when: float) -> None:
+    """Wait until the event loop's clock reads `when` (at once if it already has)."""
+    remaining = when - asyncio.get_running_loop().time()
+    if remaining > 0:
+        await asyncio.sleep(remaining)
 
 
 def _npy_bytes(bands: Sequence[Any], grid: PixelGrid, corrupt: str | None = None) -> bytes:
