@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from darts_aux.local import _procs
 from darts_aux.local._server import LocalServer, read_request_log
-from darts_aux.local.gateway import GatewayConfig, Upstream
+from darts_aux.local.gateway import GatewayConfig, GatewayUrls, Upstream
 from darts_aux.local.generate import BuildResult, build_catalog
 from darts_aux.local.spec import CatalogSpec, default_spec
 from darts_aux.local.stac_items import (
@@ -52,7 +52,7 @@ GDAL_HTTP_ENV: dict[str, str] = {
 """GDAL settings for reading the catalog's COGs over HTTP (use with `rasterio.Env(**GDAL_HTTP_ENV)`)."""
 
 
-class LocalCatalog(LocalServer):
+class LocalCatalog(GatewayUrls, LocalServer):
     """A running (or startable) local catalog: STAC API under `stac_url`, COGs under `files_url`.
 
     Two processes: the gateway (the server this class starts and watches, see LocalServer) and rustac behind it,
@@ -108,16 +108,6 @@ class LocalCatalog(LocalServer):
     def base_url(self) -> str:
         """`http://127.0.0.1:PORT` of the gateway."""
         return self.url
-
-    @property
-    def stac_url(self) -> str:
-        """STAC API root through the gateway (ends in `/stac/`; `/stac` works too)."""
-        return f"{self.base_url}/stac/"
-
-    @property
-    def files_url(self) -> str:
-        """Static file root through the gateway (ends in `/files/`); COGs follow PGC's S3 layout."""
-        return f"{self.base_url}/files/"
 
     @property
     def tile_index_path(self) -> Path:

@@ -55,6 +55,25 @@ class GatewayConfig(SubprocessConfig):
 
 
 
+class GatewayUrls:
+    """The STAC API and file roots under a gateway's base URL, for the objects that start one."""
+
+    @property
+    def base_url(self) -> str:
+        """`http://127.0.0.1:PORT` of the gateway."""
+        raise NotImplementedError
+
+    @property
+    def stac_url(self) -> str:
+        """STAC API root through the gateway (ends in `/stac/`; `/stac` works too)."""
+        return f"{self.base_url}/stac/"
+
+    @property
+    def files_url(self) -> str:
+        """Static file root through the gateway (ends in `/files/`); COGs follow PGC's S3 layout."""
+        return f"{self.base_url}/files/"
+
+
 def classify(path: str) -> Upstream | None:
     """Which upstream a request path goes to (None for the gateway's own endpoints)."""
     if path.startswith("/files/"):

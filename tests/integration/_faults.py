@@ -12,7 +12,7 @@ from typing import Any
 
 from darts_aux.local import _procs
 from darts_aux.local.catalog import rustac_executable
-from darts_aux.local.gateway import GatewayConfig
+from darts_aux.local.gateway import GatewayConfig, GatewayUrls
 from darts_aux.local.stac_items import collection_relpath, render_collection, write_json
 from darts_aux.local.tiles import RESOLUTIONS, collection_id
 
@@ -20,7 +20,7 @@ ItemFactory = Callable[[str], Sequence[dict[str, Any]]]
 """Given the file server's URL (ending in /files/), the STAC items to serve."""
 
 
-class ServedItems:
+class ServedItems(GatewayUrls):
     """`rustac serve` over the items a test writes, behind the local gateway (STAC proxy + range file server).
 
     Files are looked up in `run_dir/files` first, then in `fallback_dirs` (e.g. the local catalog's tile tree),
@@ -36,15 +36,8 @@ class ServedItems:
 
     @property
     def base_url(self) -> str:
+        """`http://127.0.0.1:PORT` of the gateway."""
         return f"http://{_procs.LOOPBACK}:{self.port}"
-
-    @property
-    def stac_url(self) -> str:
-        return f"{self.base_url}/stac/"
-
-    @property
-    def files_url(self) -> str:
-        return f"{self.base_url}/files/"
 
     @property
     def files_dir(self) -> Path:
