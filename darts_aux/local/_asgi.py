@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,16 @@ async def watch_parent(parent_pid: int) -> None:
         if os.getppid() != parent_pid:
             os.kill(os.getpid(), signal.SIGTERM)
             return
+
+
+@contextlib.asynccontextmanager
+async def parent_watched(parent_pid: int) -> AsyncIterator[None]:
+    """While the block runs, end this server process when its parent is gone (see `watch_parent`)."""
+    watcher = asyncio.create_task(watch_parent(parent_pid))
+    try:
+        yield
+    finally:
+        watcher.cancel()
 
 
 def serve(app: ASGIApp, host: str, port: int) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import h11
 import httpx
 
-from darts_aux.local._asgi import watch_parent
+from darts_aux.local._asgi import parent_watched
 from darts_aux.local._config import config_path
 from darts_aux.local.faults import ADMIN_PREFIX, Draw, FaultInjector, FaultPlan, ProxyConfig
 
@@ -277,12 +277,8 @@ async def serve(config: ProxyConfig) -> None:
     """Listen on the configured address until terminated (or the parent is gone)."""
     server = ProxyServer(config)
     listener = await asyncio.start_server(server.handle, config.host, config.port, reuse_address=True, backlog=512)
-    watcher = asyncio.create_task(watch_parent(config.parent_pid))
-    try:
-        async with listener:
-            await listener.serve_forever()
-    finally:
-        watcher.cancel()
+    async with parent_watched(config.parent_pid), listener:
+        await listener.serve_forever()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -14,7 +14,6 @@ app's failure before its response into a 500). `wrap_upstream` stays the hook fo
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -31,7 +30,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from darts_aux.local._asgi import RequestLog, request_headers, serve, watch_parent
+from darts_aux.local._asgi import RequestLog, parent_watched, request_headers, serve
 from darts_aux.local._config import SubprocessConfig, config_path
 
 Upstream = Literal["stac", "files"]
@@ -172,12 +171,11 @@ def build_app(config: GatewayConfig) -> ASGIApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        watcher = asyncio.create_task(watch_parent(config.parent_pid))
-        try:
-            yield
-        finally:
-            watcher.cancel()
-            await proxy.aclose()
+        async with parent_watched(config.parent_pid):
+            try:
+                yield
+            finally:
+                await proxy.aclose()
 
     app = Starlette(
         routes=[

@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from darts_aux.local._asgi import RequestLog, serve, watch_parent
+from darts_aux.local._asgi import RequestLog, parent_watched, serve
 from darts_aux.local._config import config_path
 from darts_aux.local.earthengine.config import ServerConfig
 from darts_aux.local.earthengine.errors import DEFAULT_MESSAGES, EEError, error_body, invalid
@@ -269,11 +269,8 @@ def build_app(config: ServerConfig) -> ASGIApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        watcher = asyncio.create_task(watch_parent(config.parent_pid))
-        try:
+        async with parent_watched(config.parent_pid):
             yield
-        finally:
-            watcher.cancel()
 
     app = Starlette(
         routes=[
