@@ -179,7 +179,6 @@ class ProxyConfig(SubprocessConfig):
     """Exit when this process is gone (0: do not watch)."""
 
 
-
 class FaultProxy(LocalServer):
     """A running (or startable) fault-injecting reverse proxy in front of `upstream_url`."""
 

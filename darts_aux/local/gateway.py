@@ -53,7 +53,6 @@ class GatewayConfig(SubprocessConfig):
     """Exit when this process is gone (0: do not watch)."""
 
 
-
 class GatewayUrls:
     """The STAC API and file roots under a gateway's base URL, for the objects that start one."""
 

@@ -25,6 +25,8 @@ from darts_aux.local.earthengine.config import ServerConfig
 from darts_aux.local.earthengine.faults import Fault, script_json
 
 DEFAULT_PROJECT = "local-project"
+
+
 class LocalEarthEngine(LocalServer):
     """A running (or startable) local Earth Engine REST server for the unmodified `earthengine-api` client."""
 
