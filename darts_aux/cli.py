@@ -92,7 +92,7 @@ def fetch(
     """Fill the cube's chunks over a region (nothing is loaded) and print what was fetched.
 
     Chunks the manifest lists as settled are not searched again; the others are filled through Prefect or in-process, as DARTS_AUX_ORCHESTRATOR says, with a progress bar of chunks.
-    """
+    """  # noqa: E501 - the help text keeps its line breaks, so a paragraph is one line
     from .cli_support import fetch_region, summary_table
 
     region, settings = _region(product, bbox, crs, geojson, resolution, buffer, data_dir)
@@ -120,7 +120,7 @@ def load(
     NetCDF (.nc): the xarray Dataset as load_arcticdem / load_tcvis return it (written with h5netcdf).
 
     GeoTIFF (.tif): one file, one band per variable, band descriptions = variable names. ArcticDEM's uint8 datamask is stored as float32 beside dem (exact; band tag source_dtype=uint8) with nodata NaN; TCVIS bands stay uint8 with no nodata value (0 is a real value there: see the valid band).
-    """
+    """  # noqa: E501 - the help text keeps its line breaks, so a paragraph is one line
     from .api import read_dataset
     from .cli_support import check_output, fetch_region, summary_table, write_output
 

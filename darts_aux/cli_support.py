@@ -95,7 +95,8 @@ def check_bbox(bbox: BBox) -> BBox:
     if minx >= maxx or miny >= maxy:
         hint = " (a region across the antimeridian continues past 180, e.g. 179.5 … 180.5)" if minx >= maxx else ""
         raise CliInputError(
-            f"--bbox {_fmt(bbox)} is empty: it needs MINX < MAXX and MINY < MAXY, in the order MINX MINY MAXX MAXY{hint}."
+            f"--bbox {_fmt(bbox)} is empty: it needs MINX < MAXX and MINY < MAXY, "
+            f"in the order MINX MINY MAXX MAXY{hint}."
         )
     return (minx, miny, maxx, maxy)
 
@@ -137,7 +138,8 @@ def _geojson_geometries(document: dict[str, Any], path: Path) -> list[dict[str, 
         return [f["geometry"] for f in features if isinstance(f, dict) and f.get("geometry")]
     if kind == "Feature":
         return [document["geometry"]] if document.get("geometry") else []
-    if kind in ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection"):
+    if kind in ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
+                "GeometryCollection"):
         return [document]
     raise CliInputError(f"{path} is not GeoJSON: type {kind!r} is not a geometry, Feature or FeatureCollection.")
 
@@ -356,7 +358,8 @@ def write_netcdf(dataset: xr.Dataset, path: Path) -> None:
 
 
 def geotiff_dtype(dataset: xr.Dataset) -> np.dtype:
-    """The one dtype of a multi-band GeoTIFF: the smallest that holds every variable exactly (uint8 + float32 → float32)."""
+    """The one dtype of a multi-band GeoTIFF: the smallest that holds every variable exactly
+    (uint8 + float32 → float32)."""
     return np.result_type(*(v.dtype for v in dataset.data_vars.values()))
 
 
@@ -429,7 +432,8 @@ def write_coverage_maps(statuses: list[CubeStatus], out: Path) -> list[Path]:
         raise CliInputError(f"--map {out}: the name must end in .png (one PNG per cube gets a suffix).")
     mapped = [s for s in statuses if s.manifest_files and s.full + s.partial]
     if not mapped:
-        raise CliInputError("no cube in the data directory has manifest rows yet: nothing to map. Fetch a region first.")
+        raise CliInputError("no cube in the data directory has manifest rows yet: nothing to map. "
+                            "Fetch a region first.")
     written = []
     for status in mapped:
         path = coverage_map_path(out, status.product)

@@ -213,7 +213,8 @@ def download(ctx: FillContext, job: ChunkJob, in_memory: bool = False) -> Staged
     elif pixels.applied:
         path = str(staging.stage(ctx.cube().paths.staging, str(job.chunk), pixels.arrays))
     bytes_per_pixel = ctx.product.bytes_per_pixel
-    log.info("chunk %s: read %d items (%d failed) in %.2f s", job.chunk, len(pixels.applied), len(pixels.failed), pixels.seconds)
+    log.info("chunk %s: read %d items (%d failed) in %.2f s", job.chunk, len(pixels.applied), len(pixels.failed),
+             pixels.seconds)
     return StagedChunk(job.chunk, path, tuple(pixels.applied), tuple(pixels.failed), job.known_items,
                        pixels.pixels_read * bytes_per_pixel, pixels.seconds, held)
 

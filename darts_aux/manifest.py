@@ -136,7 +136,8 @@ def _geo_metadata(crs: str) -> bytes:
         "version": "1.1.0",
         "primary_column": "geometry",
         "columns": {
-            "geometry": {"encoding": "WKB", "geometry_types": ["Polygon"], "crs": CRS.from_user_input(crs).to_json_dict()},
+            "geometry": {"encoding": "WKB", "geometry_types": ["Polygon"],
+                         "crs": CRS.from_user_input(crs).to_json_dict()},
             "covered": {"encoding": "WKB", "geometry_types": ["Polygon", "MultiPolygon"],
                         "crs": CRS.from_user_input(crs).to_json_dict()},
         },
@@ -374,5 +375,7 @@ def _write_atomically(table: pa.Table, path: DataLocation, row_group_size: int |
         os.replace(tmp, path)
     except OSError as error:
         tmp.unlink(missing_ok=True)
-        raise ManifestError(f"could not write manifest file {path}: {error}; check free space and permissions.") from error
+        raise ManifestError(
+            f"could not write manifest file {path}: {error}; check free space and permissions."
+        ) from error
     return path

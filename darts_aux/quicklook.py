@@ -88,7 +88,8 @@ def write_rgb_png(dataset: Any, path: Path, title: str) -> Path:
     rgb = rgb.astype("float32") / 255.0
     rgb[dataset["valid"].values == 0] = 0.6
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    ax.imshow(rgb, interpolation="nearest", extent=tuple(dataset.odc.geobox.extent.boundingbox[i] for i in (0, 2, 1, 3)))
+    ax.imshow(rgb, interpolation="nearest",
+              extent=tuple(dataset.odc.geobox.extent.boundingbox[i] for i in (0, 2, 1, 3)))
     ax.set_title(title)
     ax.set_xlabel("longitude (°)")
     ax.set_ylabel("latitude (°)")

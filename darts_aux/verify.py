@@ -82,7 +82,8 @@ def _unbacked(row: ChunkRecord, committed: ChunkRecord | None) -> str:
 
 
 def repair(data_dir: Path, verdict: CubeVerdict) -> int:
-    """Record unbacked chunks as the store has them (partial), so the next load fetches the rest; returns rows written."""
+    """Record unbacked chunks as the store has them (partial), so the next load fetches the rest;
+    returns rows written."""
     cube = Cube.open(data_dir, verdict.product)
     grid = ChunkGrid(verdict.product)
     manifest = Manifest(cube.paths.manifest, grid)

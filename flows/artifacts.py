@@ -126,7 +126,8 @@ def _coverage_map(outcome: FillOutcome) -> list[str]:
 
 
 def write_fill_coverage_png(outcome: FillOutcome, chunks: list[Any]) -> Path:
-    """Draw the manifest rows of `chunks` with darts_aux.quicklook into data_dir/quicklooks/<time>-<product>-coverage.png."""
+    """Draw the manifest rows of `chunks` with darts_aux.quicklook
+    into data_dir/quicklooks/<time>-<product>-coverage.png."""
     import geopandas as gpd
     import pyarrow as pa
     import pyarrow.compute as pc

@@ -115,7 +115,9 @@ def checked_tile(
     return TileItem(item_id, dict(hrefs), (a, b, c, d, e, f), shape)
 
 
-def assign_items(grid: ChunkGrid, chunks: Sequence[ChunkId], items: Iterable[TileItem]) -> dict[ChunkId, tuple[TileItem, ...]]:
+def assign_items(
+    grid: ChunkGrid, chunks: Sequence[ChunkId], items: Iterable[TileItem]
+) -> dict[ChunkId, tuple[TileItem, ...]]:
     """For each chunk, the items whose raster overlaps it, sorted by id (the mosaic order)."""
     ordered = sorted(items, key=lambda item: item.id)
     windows = [(item, item.window_on(grid.product)) for item in ordered]

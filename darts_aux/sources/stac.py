@@ -82,7 +82,9 @@ class StacApiSource:
             ) from error
 
 
-def search_or_raise(source: ItemSource, product: Product, bounds: tuple[float, float, float, float], url: str) -> list[TileItem]:
+def search_or_raise(
+    source: ItemSource, product: Product, bounds: tuple[float, float, float, float], url: str
+) -> list[TileItem]:
     """Run a search; a transient failure that outlived its retries becomes SourceUnavailableError."""
     try:
         return source.search(product, bounds)

@@ -63,7 +63,8 @@ class TCVISSource:
         expression = tcvis_expression(self.product.collection)
         parts = row_bands(window.shape, len(bands))
         with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="computePixels") as pool:
-            answers = list(pool.map(lambda rows: compute_pixels(expression, grid.rows(*rows), bands, self.policy), parts))
+            answers = list(pool.map(lambda rows: compute_pixels(expression, grid.rows(*rows), bands, self.policy),
+                                    parts))
         arrays = {v.name: np.empty(window.shape, dtype=v.dtype) for v in self.product.variables}
         for (row0, row1), answer in zip(parts, answers):
             for variable in self.product.variables:

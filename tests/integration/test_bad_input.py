@@ -153,7 +153,9 @@ def default_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def sources(use_catalog: LocalCatalog, use_earth_engine: LocalEarthEngine, inline: None) -> tuple[LocalCatalog, LocalEarthEngine]:
+def sources(
+    use_catalog: LocalCatalog, use_earth_engine: LocalEarthEngine, inline: None
+) -> tuple[LocalCatalog, LocalEarthEngine]:
     """Both local sources with empty request logs; fills (where a case gets that far) run in-process."""
     use_catalog.reset_log()
     use_earth_engine.reset_log()
@@ -202,7 +204,8 @@ ARGUMENTS: dict[str, Bad] = {
     "dem-buffer-huge": Bad("arcticdem", {"buffer": 10**9}, InvalidBufferError, r"limit of 100,000 .* at most 100000"),
     "dem-buffer-fractional": Bad("arcticdem", {"buffer": 2.5}, InvalidBufferError, "whole number"),
     "dem-buffer-str": Bad("arcticdem", {"buffer": "16"}, InvalidBufferError, "whole number"),
-    "dem-geobox-empty-0px": Bad("arcticdem", {"geobox": _geobox(Affine(32, 0, 650_000, 0, -32, 3_150_000), shape=(0, 0))},
+    "dem-geobox-empty-0px": Bad("arcticdem", {"geobox": _geobox(Affine(32, 0, 650_000, 0, -32, 3_150_000),
+                                                                shape=(0, 0))},
                                 EmptyRegionError, "pass a non-empty geobox"),
     "dem-geobox-zero-area": Bad("arcticdem", {"geobox": _geobox(Affine(0, 0, 650_000, 0, -32, 3_150_000))},
                                 EmptyRegionError, "non-zero pixel size"),
@@ -221,7 +224,8 @@ ARGUMENTS: dict[str, Bad] = {
                                        InvalidRegionError, r"min lon, min lat"),
     "dem-geobox-mars-crs": Bad("arcticdem", {"geobox": GeoBox.from_bbox((10, 10, 11, 11), MARS, resolution=0.01)},
                                InvalidRegionError, "pass a geobox in an Earth CRS"),
-    "dem-geobox-engineering-crs": Bad("arcticdem", {"geobox": GeoBox.from_bbox((0, 0, 10, 10), 'LOCAL_CS["x",UNIT["metre",1]]',
+    "dem-geobox-engineering-crs": Bad("arcticdem", {"geobox": GeoBox.from_bbox((0, 0, 10, 10),
+                                                                               'LOCAL_CS["x",UNIT["metre",1]]',
                                                                                resolution=1)},
                                       InvalidRegionError, "pass a geobox in an Earth CRS"),
     "dem-geobox-not-a-geobox": Bad("arcticdem", {"geobox": BBOX_A}, InvalidRegionError, r"GeoBox\.from_bbox"),
@@ -238,7 +242,8 @@ ARGUMENTS: dict[str, Bad] = {
     "tcvis-geobox-empty-0px": Bad("tcvis", {"geobox": _geobox(Affine(TCVIS_PIXEL, 0, 10, 0, -TCVIS_PIXEL, 70),
                                                               "EPSG:4326", (0, 10))},
                                   EmptyRegionError, "pass a non-empty geobox"),
-    "tcvis-geobox-nan-affine": Bad("tcvis", {"geobox": _geobox(Affine(TCVIS_PIXEL, 0, NAN, 0, -TCVIS_PIXEL, 70), "EPSG:4326")},
+    "tcvis-geobox-nan-affine": Bad("tcvis", {"geobox": _geobox(Affine(TCVIS_PIXEL, 0, NAN, 0, -TCVIS_PIXEL, 70),
+                                                               "EPSG:4326")},
                                    EmptyRegionError, "from finite coordinates"),
     "tcvis-geobox-latitude-over-90": Bad("tcvis", {"geobox": GeoBox.from_bbox((10, 85, 11, 100), "EPSG:4326",
                                                                               resolution=0.01)},
@@ -438,7 +443,8 @@ def test_cube_json_naming_something_else(name: str, sources: tuple[LocalCatalog,
 
 
 @pytest.mark.parametrize("persist", [True, False], ids=["persist", "lazy"])
-def test_corrupt_manifest_segment(persist: bool, sources: tuple[LocalCatalog, LocalEarthEngine], filled_copy: Path) -> None:
+def test_corrupt_manifest_segment(persist: bool, sources: tuple[LocalCatalog, LocalEarthEngine],
+                                  filled_copy: Path) -> None:
     """Garbage in a manifest segment: ManifestError naming `darts-aux manifest rebuild`, nothing written or asked."""
     segments = cube_paths(filled_copy, DEM_32).manifest / "segments"
     segments.mkdir(parents=True, exist_ok=True)
@@ -588,7 +594,8 @@ def test_cli_unknown_tcvis_edition(sources: tuple[LocalCatalog, LocalEarthEngine
     _assert_nothing_asked(*sources)
 
 
-def test_cli_fetch_into_a_folder_of_unrelated_files(sources: tuple[LocalCatalog, LocalEarthEngine], tmp_path: Path) -> None:
+def test_cli_fetch_into_a_folder_of_unrelated_files(sources: tuple[LocalCatalog, LocalEarthEngine],
+                                                    tmp_path: Path) -> None:
     folder = tmp_path / "photos"
     folder.mkdir()
     (folder / "img_0001.jpg").write_bytes(b"\xff\xd8\xff")

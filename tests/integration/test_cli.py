@@ -189,7 +189,8 @@ def test_load_netcdf_in_process(use_catalog: LocalCatalog, inline: None, tmp_pat
         np.testing.assert_array_equal(ds.dem.values, dem)
         np.testing.assert_array_equal(ds.datamask.values, mask)
         assert ds.datamask.dtype == np.uint8
-        assert ds.odc.geobox.crs.epsg == 3413 and ds.odc.geobox.affine == window_geobox(ARCTICDEM_32.extent, window).affine
+        assert (ds.odc.geobox.crs.epsg == 3413
+                and ds.odc.geobox.affine == window_geobox(ARCTICDEM_32.extent, window).affine)
 
 
 # -- as a subprocess -----------------------------------------------------------------------------
@@ -242,7 +243,8 @@ def test_load_fetch_status_as_a_subprocess(use_catalog: LocalCatalog, tmp_path: 
 def test_fetch_as_a_subprocess_fills_exactly_the_roi_chunks(use_catalog: LocalCatalog, tmp_path: Path) -> None:
     env = {**os.environ, "DARTS_AUX_ORCHESTRATOR": "inline"}
     data_dir = tmp_path / "fetch"
-    result = _ok(_run(env, "fetch", "arcticdem", *_bbox_args(BBOX_1_CHUNK), "--buffer", "3", "--data-dir", str(data_dir)))
+    result = _ok(_run(env, "fetch", "arcticdem", *_bbox_args(BBOX_1_CHUNK), "--buffer", "3",
+                      "--data-dir", str(data_dir)))
     window = roi_window(GeoBox.from_bbox(BBOX_1_CHUNK, "EPSG:3413", resolution=32), ARCTICDEM_32.extent, 3)
     assert set(_manifest_chunks(data_dir, ARCTICDEM_32)) == set(ChunkGrid(ARCTICDEM_32).chunks(window))
     assert _table_row(result.stdout, "arcticdem-32m")[1:3] == ["1", "1"]
@@ -286,7 +288,8 @@ BAD_INPUT = {
     "GeoJSON not JSON": (["fetch", "tcvis", "--geojson", "{tmp}/roi.geojson"], "not valid JSON"),
     "no region": (["fetch", "arcticdem"], "either as --bbox"),
     "bbox and GeoJSON": (["fetch", "arcticdem", *_bbox_args(BBOX_1_CHUNK), "--geojson", "x.json"], "one of them"),
-    "tcvis resolution": (["fetch", "tcvis", "--bbox", "120", "60", "121", "61", "--resolution", "10"], "drop --resolution"),
+    "tcvis resolution": (["fetch", "tcvis", "--bbox", "120", "60", "121", "61", "--resolution", "10"],
+                         "drop --resolution"),
     "unknown CRS": (["fetch", "arcticdem", *_bbox_args(BBOX_1_CHUNK), "--crs", "EPSG:999999"], "unknown CRS"),
     "outside the extent": (["fetch", "arcticdem", "--bbox", "-170", "-60", "-160", "-50", "--crs", "EPSG:4326"],
                            "outside the cube extent"),
@@ -309,9 +312,12 @@ def test_bad_input_is_one_red_line_and_exit_1(case: str, tmp_path: Path) -> None
     assert not (tmp_path / "data").exists(), "bad input writes nothing"
 
 
-@pytest.mark.parametrize("args", [["fetch", "dem", "--bbox", "0", "0", "1", "1"], ["fetch", "arcticdem", "--bbox", "1", "2"],
-                                  ["load", "arcticdem", "--bbox", "0", "0", "1", "1"], ["fetch", "arcticdem", "--resolution", "x"]],
-                         ids=["unknown product", "three numbers short", "load without --out", "resolution not a number"])
+@pytest.mark.parametrize("args", [
+    ["fetch", "dem", "--bbox", "0", "0", "1", "1"],
+    ["fetch", "arcticdem", "--bbox", "1", "2"],
+    ["load", "arcticdem", "--bbox", "0", "0", "1", "1"],
+    ["fetch", "arcticdem", "--resolution", "x"],
+], ids=["unknown product", "three numbers short", "load without --out", "resolution not a number"])
 def test_usage_errors_exit_2_without_traceback(args: list[str], tmp_path: Path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "Traceback" not in result.output

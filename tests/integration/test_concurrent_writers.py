@@ -19,7 +19,7 @@ import pytest
 from filelock import FileLock
 from odc.geo.geobox import GeoBox
 
-from darts_aux import load_arcticdem, load_tcvis
+from darts_aux import load_arcticdem
 from darts_aux.grid import ChunkGrid, ChunkId, PixelWindow, bounds_window, window_bounds
 from darts_aux.local import LocalCatalog, TileRef
 from darts_aux.local.earthengine import LocalEarthEngine

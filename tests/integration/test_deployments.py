@@ -59,7 +59,8 @@ def _lonlat_polygon(bounds: tuple[float, float, float, float]) -> dict[str, Any]
 
 @pytest.fixture
 def loopback_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The local Earth Engine sets https_proxy for the client's stray fetch; keep Prefect's loopback websocket off it."""
+    """The local Earth Engine sets https_proxy for the client's stray fetch;
+    keep Prefect's loopback websocket off it."""
     for key in ("NO_PROXY", "no_proxy"):
         monkeypatch.setenv(key, "127.0.0.1,localhost")
 
@@ -233,7 +234,8 @@ def test_fill_arcticdem_deployment_with_a_lonlat_bbox(
     window = roi_window(GeoBox.from_bbox(lonlat, "EPSG:4326", shape=(1, 1), tight=True), ARCTICDEM_32.extent)
     chunks = ChunkGrid(ARCTICDEM_32).chunks(window)
     rows = _manifest(data_dir, ARCTICDEM_32).latest()
-    assert sorted(rows) == sorted(chunks) == sorted(r.chunk for r in report.records) and report.chunks_fetched == len(chunks)
+    assert (sorted(rows) == sorted(chunks) == sorted(r.chunk for r in report.records)
+            and report.chunks_fetched == len(chunks))
     _assert_cube_equals_formula(use_catalog, data_dir, 32, chunks)
 
     run_id = state.state_details.flow_run_id
@@ -349,7 +351,8 @@ def test_compact_manifest_deployment_folds_every_cube(
     Cube.open_or_create(data_dir, tcvis())
     tcvis_manifest = _manifest(data_dir, tcvis())
     for col in (125, 126):
-        tcvis_manifest.append([ChunkRecord(ChunkId(18, col), "full", (DEFAULT_TCVIS_EDITION,), (), 1.0, utc_now(), None)])
+        tcvis_manifest.append([ChunkRecord(ChunkId(18, col), "full", (DEFAULT_TCVIS_EDITION,), (), 1.0, utc_now(),
+                                           None)])
     products = [ARCTICDEM_32, tcvis()]
     before = {p.key: _manifest(data_dir, p).latest() for p in products}
     assert [len(_manifest(data_dir, p).files()) for p in products] == [2, 2]
@@ -401,7 +404,8 @@ def test_revisit_partial_chunks_turns_a_partial_chunk_full_once_its_tile_arrives
     searches = [r for r in catalog.requests("stac") if r["path"].rstrip("/").endswith("/search")]
     assert len(searches) == 1 and catalog.requests("files") == []
     second = _manifest(data_dir, ARCTICDEM_32).latest()
-    assert second[shared].checked_at > first[shared].checked_at and second[shared].snapshot_id == first[shared].snapshot_id
+    assert (second[shared].checked_at > first[shared].checked_at
+            and second[shared].snapshot_id == first[shared].snapshot_id)
     assert second[full] == first[full]
 
     catalog.publish(HELD_BACK)

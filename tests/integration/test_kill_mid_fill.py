@@ -43,7 +43,8 @@ MOMENTS = {
 @pytest.fixture(scope="module")
 def oracle(catalog: LocalCatalog) -> dict[ChunkId, dict[str, np.ndarray]]:
     """Every chunk of the ROI as rasterio mosaics the published tiles."""
-    return {c: rasterio_mosaic(catalog, RESOLUTION, GRID.window(c)) for c in GRID.chunks(bounds_window(PRODUCT.extent, ROI))}
+    return {c: rasterio_mosaic(catalog, RESOLUTION, GRID.window(c))
+            for c in GRID.chunks(bounds_window(PRODUCT.extent, ROI))}
 
 
 @pytest.fixture(scope="module")
@@ -112,5 +113,8 @@ def test_twenty_kills_lose_nothing(use_catalog: LocalCatalog, inline: None, orac
             np.testing.assert_array_equal(got["datamask"], expected["datamask"], err_msg=f"trial {trial} {chunk}")
     assert sorted(seen) == sorted(MOMENTS) and sum(map(len, seen.values())) == TRIALS
     for moment, lines in seen.items():
-        print(f"killed {len(lines)} times at {moment!r}; last log lines: {sorted(set(l.split(':')[0][:40] for l in lines))}")
-    assert any("recording it in the manifest" in line for line in seen["manifest"]), "killed between commit and manifest"
+        print(f"killed {len(lines)} times at {moment!r}; "
+              f"last log lines: {sorted(set(line.split(':')[0][:40] for line in lines))}")
+    assert any(
+        "recording it in the manifest" in line for line in seen["manifest"]
+    ), "killed between commit and manifest"

@@ -34,8 +34,9 @@ def filled_s3(use_catalog: LocalCatalog, inline: None, s3_server: S3Server, s3_d
     return s3_data_dir, load_arcticdem(ROI_32M, s3_data_dir, 32)
 
 
-def test_arcticdem_on_s3_equals_the_oracle_and_its_manifest_reads_with_geopandas(filled_s3: tuple[str, object], use_catalog: LocalCatalog,
-                                                        s3_server: S3Server, tmp_path) -> None:  # noqa: ANN001
+def test_arcticdem_on_s3_equals_the_oracle_and_its_manifest_reads_with_geopandas(
+        filled_s3: tuple[str, object], use_catalog: LocalCatalog, s3_server: S3Server,
+        tmp_path) -> None:  # noqa: ANN001
     product = arcticdem(32)
     window = roi_window(ROI_32M, product.extent)
     s3_data_dir, ds = filled_s3

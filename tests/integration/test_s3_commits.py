@@ -32,7 +32,8 @@ def _band_merge(rows: slice, value: float) -> object:
 
 
 def test_racing_commits_on_s3_keep_every_write(s3_server: S3Server, s3_data_dir: str,  # noqa: F811
-                                               monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               caplog: pytest.LogCaptureFixture) -> None:
     for key, value in s3_server.env.items():
         monkeypatch.setenv(key, value)
     Cube.open_or_create(s3_data_dir, PRODUCT)

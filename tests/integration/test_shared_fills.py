@@ -20,7 +20,7 @@ from darts_aux.grid import ChunkGrid, bounds_window
 from darts_aux.local.earthengine import LocalEarthEngine
 from darts_aux.location import as_location
 from darts_aux.manifest import Manifest
-from darts_aux.products import TCVIS_PIXEL, tcvis
+from darts_aux.products import tcvis
 from darts_aux.settings import get_settings
 from darts_aux.store import Cube, cube_paths
 

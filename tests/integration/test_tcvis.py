@@ -78,7 +78,8 @@ def test_roi_across_four_chunks_and_second_load_from_the_cube(use_earth_engine: 
     assert masked.any() and (ds.tc_brightness.values[masked] == 0).all()
     assert ((ds.tc_brightness.values == 0) & (ds.valid.values == 1)).any(), "a real 0 stays valid"
     rows = Manifest(cube_paths(tmp_path, PRODUCT).manifest, GRID).latest()
-    assert len(rows) == 4 and all(r.status == "full" and r.items_applied == (DEFAULT_TCVIS_EDITION,) for r in rows.values())
+    assert len(rows) == 4 and all(r.status == "full" and r.items_applied == (DEFAULT_TCVIS_EDITION,)
+                                  for r in rows.values())
 
     use_earth_engine.reset_log()
     again = load_tcvis(ROI_4_CHUNKS, tmp_path)
@@ -124,7 +125,8 @@ def test_a_rejected_request_fails_at_once_with_a_typed_error(use_earth_engine: L
     assert [r["status"] for r in use_earth_engine.compute_requests()].count(400) == 1
 
 
-def test_in_flight_requests_never_exceed_the_setting(use_earth_engine: LocalEarthEngine, monkeypatch: pytest.MonkeyPatch,
+def test_in_flight_requests_never_exceed_the_setting(use_earth_engine: LocalEarthEngine,
+                                                     monkeypatch: pytest.MonkeyPatch,
                                                      inline: None, tmp_path: Path) -> None:
     monkeypatch.setenv("DARTS_AUX_EE_MAX_IN_FLIGHT", "3")
     monkeypatch.setenv("DARTS_AUX_DOWNLOAD_WORKERS", "4")

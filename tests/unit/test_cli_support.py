@@ -81,7 +81,8 @@ def test_check_bbox_accepts_and_normalises() -> None:
     assert check_bbox((1, 2, 3, 4)) == (1.0, 2.0, 3.0, 4.0)
 
 
-@pytest.mark.parametrize("bbox", [(3, 2, 1, 4), (1, 4, 3, 2), (1, 2, 1, 4), (0, 0, float("nan"), 1), (0, 0, float("inf"), 1)])
+@pytest.mark.parametrize("bbox", [(3, 2, 1, 4), (1, 4, 3, 2), (1, 2, 1, 4),
+                                  (0, 0, float("nan"), 1), (0, 0, float("inf"), 1)])
 def test_check_bbox_rejects_empty_or_non_finite(bbox: tuple[float, ...]) -> None:
     with pytest.raises(CliInputError, match="--bbox"):
         check_bbox(bbox)
@@ -101,7 +102,8 @@ def test_an_inverted_lon_bbox_hints_at_the_antimeridian() -> None:
     {"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [10.0, 60.0]}},
         {"type": "Feature", "properties": {}, "geometry": None},
-        {"type": "Feature", "properties": {}, "geometry": {"type": "LineString", "coordinates": [[11, 61], [12, 61.5]]}},
+        {"type": "Feature", "properties": {},
+         "geometry": {"type": "LineString", "coordinates": [[11, 61], [12, 61.5]]}},
     ]},
 ], ids=["geometry", "Feature", "FeatureCollection"])
 def test_geojson_bounds(tmp_path: Path, document: dict) -> None:
@@ -123,7 +125,8 @@ def test_geojson_crs_member(tmp_path: Path) -> None:
     ({"type": "Point", "coordinates": [10, 60]}, "no area"),
     ({"type": "Polygon", "coordinates": "nope"}, "cannot be read"),
     ({"type": "Polygon", "coordinates": SQUARE, "crs": {"type": "name"}}, "'crs' member"),
-    ({"type": "Polygon", "coordinates": SQUARE, "crs": {"type": "name", "properties": {"name": "EPSG:0"}}}, "unknown CRS"),
+    ({"type": "Polygon", "coordinates": SQUARE, "crs": {"type": "name", "properties": {"name": "EPSG:0"}}},
+     "unknown CRS"),
 ], ids=["invalid JSON", "array", "Topology", "empty collection", "no features", "point", "bad coordinates",
         "crs without name", "unknown crs"])
 def test_unreadable_geojson(tmp_path: Path, document: object, message: str) -> None:

@@ -15,7 +15,8 @@ from flows.roi import fill_window_of, geometry_window, roi_geometry, window_size
 
 DEM = arcticdem(32)
 BOX_3413 = (650_000.0, 3_150_000.0, 690_000.0, 3_190_000.0)
-SQUARE = {"type": "Polygon", "coordinates": [[[123.0, 61.0], [123.4, 61.0], [123.4, 61.2], [123.0, 61.2], [123.0, 61.0]]]}
+SQUARE = {"type": "Polygon",
+          "coordinates": [[[123.0, 61.0], [123.4, 61.0], [123.4, 61.2], [123.0, 61.2], [123.0, 61.0]]]}
 
 
 def test_native_bounds_keep_the_old_window() -> None:

@@ -152,8 +152,10 @@ def test_check_writable_probes_and_leaves_nothing(tmp_path: Path) -> None:
         check_writable(tmp_path / "file" / "data", DEM_32)
 
 
-@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"), OSError(errno.EFBIG, "File too large"),
-                                   OSError(errno.EDQUOT, "Disk quota exceeded"), icechunk.IcechunkError(ICECHUNK_ENOSPC)],
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
+                                   OSError(errno.EFBIG, "File too large"),
+                                   OSError(errno.EDQUOT, "Disk quota exceeded"),
+                                   icechunk.IcechunkError(ICECHUNK_ENOSPC)],
                          ids=["ENOSPC", "EFBIG", "EDQUOT", "icechunk"])
 def test_disk_full_is_recognised(error: BaseException) -> None:
     assert is_disk_full(error)
