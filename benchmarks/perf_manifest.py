@@ -44,7 +44,8 @@ def synthetic_table(grid: Any, seed: int = 5) -> Any:
     coverage = np.where(full, 1.0, rng.uniform(0.05, 0.95, n))
     half = shapely.box(left, top - size, left + size * 0.5, top)
     covered = np.where(full, None, shapely.to_wkb(half))
-    ids = np.char.add(np.char.add("r", np.char.zfill(r.astype(str), 4)), np.char.add("c", np.char.zfill(c.astype(str), 4)))
+    ids = np.char.add(np.char.add("r", np.char.zfill(r.astype(str), 4)),
+                      np.char.add("c", np.char.zfill(c.astype(str), 4)))
     item = np.char.add(np.char.add("tile_", r.astype(str)), "_2m_v4.1")
     checked = datetime(2026, 11, 1, tzinfo=UTC)
     offsets = np.arange(n + 1, dtype=np.int32)
@@ -56,7 +57,8 @@ def synthetic_table(grid: Any, seed: int = 5) -> Any:
         "items_applied": pa.ListArray.from_arrays(offsets, _flat(pa.array(item, pa.string()))),
         "items_failed": pa.ListArray.from_arrays(np.zeros(n + 1, np.int32), pa.array([], pa.string())),
         "coverage": pa.array(coverage),
-        "checked_at": pa.array(np.full(n, np.datetime64(checked.replace(tzinfo=None), "us")), pa.timestamp("us", "UTC")),
+        "checked_at": pa.array(np.full(n, np.datetime64(checked.replace(tzinfo=None), "us")),
+                               pa.timestamp("us", "UTC")),
         "snapshot_id": pa.array(np.char.add("SNAP", (r % 97).astype(str))),
         "geometry": pa.array(shapely.to_wkb(footprints), pa.binary()),
         "covered": pa.array(covered, pa.binary()),

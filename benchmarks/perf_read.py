@@ -198,21 +198,21 @@ class ChunkObjects:
         self.paths = []
         for index, frame in enumerate(sync(self._fetch())):
             path = self.root / f"{index}.bin"
-            path.write_bytes(frame)
+            path.write_bytes(frame.to_bytes())
             self.paths.append(path)
         self.nbytes = sum(p.stat().st_size for p in self.paths)
 
-    async def _fetch(self) -> list[bytes]:
+    async def _fetch(self) -> list[Any]:
         import asyncio
 
         from zarr.core.buffer import default_buffer_prototype
 
         store, prototype = self.cube.repo.readonly_session("main").store, default_buffer_prototype()
-        frames = await asyncio.gather(*(store.get(key, prototype) for key in self.keys))
-        return [frame.to_bytes() for frame in frames]
+        return await asyncio.gather(*(store.get(key, prototype) for key in self.keys))
 
     def fetch(self) -> None:
-        """Every chunk object through icechunk's store, all at once (as a load asks for them)."""
+        """Every chunk object through icechunk's store, all at once (as a load asks for them); the buffers icechunk
+        hands back are kept as they are, not copied, as a load decodes straight from them."""
         from zarr.core.sync import sync
 
         sync(self._fetch())

@@ -104,7 +104,8 @@ def measure(runs: int, quick: bool) -> dict[str, Any]:
         print(f"  TCVIS {SMALL_CHUNK}² chunks, download step only: {out['download']['rps']:.1f} requests/s "
               f"({out['download']['fraction']:.0%})", flush=True)
         real = fill_once(engine, 5000, 1, 2 if quick else 4, 4)
-        out["real"] = {**real, "rps": real["requests"] / real["seconds"], "chunks_per_s": real["chunks"] / real["seconds"]}
+        out["real"] = {**real, "rps": real["requests"] / real["seconds"],
+                       "chunks_per_s": real["chunks"] / real["seconds"]}
         print(f"  TCVIS 5000² chunks: {real['chunks']} in {real['seconds']:.1f} s ({real['requests']} requests, "
               f"{out['real']['rps']:.1f}/s)", flush=True)
     return out

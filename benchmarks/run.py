@@ -1,6 +1,6 @@
 """The performance benchmarks in one run: every target of the speed goals, peers measured in the same run.
 
-    uv run python benchmarks/run.py            # full run (~5-10 min on a quiet 2-core machine), writes perf_results.json
+    uv run python benchmarks/run.py            # full run (~5-10 min, quiet 2-core machine), writes perf_results.json
     uv run python benchmarks/run.py --quick    # short pass (~4 min), writes perf_results_quick.json
     uv run python benchmarks/run.py --only manifest read
 
@@ -45,7 +45,8 @@ def rows_read(r: dict[str, Any]) -> list[Row]:
     plain = r["warm_read"].get("uncompressed", {}).get("median")
     fetch = r["warm_read"].get("chunk_fetch", {}).get("median")
     files = r["warm_read"].get("chunk_files", {}).get("median")
-    fetched = f"{r['warm_read'].get('chunk_objects', 0)} chunk objects, {r['warm_read'].get('chunk_bytes', 0) / 1e6:.0f} MB"
+    objects, nbytes = r["warm_read"].get("chunk_objects", 0), r["warm_read"].get("chunk_bytes", 0)
+    fetched = f"{objects} chunk objects, {nbytes / 1e6:.0f} MB"
     wan, direct = r["peer_wan"]["median"], r["peer_direct"]["median"]
     fill, bare = r["cold_fill"]["fill_mpx_s"], r["cold_fill"]["bare_mpx_s"]
     fresh = r["fresh_process"]
@@ -66,7 +67,8 @@ def rows_read(r: dict[str, Any]) -> list[Row]:
         ("3 cold fill of the ROI's 4 chunks (4 workers)", f"{fill:.1f} Mpx/s", f"bare rasterio reads {bare:.1f} Mpx/s",
          f"{fill / bare:.0%}", "≥ 70 %", fill / bare >= 0.70),
         ("6 fresh process: start + imports + fast-path load", f"{fresh['result_s']:.2f} s",
-         f"until exit {fresh['exit_s']:.2f} s", "—", "≤ 1.5 s", fresh["result_s"] <= 1.5 and not fresh["heavy_modules"]),
+         f"until exit {fresh['exit_s']:.2f} s", "—", "≤ 1.5 s",
+         fresh["result_s"] <= 1.5 and not fresh["heavy_modules"]),
     ]
 
 
@@ -121,7 +123,8 @@ ORDER = ("read", "prefect", "manifest", "tcvis")
 def table(results: dict[str, Any]) -> str:
     """The markdown table of every section present."""
     lines = ["| target | measured (median) | peer / baseline | ratio | goal | met |", "|---|---:|---:|---:|---|:-:|"]
-    rows = [row for name in ORDER if name in results["sections"] for row in ROWS[name](results["sections"][name]["result"])]
+    sections = results["sections"]
+    rows = [row for name in ORDER if name in sections for row in ROWS[name](sections[name]["result"])]
     for target, measured, peer, ratio, goal, met in sorted(rows, key=lambda row: row[0][0]):
         mark = "—" if met is None else ("✓" if met else "✗")
         lines.append(f"| {target} | {measured} | {peer} | {ratio} | {goal} | {mark} |")
