@@ -63,7 +63,8 @@ class LocalEarthEngine(LocalServer):
 
         Each record: time, method, path (+query), status, bytes, seconds; computePixels requests also carry
         in_flight (admitted requests in progress at arrival), concurrent (admitted ones including itself;
-        absent if rejected), grid {width, height}, band_ids, fault ("cap", "script" or "random") and message.
+        absent if rejected), grid {width, height}, band_ids, fault ("cap", "script" or "random"), message, and
+        ready_after (seconds from arrival until its pixels were computed; answered ones only).
         """
         records = read_request_log(self.log_path)
         return [r for r in records if path_contains is None or path_contains in r["path"]]

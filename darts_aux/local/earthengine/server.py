@@ -125,7 +125,9 @@ class ComputePixels:
         self, request: Request, record: dict[str, Any], scope: Scope, receive: Receive, send: Send
     ) -> None:
         """Injected fault or the real answer, sent no sooner than `delay` seconds after the request arrived."""
-        answer_at = asyncio.get_running_loop().time() + self.state.faults.settings.delay
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
+        answer_at = arrived + self.state.faults.settings.delay
         try:
             body = await request.json()
         except ValueError:
@@ -150,6 +152,7 @@ class ComputePixels:
             await _sleep_until(answer_at)
             await JSONResponse(exc.body(), status_code=exc.status)(scope, receive, send)
             return
+        record["ready_after"] = round(loop.time() - arrived, 6)  # the answer was computed this long after arrival
         await _sleep_until(answer_at)
         await Response(data, media_type="application/octet-stream")(scope, receive, send)
 
