@@ -189,9 +189,10 @@ class ChunkObjects:
 
         product, window = product_and_window()
         self.cube = Cube.open(data_dir, product)
-        arrays = self.cube.arrays()
-        self.keys = [f"{name}/{part.key}" for name, array in arrays.items()
-                     for part in chunk_parts(array._async_array, window)]
+        arrays = {name: array._async_array for name, array in self.cube.arrays().items()}
+        self.window = window
+        self.parts = [(name, array, part) for name, array in arrays.items() for part in chunk_parts(array, window)]
+        self.keys = [f"{name}/{part.key}" for name, _, part in self.parts]
         self.root = directory / "chunk-objects"
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True)
@@ -222,6 +223,21 @@ class ChunkObjects:
         for path in self.paths:
             path.read_bytes()
 
+    def decode_files(self) -> dict[str, np.ndarray]:
+        """The ROI decoded from the plain files by the cube's reader (same decode threads, same decode and copy):
+        what the warm read would cost if the chunk objects came from the file system instead of icechunk."""
+        from darts_aux.chunkread import decode_into, decode_pool
+
+        outs = {name: np.empty(self.window.shape, array.dtype) for name, array, _ in self.parts}
+
+        def one(path: Path, name: str, array: Any, part: Any) -> None:
+            decode_into(np.fromfile(path, np.uint8), tuple(array.chunks), outs[name], part, name)
+
+        futures = [decode_pool().submit(one, path, *job) for path, job in zip(self.paths, self.parts, strict=True)]
+        for future in futures:
+            future.result()
+        return outs
+
 
 def warm_read(data_dir: Path, runs: int) -> dict[str, Any]:
     """load_arcticdem(persist=True) of the ROI from the filled cube, interleaved with both raw file reads, a read
@@ -236,12 +252,15 @@ def warm_read(data_dir: Path, runs: int) -> dict[str, Any]:
     load = lambda: load_arcticdem(geobox, data_dir, 2)  # noqa: E731
     ours = load()
     assert all(np.array_equal(ours[name].values, got, equal_nan=True) for name, got in plain.read().items())
+    assert all(np.array_equal(ours[name].values, got, equal_nan=True) for name, got in objects.decode_files().items())
     for _ in range(2):
-        load(), raw.read(), raw.read_into(), plain.read(), objects.fetch(), objects.read_files()
+        load(), raw.read(), raw.read_into(), plain.read(), objects.fetch(), objects.read_files(), objects.decode_files()
     loads, raws, intos, plains, fetches, files = Samples(), Samples(), Samples(), Samples(), Samples(), Samples()
+    decodes = Samples()
     for _ in range(runs):
         for action, samples in ((raw.read, raws), (raw.read_into, intos), (plain.read, plains),
-                                (objects.fetch, fetches), (objects.read_files, files), (load, loads)):
+                                (objects.fetch, fetches), (objects.read_files, files),
+                                (objects.decode_files, decodes), (load, loads)):
             wait_quiet()
             with Meter() as meter:
                 action()
@@ -251,6 +270,7 @@ def warm_read(data_dir: Path, runs: int) -> dict[str, Any]:
     shutil.rmtree(objects.root, ignore_errors=True)
     return {"load": loads.summary(), "raw": raws.summary(), "raw_into": intos.summary(),
             "uncompressed": plains.summary(), "chunk_fetch": fetches.summary(), "chunk_files": files.summary(),
+            "decoded_from_files": decodes.summary(),
             "chunk_bytes": objects.nbytes, "chunk_objects": len(objects.keys),
             "raw_gbs": raw.nbytes / raws.median / 1e9, "raw_into_gbs": raw.nbytes / intos.median / 1e9}
 

@@ -45,6 +45,7 @@ def rows_read(r: dict[str, Any]) -> list[Row]:
     plain = r["warm_read"].get("uncompressed", {}).get("median")
     fetch = r["warm_read"].get("chunk_fetch", {}).get("median")
     files = r["warm_read"].get("chunk_files", {}).get("median")
+    decoded = r["warm_read"].get("decoded_from_files", {}).get("median")
     objects, nbytes = r["warm_read"].get("chunk_objects", 0), r["warm_read"].get("chunk_bytes", 0)
     fetched = f"{objects} chunk objects, {nbytes / 1e6:.0f} MB"
     wan, direct = r["peer_wan"]["median"], r["peer_direct"]["median"]
@@ -60,6 +61,8 @@ def rows_read(r: dict[str, Any]) -> list[Row]:
         *([(f"1 part of it: fetch the {fetched} through icechunk", f"{fetch:.3f} s",
             f"the same bytes from plain files {files:.3f} s", f"{fetch / files:.1f}×", "(printed)", None)]
           if fetch and files else []),
+        *([("1 same window decoded by the same reader from those plain files (no icechunk)", f"{decoded:.3f} s",
+            f"raw file into a new array {raw:.3f} s", f"{decoded / raw:.1f}×", "(printed)", None)] if decoded else []),
         (f"2 odc-stac peer over WAN ({r['wan_link']['rtt_ms']:.0f} ms RTT, ≤ 50 MB/s)", f"{warm:.3f} s",
          f"odc.stac.load {wan:.2f} s", f"{wan / warm:.0f}× faster", "≥ 10× faster", wan / warm >= 10),
         ("2 odc-stac peer on loopback (no shaping)", f"{warm:.3f} s", f"odc.stac.load {direct:.2f} s",

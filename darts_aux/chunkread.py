@@ -101,7 +101,7 @@ def blosc_frame_nbytes(frame: np.ndarray) -> int:
     return int.from_bytes(frame[4:8].tobytes(), "little")
 
 
-def _decode_into(frame: np.ndarray, chunk_shape: tuple[int, int], out: np.ndarray, part: ChunkPart, name: str) -> None:
+def decode_into(frame: np.ndarray, chunk_shape: tuple[int, int], out: np.ndarray, part: ChunkPart, name: str) -> None:
     """Decode one blosc frame into this thread's scratch buffer and copy the window's part into `out`."""
     from numcodecs import blosc
 
@@ -137,7 +137,7 @@ async def read_blosc_window(name: str, array: AsyncArray, window: PixelWindow, l
             if frame is None:  # never written: only fill values there
                 out[part.in_output] = fill
                 return
-            await loop.run_in_executor(pool, _decode_into, frame.as_numpy_array(), chunk_shape, out, part, name)
+            await loop.run_in_executor(pool, decode_into, frame.as_numpy_array(), chunk_shape, out, part, name)
 
     await asyncio.gather(*(read(part) for part in chunk_parts(array, window)))
     return out
