@@ -241,8 +241,8 @@ class ChunkObjects:
 
 def warm_read(data_dir: Path, runs: int) -> dict[str, Any]:
     """load_arcticdem(persist=True) of the ROI from the filled cube, interleaved with both raw file reads, a read
-    of the same window from an uncompressed copy of its chunks, and the fetch of its compressed chunk objects
-    through icechunk and from plain files."""
+    of the same window from an uncompressed copy of its chunks, the fetch of its compressed chunk objects through
+    icechunk and from plain files, the window decoded from those files, and the lazy load computed."""
     from darts_aux import load_arcticdem
 
     geobox = roi_geobox()
@@ -250,17 +250,20 @@ def warm_read(data_dir: Path, runs: int) -> dict[str, Any]:
     plain = UncompressedCopy(data_dir.parent, data_dir)
     objects = ChunkObjects(data_dir.parent, data_dir)
     load = lambda: load_arcticdem(geobox, data_dir, 2)  # noqa: E731
+    lazy = lambda: load_arcticdem(geobox, data_dir, 2, persist=False).compute()  # noqa: E731
     ours = load()
+    assert all(np.array_equal(ours[name].values, got.values, equal_nan=True) for name, got in lazy().items())
     assert all(np.array_equal(ours[name].values, got, equal_nan=True) for name, got in plain.read().items())
     assert all(np.array_equal(ours[name].values, got, equal_nan=True) for name, got in objects.decode_files().items())
     for _ in range(2):
         load(), raw.read(), raw.read_into(), plain.read(), objects.fetch(), objects.read_files(), objects.decode_files()
+        lazy()
     loads, raws, intos, plains, fetches, files = Samples(), Samples(), Samples(), Samples(), Samples(), Samples()
-    decodes = Samples()
+    decodes, lazies = Samples(), Samples()
     for _ in range(runs):
         for action, samples in ((raw.read, raws), (raw.read_into, intos), (plain.read, plains),
                                 (objects.fetch, fetches), (objects.read_files, files),
-                                (objects.decode_files, decodes), (load, loads)):
+                                (objects.decode_files, decodes), (lazy, lazies), (load, loads)):
             wait_quiet()
             with Meter() as meter:
                 action()
@@ -270,7 +273,7 @@ def warm_read(data_dir: Path, runs: int) -> dict[str, Any]:
     shutil.rmtree(objects.root, ignore_errors=True)
     return {"load": loads.summary(), "raw": raws.summary(), "raw_into": intos.summary(),
             "uncompressed": plains.summary(), "chunk_fetch": fetches.summary(), "chunk_files": files.summary(),
-            "decoded_from_files": decodes.summary(),
+            "decoded_from_files": decodes.summary(), "lazy_compute": lazies.summary(),
             "chunk_bytes": objects.nbytes, "chunk_objects": len(objects.keys),
             "raw_gbs": raw.nbytes / raws.median / 1e9, "raw_into_gbs": raw.nbytes / intos.median / 1e9}
 
