@@ -1,21 +1,50 @@
-"""darts-aux: auxiliary rasters for Arctic remote sensing from self-filling Zarr datacubes."""
+"""darts-aux: auxiliary rasters for Arctic remote sensing from self-filling Zarr datacubes.
+
+The public API (documented in darts_aux.api): `load_arcticdem`, `load_tcvis` read a region (offline too);
+`download_arcticdem`, `download_tcvis` prefetch an area of interest; `coverage` shows what a cube holds.
+Every name is imported on first use, so `import darts_aux` stays cheap and never imports Prefect.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import DartsAuxError
+from .errors import DartsAuxError, OfflineError
 
-__all__ = ["DartsAuxError", "load_arcticdem", "load_tcvis"]
+__all__ = [
+    "DartsAuxError",
+    "DownloadReport",
+    "OfflineError",
+    "coverage",
+    "download_arcticdem",
+    "download_tcvis",
+    "load_arcticdem",
+    "load_tcvis",
+]
 
 if TYPE_CHECKING:
-    from .api import load_arcticdem, load_tcvis
+    from .api import coverage, download_arcticdem, download_tcvis, load_arcticdem, load_tcvis
+    from .download import DownloadReport
+
+_LAZY = {
+    "coverage": "api",
+    "download_arcticdem": "api",
+    "download_tcvis": "api",
+    "load_arcticdem": "api",
+    "load_tcvis": "api",
+    "DownloadReport": "download",
+}
 
 
 def __getattr__(name: str) -> Any:
     """Import the API lazily so that `import darts_aux` stays cheap."""
-    if name in ("load_arcticdem", "load_tcvis"):
-        from . import api
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'darts_aux' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
 
-        return getattr(api, name)
-    raise AttributeError(f"module 'darts_aux' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    """The public names beside the module's own attributes (for tab completion)."""
+    return sorted({*globals(), *__all__})

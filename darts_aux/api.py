@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DartsAuxError
+from .errors import DartsAuxError, InvalidRequestError
 from .grid import ChunkGrid, PixelWindow, window_geobox, window_parts
 from .location import DataLocation
 from .manifest import Manifest, utc_now
+from .offline import check_offline, require_fetched
 from .products import ArcticDEMResolution, Product, arcticdem, tcvis
 from .store import Cube, check_cube_folder, check_writable, cube_exists, cube_paths, disk_full_error
 from .validate import check_persist, data_dir_path, region_window
@@ -25,9 +26,12 @@ from .validate import check_persist, data_dir_path, region_window
 if TYPE_CHECKING:
     from types import ModuleType
 
+    import geopandas as gpd
     import xarray as xr
     from odc.geo.geobox import GeoBox
 
+    from .aoi import AOI
+    from .download import DownloadReport
     from .fill import FillReport
     from .settings import Settings
 
@@ -40,42 +44,227 @@ def load_arcticdem(
     resolution: ArcticDEMResolution,
     buffer: int = 0,
     persist: bool = True,
+    *,
+    offline: bool = False,
 ) -> xr.Dataset:
-    """ArcticDEM `dem` and `datamask` over `geobox` on the cube grid (EPSG:3413, no resampling).
+    """ArcticDEM `dem` (float32, NaN for no data) and `datamask` (uint8) over a geobox, on the cube grid.
 
-    The geobox (any CRS) is taken to EPSG:3413 at the cube's resolution and padded by `buffer`
-    cube pixels. Chunks the manifest does not list as settled are downloaded first (Prefect flow
-    `fill_arcticdem`, or the same steps in-process; see DARTS_AUX_ORCHESTRATOR). `data_dir` is a folder or
-    an `s3://bucket/prefix` URL; `None` uses DARTS_AUX_DATA_DIR. `persist=False` returns lazy dask-backed variables.
+    The geobox (any CRS) is taken to EPSG:3413 at the cube's resolution and padded by `buffer` cube pixels;
+    the cube is cropped to that window, never resampled (reproject the result, e.g. with `.odc.reproject`).
+    Chunks the manifest does not list as settled are downloaded first (Prefect flow `fill_arcticdem`, or the
+    same steps in-process; see DARTS_AUX_ORCHESTRATOR), unless the load is offline.
+
+    Args:
+        geobox: The region, an odc-geo GeoBox in any CRS.
+        data_dir: A folder or an `s3://bucket/prefix` URL; None uses DARTS_AUX_DATA_DIR.
+        resolution: 2, 10 or 32 (metres): each resolution is its own cube.
+        buffer: Cube pixels added on every side of the region (e.g. a terrain index's radius).
+        persist: True returns numpy-backed variables, False lazy dask-backed ones.
+        offline: Download nothing (also DARTS_AUX_OFFLINE=1): chunks the cube holds, full or partial, are read
+            as they are; a chunk never fetched raises OfflineError at once. No connection to any source is opened.
+
+    Returns:
+        An xarray Dataset with `x`/`y` coordinates of the cube grid and a `spatial_ref` (EPSG:3413) coordinate.
+
+    Raises:
+        InvalidRequestError: An argument cannot be served (its subclasses say which: region, buffer, resolution,
+            data_dir); raised before anything is read or requested.
+        OfflineError: Offline, and chunks of the region were never fetched; the message names the
+            `darts-aux fetch` command and the `download_arcticdem(...)` call that prefetch them.
+        SourceError: A source failed after retries (the chunks it could fill are kept).
+
+    Example:
+        >>> from odc.geo.geobox import GeoBox
+        >>> geobox = GeoBox.from_bbox((600_000, 3_150_000, 610_000, 3_160_000), "EPSG:3413", resolution=10)
+        >>> ds = load_arcticdem(geobox, "/data/darts-aux", 10, buffer=16, offline=True)  # doctest: +SKIP
     """
-    return load(arcticdem(resolution), geobox, data_dir, buffer, persist)
+    return load(arcticdem(resolution), geobox, data_dir, buffer, persist, offline)
 
 
-def load_tcvis(geobox: GeoBox, data_dir: str | Path | None = None, buffer: int = 0, persist: bool = True) -> xr.Dataset:
-    """TCVIS `tc_brightness`, `tc_greenness`, `tc_wetness` (uint8) and `valid` over `geobox` (EPSG:4326 cube grid).
+def load_tcvis(geobox: GeoBox, data_dir: str | Path | None = None, buffer: int = 0, persist: bool = True, *,
+               offline: bool = False) -> xr.Dataset:
+    """TCVIS `tc_brightness`, `tc_greenness`, `tc_wetness` (uint8) and `valid` over a geobox, on the cube grid.
 
-    The edition is DARTS_AUX_TCVIS_EDITION; each edition is its own cube. Masked source pixels have
-    `valid == 0` (and 0 in the bands), so a real 0 is told apart from no data. Regions across the
-    antimeridian come back as one Dataset whose longitudes continue past 180°.
+    The cube is the global EPSG:4326 grid of the edition set in DARTS_AUX_TCVIS_EDITION (each edition is its
+    own cube). Masked source pixels have `valid == 0` (and 0 in the bands), so a real 0 is told apart from no
+    data. Regions across the antimeridian come back as one Dataset whose longitudes continue past 180°.
+    Missing chunks are downloaded from Earth Engine first, unless the load is offline.
+
+    Args:
+        geobox: The region, an odc-geo GeoBox in any CRS.
+        data_dir: A folder or an `s3://bucket/prefix` URL; None uses DARTS_AUX_DATA_DIR.
+        buffer: Cube pixels added on every side of the region.
+        persist: True returns numpy-backed variables, False lazy dask-backed ones.
+        offline: Download nothing (also DARTS_AUX_OFFLINE=1): chunks the cube holds are read as they are; a chunk
+            never fetched raises OfflineError at once. No connection to Earth Engine is opened.
+
+    Returns:
+        An xarray Dataset with `latitude`/`longitude` coordinates and a `spatial_ref` (EPSG:4326) coordinate.
+
+    Raises:
+        InvalidRequestError: An argument cannot be served; raised before anything is read or requested.
+        OfflineError: Offline, and chunks of the region were never fetched; the message names the
+            `darts-aux fetch` command and the `download_tcvis(...)` call that prefetch them.
+        ConfigurationError: Earth Engine is not configured (DARTS_AUX_EE_PROJECT) when a download is needed.
+        SourceError: Earth Engine failed after retries.
+
+    Example:
+        >>> from odc.geo.geobox import GeoBox
+        >>> geobox = GeoBox.from_bbox((-150.1, 70.0, -149.9, 70.1), "EPSG:4326", resolution=0.0003)
+        >>> ds = load_tcvis(geobox, "/data/darts-aux", offline=True)  # doctest: +SKIP
     """
     from .settings import get_settings
 
-    return load(tcvis(get_settings().tcvis_edition), geobox, data_dir, buffer, persist)
+    return load(tcvis(get_settings().tcvis_edition), geobox, data_dir, buffer, persist, offline)
 
 
-def load(product: Product, geobox: GeoBox, data_dir: str | Path | None, buffer: int, persist: bool) -> xr.Dataset:
-    """Crop a product's cube to a geobox (+buffer), filling missing chunks first.
+def load(product: Product, geobox: GeoBox, data_dir: str | Path | None, buffer: int, persist: bool,
+         offline: bool = False) -> xr.Dataset:
+    """Crop a product's cube to a geobox (+buffer), filling missing chunks first (offline: refusing them).
 
-    Every argument is checked before anything is read, written or requested (darts_aux.validate).
+    Every argument is checked before anything is read, written or requested (darts_aux.validate). The settings
+    are read only when the manifest does not settle the window (the fast path stays free of pydantic).
     """
     persist = check_persist(persist)
+    offline = check_offline(offline)
     window = region_window(product, geobox, buffer)
     directory = resolve_data_dir(data_dir)
     if not is_settled(directory, product, window):
         settings = _settings()
-        report = fill(directory, product, window, settings)
-        report.raise_for_failures()
+        if offline or settings.offline:
+            require_fetched(directory, product, window)
+        else:
+            report = fill(directory, product, window, settings)
+            report.raise_for_failures()
     return read_dataset(directory, product, window, persist)
+
+
+def download_arcticdem(aoi: AOI, data_dir: str | Path | None, resolution: ArcticDEMResolution, *, crs: Any = None,
+                       buffer: int = 0, progress: bool | None = None) -> DownloadReport:
+    """Prefetch the ArcticDEM chunks an area of interest needs, so later loads (also offline) read them from the cube.
+
+    Only chunks that the AOI's geometries themselves intersect are filled, not their bounding box: a long diagonal
+    corridor or scattered scene footprints cost only the chunks under them. A GeoBox stands for a load of it: its
+    chunks are exactly those `load_arcticdem(geobox, ...)` reads. Chunks the manifest settles (full, or partial and
+    checked within DARTS_AUX_REVISIT_DAYS) are skipped, so a second call asks no source anything. The rest is
+    filled by the Prefect flow `download_chunks` when a Prefect API is configured (DARTS_AUX_ORCHESTRATOR), else
+    in-process with the same steps and retries.
+
+    Args:
+        aoi: A GeoDataFrame or GeoSeries (any CRS, any number of rows), a shapely geometry or a
+            (minx, miny, maxx, maxy) bbox with `crs`, an odc-geo Geometry, or an odc-geo GeoBox.
+        data_dir: A folder or an `s3://bucket/prefix` URL; None uses DARTS_AUX_DATA_DIR.
+        resolution: 2, 10 or 32 (metres).
+        crs: The CRS of a shapely geometry or bbox (anything pyproj reads, e.g. 'EPSG:4326'); not needed for the
+            other kinds, which carry their own.
+        buffer: Cube pixels added around every geometry (use the `buffer` the loads will use).
+        progress: Show a bar of chunks on stderr; None shows it when stderr is a terminal.
+
+    Returns:
+        A DownloadReport: chunks in the area, fetched now, already full, partial, bytes read, seconds and failures
+        (failed reads keep their chunks partial; `report.raise_for_failures()` raises them).
+
+    Raises:
+        InvalidRequestError: The AOI, resolution, buffer or data_dir cannot be used (before any request).
+        OutsideExtentError: The AOI does not touch the cube's extent.
+        OfflineError: DARTS_AUX_OFFLINE is set and chunks would need a download.
+
+    Example:
+        >>> import geopandas as gpd
+        >>> scenes = gpd.read_file("footprints.gpkg")  # doctest: +SKIP
+        >>> report = download_arcticdem(scenes, "/data/darts-aux", 10, buffer=16)  # doctest: +SKIP
+        >>> report.chunks_fetched, report.failures  # doctest: +SKIP
+    """
+    return download_product(arcticdem(resolution), aoi, data_dir, crs, buffer, progress)
+
+
+def download_tcvis(aoi: AOI, data_dir: str | Path | None = None, *, crs: Any = None, buffer: int = 0,
+                   progress: bool | None = None) -> DownloadReport:
+    """Prefetch the TCVIS chunks an area of interest needs (edition: DARTS_AUX_TCVIS_EDITION).
+
+    Same rules as `download_arcticdem`: only the chunks the geometries intersect, settled chunks skipped, through
+    Prefect or in-process. A bbox in EPSG:4326 may continue past 180° to cross the antimeridian.
+
+    Args:
+        aoi: A GeoDataFrame or GeoSeries (any CRS, any number of rows), a shapely geometry or a
+            (minx, miny, maxx, maxy) bbox with `crs`, an odc-geo Geometry, or an odc-geo GeoBox.
+        data_dir: A folder or an `s3://bucket/prefix` URL; None uses DARTS_AUX_DATA_DIR.
+        crs: The CRS of a shapely geometry or bbox; not needed for the other kinds.
+        buffer: Cube pixels added around every geometry.
+        progress: Show a bar of chunks on stderr; None shows it when stderr is a terminal.
+
+    Returns:
+        A DownloadReport (see `download_arcticdem`).
+
+    Raises:
+        InvalidRequestError: The AOI, buffer or data_dir cannot be used (before any request).
+        ConfigurationError: Earth Engine is not configured (DARTS_AUX_EE_PROJECT) and chunks need a download.
+        OfflineError: DARTS_AUX_OFFLINE is set and chunks would need a download.
+
+    Example:
+        >>> report = download_tcvis((-151.0, 69.5, -149.0, 70.5), "/data/darts-aux", crs="EPSG:4326")  # doctest: +SKIP
+    """
+    from .settings import get_settings
+
+    return download_product(tcvis(get_settings().tcvis_edition), aoi, data_dir, crs, buffer, progress)
+
+
+def download_product(product: Product, aoi: AOI, data_dir: str | Path | None, crs: Any, buffer: int,
+                     progress: bool | None) -> DownloadReport:
+    """Prefetch a product's chunks under an AOI: every argument checked before anything is requested."""
+    from .aoi import aoi_chunks
+    from .download import download
+
+    if progress is not None and not isinstance(progress, bool):
+        raise InvalidRequestError(f"progress must be True, False or None (a bar when stderr is a terminal), got "
+                                  f"{progress!r}.")
+    chunks = aoi_chunks(product, aoi, crs, buffer)
+    settings = _settings()
+    directory = resolve_data_dir(data_dir, settings)
+    try:
+        return download(product, chunks, directory, settings, progress)
+    except DartsAuxError:
+        raise
+    except Exception as error:  # a full disk under staging or the store surfaces as a bare OSError
+        full = disk_full_error(error, f"the {product.key} download in {directory}")
+        if full is None:
+            raise
+        raise full from error
+
+
+def coverage(data_dir: str | Path | None, product: str, aoi: AOI | None = None, *,
+             crs: Any = None) -> gpd.GeoDataFrame:
+    """What a cube holds: the manifest's latest row per chunk as a GeoDataFrame of chunk footprints.
+
+    One line plots it in a notebook: `coverage(data_dir, "arcticdem-32m").plot(column="status", legend=True)`.
+    `darts-aux status` counts the same rows. Reads only the manifest; no source is asked.
+
+    Args:
+        data_dir: A folder or an `s3://bucket/prefix` URL; None uses DARTS_AUX_DATA_DIR.
+        product: The cube: 'arcticdem-2m', 'arcticdem-10m', 'arcticdem-32m', 'tcvis' (the edition in
+            DARTS_AUX_TCVIS_EDITION) or an edition's cube such as 'tcvis-2000-2019'.
+        aoi: Only the chunks this area needs (same kinds as download_*'s `aoi`); chunks it needs that were never
+            fetched are added with status 'missing'. None: every chunk the manifest lists.
+        crs: The CRS of a shapely geometry or bbox `aoi`.
+
+    Returns:
+        A GeoDataFrame in the cube's CRS (EPSG:3413 or EPSG:4326), one row per chunk, ordered by chunk id, with
+        columns chunk_id, status ('full', 'partial', or 'missing' with an aoi), items (source items merged),
+        items_failed, coverage (fraction of the chunk the items cover), checked_at (UTC), snapshot_id, note and
+        geometry (the chunk's footprint). Empty when the cube does not exist yet.
+
+    Raises:
+        InvalidRequestError: Unknown cube name, a bad aoi, or a data_dir holding something else.
+
+    Example:
+        >>> frame = coverage("/data/darts-aux", "arcticdem-32m")  # doctest: +SKIP
+        >>> frame.plot(column="status", legend=True)  # doctest: +SKIP
+    """
+    from .coverage import coverage_frame, product_named
+
+    settings = _settings()
+    return coverage_frame(resolve_data_dir(data_dir, settings), product_named(product, settings.tcvis_edition),
+                          aoi, crs)
 
 
 def _settings(given: Settings | None = None) -> Settings:

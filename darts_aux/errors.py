@@ -77,3 +77,14 @@ class DiskFullError(StoreError):
 
 class ManifestError(DartsAuxError):
     """The chunk manifest could not be read or written."""
+
+
+class OfflineError(DartsAuxError):
+    """An offline load needs chunks that were never fetched; the message names the command that prefetches them.
+
+    `missing` is how many chunks of the region the cube does not hold yet.
+    """
+
+    def __init__(self, message: str, *, missing: int) -> None:
+        super().__init__(message)
+        self.missing = missing

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
         3600.0, ge=0, description="How long a fill waits for a chunk another fill is downloading before downloading "
         "it too; 0: never wait (claims are still taken).")
     ee_max_in_flight: int = Field(8, ge=1, le=40, description="Earth Engine requests in flight at once per process.")
+    offline: bool = Field(False, description="Never download: loads read what the cube holds and fail at once on "
+                          "chunks never fetched (for compute nodes without internet; as load_*(..., offline=True)).")
 
     @field_validator("data_dir", mode="before")
     @classmethod

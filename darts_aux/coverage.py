@@ -1,0 +1,103 @@
+"""What a cube holds, as data: the manifest's latest rows as a GeoDataFrame of chunk footprints.
+
+`darts-aux status` counts these rows; a notebook plots them (`coverage(...).plot(column="status")`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidRequestError
+from .grid import ChunkGrid, ChunkId
+from .location import DataLocation
+from .manifest import Manifest
+from .products import ARCTICDEM_RESOLUTIONS, TCVIS_EDITIONS, Product, arcticdem, tcvis, tcvis_edition_years
+from .store import check_cube_folder, cube_exists, cube_paths
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+    import pyarrow as pa
+
+COLUMNS = ("chunk_id", "status", "items", "items_failed", "coverage", "checked_at", "snapshot_id", "note",
+           "geometry")
+"""The columns of a coverage frame, in order; `geometry` is the chunk's footprint in the cube's CRS."""
+MISSING = "missing"
+"""Status of a chunk an AOI needs that the manifest has no row for (never fetched)."""
+
+
+def product_named(name: str | Product, tcvis_edition: str) -> Product:
+    """A cube by its key ('arcticdem-32m', 'tcvis-2000-2019'), or 'tcvis' for the edition in `tcvis_edition`."""
+    if isinstance(name, Product):
+        return name
+    if name == "tcvis":
+        return tcvis(tcvis_edition)
+    for product in [*(arcticdem(r) for r in ARCTICDEM_RESOLUTIONS), *(tcvis(e) for e in TCVIS_EDITIONS)]:
+        if name == product.key:
+            return product
+    keys = [f"arcticdem-{r}m" for r in ARCTICDEM_RESOLUTIONS] + [f"tcvis-{tcvis_edition_years(e)}"
+                                                                 for e in TCVIS_EDITIONS]
+    raise InvalidRequestError(f"unknown cube {name!r}; pass one of {', '.join(keys)} (or 'tcvis' for the edition "
+                              "in DARTS_AUX_TCVIS_EDITION).")
+
+
+def coverage_frame(data_dir: DataLocation, product: Product, aoi: Any = None, crs: Any = None) -> gpd.GeoDataFrame:
+    """The latest manifest row of every chunk (of the AOI's chunks, adding never-fetched ones as 'missing')."""
+    import geopandas as gpd
+
+    check_cube_folder(data_dir, product)
+    table = latest_table(data_dir, product)
+    frame = gpd.GeoDataFrame(_columns(table), geometry="geometry", crs=product.extent.crs)
+    if aoi is None:
+        return frame
+    from .aoi import aoi_chunks
+
+    wanted = aoi_chunks(product, aoi, crs)
+    frame = frame[frame.chunk_id.isin({str(c) for c in wanted})]
+    return _with_missing(frame, product, wanted)
+
+
+def latest_table(data_dir: DataLocation, product: Product) -> pa.Table:
+    """The manifest's latest rows (empty when the cube does not exist yet)."""
+    from .manifest import SCHEMA
+
+    if not cube_exists(data_dir, product):
+        return SCHEMA.empty_table()
+    return Manifest(cube_paths(data_dir, product).manifest, ChunkGrid(product)).latest_table()
+
+
+def _columns(table: pa.Table) -> dict[str, Any]:
+    """The frame's columns from the Arrow table: lists as lists, WKB as shapely geometries."""
+    import shapely
+
+    return {
+        "chunk_id": table.column("chunk_id").to_pylist(),
+        "status": table.column("status").to_pylist(),
+        "items": table.column("items_applied").to_pylist(),
+        "items_failed": table.column("items_failed").to_pylist(),
+        "coverage": table.column("coverage").to_numpy(),
+        "checked_at": table.column("checked_at").to_pandas(),
+        "snapshot_id": table.column("snapshot_id").to_pylist(),
+        "note": table.column("note").to_pylist(),
+        "geometry": shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False)),
+    }
+
+
+def _with_missing(frame: gpd.GeoDataFrame, product: Product, wanted: list[ChunkId]) -> gpd.GeoDataFrame:
+    """The frame plus one 'missing' row per wanted chunk without a manifest row, ordered by chunk id."""
+    import geopandas as gpd
+    import pandas as pd
+
+    have = set(frame.chunk_id)
+    absent = [c for c in wanted if str(c) not in have]
+    if not absent:
+        return frame.sort_values("chunk_id").reset_index(drop=True)
+    grid = ChunkGrid(product)
+    rows = gpd.GeoDataFrame({
+        "chunk_id": [str(c) for c in absent], "status": MISSING, "items": [[] for _ in absent],
+        "items_failed": [[] for _ in absent], "coverage": 0.0,
+        "checked_at": pd.Series(pd.NaT, index=range(len(absent)), dtype=frame.checked_at.dtype),
+        "snapshot_id": None, "note": None, "geometry": [grid.footprint(c) for c in absent],
+    }, geometry="geometry", crs=frame.crs)
+    both = pd.concat([frame, rows], ignore_index=True) if len(frame) else rows
+    return gpd.GeoDataFrame(both, geometry="geometry", crs=product.extent.crs).sort_values(
+        "chunk_id").reset_index(drop=True)

@@ -1,0 +1,272 @@
+"""Prefetch of an area of interest: fill the chunks its geometries intersect, through the fill flows.
+
+The chunks a prefetch skips are those the manifest settles (full, or partial and checked within the revisit
+interval), so a second prefetch of the same area asks no source anything. The others are grouped into few
+cube windows (darts_aux.aoi.chunk_windows) and filled by the `download_chunks` Prefect flow when a Prefect API
+is configured, else in-process by the same steps (`fill.run_inline`), window after window.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import OfflineError, SourceUnavailableError
+from .grid import ChunkGrid, ChunkId, PixelWindow
+from .location import DataLocation
+from .manifest import ChunkRecord, Manifest, utc_now
+from .products import Product
+from .store import check_cube_folder, check_writable, cube_exists, cube_paths
+
+if TYPE_CHECKING:
+    from .fill import FillReport
+    from .settings import Settings
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 0.5
+"""How often the progress bar reads the manifest."""
+
+
+@dataclass(frozen=True)
+class DownloadReport:
+    """What one download_* call did over its area of interest."""
+
+    product: str
+    """The cube, e.g. 'arcticdem-32m' or 'tcvis-2000-2019'."""
+    chunks: int
+    """Chunks the area's geometries intersect."""
+    chunks_fetched: int
+    """Chunks whose pixels this call downloaded and committed."""
+    chunks_already_full: int
+    """Chunks that were full before the call (nothing was asked for them)."""
+    chunks_partial: int
+    """Chunks partial after the call: the source has no data over part of them (or reads of them failed)."""
+    chunks_by_others: int = 0
+    """Chunks another fill of the same cube downloaded while this call waited for them."""
+    bytes_read: int = 0
+    """Uncompressed bytes of pixels read from the source."""
+    seconds: float = 0.0
+    failures: tuple[str, ...] = field(default_factory=tuple)
+    """One line per failed read or chunk ('r0012c0034: item … (reason)'); their chunks stay partial or missing."""
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed."""
+        return not self.failures
+
+    def raise_for_failures(self) -> None:
+        """Raise SourceUnavailableError naming the failures, if any (rerun the same download to retry them)."""
+        if self.failures:
+            more = f" and {len(self.failures) - 5} more" if len(self.failures) > 5 else ""
+            raise SourceUnavailableError(f"{len(self.failures)} failures while downloading {self.product}: "
+                                         f"{'; '.join(self.failures[:5])}{more}. Run the same download again to "
+                                         "retry them.", source=self.product)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The chunks of an area split by what the manifest says: full, settled partial, and to fill."""
+
+    chunks: tuple[ChunkId, ...]
+    full: tuple[ChunkId, ...]
+    settled: tuple[ChunkId, ...]
+    todo: tuple[ChunkId, ...]
+
+
+def plan(data_dir: DataLocation, product: Product, chunks: Sequence[ChunkId], revisit_seconds: float) -> Plan:
+    """Which chunks need a fill: not full, and not partial-and-checked within the revisit interval."""
+    check_cube_folder(data_dir, product)
+    latest = latest_rows(data_dir, product, chunks)
+    now = utc_now()
+    full = tuple(c for c in chunks if c in latest and latest[c].status == "full")
+    settled = tuple(c for c in chunks if c in latest and c not in full and latest[c].is_settled(now, revisit_seconds))
+    todo = tuple(c for c in chunks if c not in latest or not latest[c].is_settled(now, revisit_seconds))
+    return Plan(tuple(chunks), full, settled, todo)
+
+
+def latest_rows(data_dir: DataLocation, product: Product, chunks: Sequence[ChunkId]) -> dict[ChunkId, ChunkRecord]:
+    """The latest manifest row of each chunk that has one (one read of the row groups under the chunks)."""
+    if not chunks or not cube_exists(data_dir, product):
+        return {}
+    grid = ChunkGrid(product)
+    wanted = set(chunks)
+    latest = Manifest(cube_paths(data_dir, product).manifest, grid).latest(grid.covering(list(chunks)))
+    return {c: r for c, r in latest.items() if c in wanted}
+
+
+def download(product: Product, chunks: Sequence[ChunkId], data_dir: DataLocation, settings: Settings,
+             progress: bool | None = None) -> DownloadReport:
+    """Fill the chunks of an area that the manifest does not settle; a report of what was done."""
+    from .aoi import chunk_windows
+
+    started = time.perf_counter()
+    todo_plan = plan(data_dir, product, chunks, settings.revisit_days * 86400)
+    fill_report, errors = None, []
+    if todo_plan.todo:
+        if settings.offline:
+            raise OfflineError(f"DARTS_AUX_OFFLINE is set, so nothing is downloaded, yet {len(todo_plan.todo)} of "
+                               f"{len(chunks)} chunks of {product.key} need a download; unset DARTS_AUX_OFFLINE on "
+                               "the machine that prefetches.", missing=len(todo_plan.todo))
+        check_writable(data_dir, product)  # before the first request (and before a progress bar)
+        windows = chunk_windows(product, todo_plan.todo)
+        log.info("%s: %d of %d chunks to fill in %d windows", product.key, len(todo_plan.todo), len(chunks),
+                 len(windows))
+
+        def work() -> tuple[FillReport, list[str]]:
+            return run_fill(data_dir, product, windows, settings)
+
+        show = sys.stderr.isatty() if progress is None else progress
+        fill_report, errors = with_progress(work, data_dir, product, todo_plan.todo) if show else work()
+    return build_report(data_dir, product, todo_plan, fill_report, errors, time.perf_counter() - started)
+
+
+def run_fill(data_dir: DataLocation, product: Product, windows: list[PixelWindow],
+             settings: Settings) -> tuple[FillReport, list[str]]:
+    """Fill the windows through the `download_chunks` flow, or in-process window after window.
+
+    Returns the fill's report and the errors that stopped chunks (as lines); each window is tried.
+    """
+    from .api import use_prefect
+
+    if use_prefect(settings):
+        from flows.download import run_download_chunks
+
+        try:
+            return run_download_chunks(product, windows, data_dir, settings), []
+        except Exception as error:  # noqa: BLE001 - the flow raises its first chunk error after trying them all
+            return _empty_report(product), [_line(error)]
+    return _run_inline(data_dir, product, windows, settings)
+
+
+def _run_inline(data_dir: DataLocation, product: Product, windows: list[PixelWindow],
+                settings: Settings) -> tuple[FillReport, list[str]]:
+    """Each window by `fill.run_inline`; a window that fails does not stop the others."""
+    from .fill import FillContext, run_inline
+
+    ctx = FillContext(product, data_dir, settings)
+    total, errors = _empty_report(product), []
+    for window in windows:
+        try:
+            part = run_inline(ctx, window)
+        except Exception as error:  # noqa: BLE001 - kept for the report; the next window still fills
+            log.error("%s window %s: %s", product.key, window, _line(error))
+            errors.append(_line(error))
+            continue
+        _add(total, part)
+    return total, errors
+
+
+def _empty_report(product: Product) -> FillReport:
+    """A fill report with nothing done yet."""
+    from .fill import FillReport
+
+    return FillReport(product.key)
+
+
+def _add(total: FillReport, part: FillReport) -> None:
+    """Add one window's fill report to the running total."""
+    total.chunks_fetched += part.chunks_fetched
+    total.chunks_by_others += part.chunks_by_others
+    total.bytes_read += part.bytes_read
+    total.failures.extend(part.failures)
+
+
+def _line(error: BaseException) -> str:
+    """An error as one line: its type and its message."""
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+def build_report(data_dir: DataLocation, product: Product, todo_plan: Plan, fill_report: FillReport | None,
+                 errors: list[str], seconds: float) -> DownloadReport:
+    """The call's report: counts from the plan and the fill, the partial count from the manifest afterwards."""
+    after = latest_rows(data_dir, product, todo_plan.chunks)
+    partial = sum(1 for record in after.values() if record.status == "partial")
+    failures = [f"{chunk}: {f.item_id} ({f.reason})" for chunk, f in (fill_report.failures if fill_report else [])]
+    report = DownloadReport(
+        product=product.key, chunks=len(todo_plan.chunks),
+        chunks_fetched=fill_report.chunks_fetched if fill_report else 0,
+        chunks_already_full=len(todo_plan.full), chunks_partial=partial,
+        chunks_by_others=fill_report.chunks_by_others if fill_report else 0,
+        bytes_read=fill_report.bytes_read if fill_report else 0, seconds=seconds,
+        failures=tuple(failures + errors),
+    )
+    log_report(report)
+    return report
+
+
+def log_report(report: DownloadReport) -> None:
+    """One line of prose: what the download did (a warning when something failed)."""
+    def count(n: int, noun: str = "chunk") -> str:
+        return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+    text = (f"{report.product}: {count(report.chunks)} in the area, {report.chunks_fetched} fetched, "
+            f"{report.chunks_already_full} already full, {report.chunks_partial} partial, "
+            f"{report.bytes_read / 1e6:,.1f} MB read in {report.seconds:.1f} s")
+    if report.failures:
+        log.warning("%s; %s (see report.failures)", text, count(len(report.failures), "failure"))
+    else:
+        log.info("%s", text)
+
+
+# -- progress ------------------------------------------------------------------------------------
+
+
+def with_progress(work: Callable[[], Any], data_dir: DataLocation, product: Product,
+                  chunks: Sequence[ChunkId]) -> Any:
+    """Run `work` in a thread while a bar on stderr counts the chunks given a manifest row since it started.
+
+    The manifest is the record of every fill (in-process, Prefect threads or remote Dask workers alike), so the
+    bar follows it rather than the fill's internals.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    counter = ProgressCounter(data_dir, product, chunks)
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = work()
+        except BaseException as error:  # noqa: BLE001 - handed to the calling thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name="darts-aux-download", daemon=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task(f"downloading {product.key}", total=counter.total)
+        worker.start()
+        while worker.is_alive():
+            worker.join(POLL_SECONDS)
+            bar.update(task, completed=counter.done())
+        bar.update(task, completed=counter.done())
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+class ProgressCounter:
+    """How many of a download's chunks have a manifest row written since the download started."""
+
+    def __init__(self, data_dir: DataLocation, product: Product, chunks: Sequence[ChunkId]) -> None:
+        self.data_dir, self.product, self.chunks = data_dir, product, tuple(chunks)
+        self.started = utc_now()
+        self._last = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.chunks)
+
+    def done(self) -> int:
+        """Chunks recorded since the start (never fewer than last time: a half-written segment is read next time)."""
+        try:
+            latest = latest_rows(self.data_dir, self.product, self.chunks)
+        except Exception:  # noqa: BLE001 - a segment being compacted away: count again at the next poll
+            return self._last
+        self._last = max(self._last, sum(1 for r in latest.values() if r.checked_at >= self.started))
+        return self._last
