@@ -11,6 +11,7 @@ import math
 import numbers
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
@@ -203,3 +204,26 @@ def _non_empty(shape: geom.Geometry) -> geom.Geometry:
     if shape.is_empty:
         raise EmptyRegionError("the aoi geometry is empty; pass a geometry with a footprint.")
     return shape
+
+
+AOI_FILE_SUFFIXES = (".gpkg", ".geojson", ".json", ".parquet", ".geoparquet", ".shp", ".fgb")
+
+
+def read_aoi_file(path: str | Path) -> gpd.GeoDataFrame:
+    """An AOI file (GeoPackage, GeoJSON, GeoParquet, Shapefile, FlatGeobuf) as a GeoDataFrame with a CRS and rows."""
+    import geopandas as gpd
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InvalidRegionError(f"aoi file {path} does not exist; pass a .gpkg, .geojson or .parquet file.")
+    suffix = path.suffix.lower()
+    if suffix not in AOI_FILE_SUFFIXES:
+        raise InvalidRegionError(f"aoi file {path} is not one of {', '.join(AOI_FILE_SUFFIXES)}; convert it to "
+                                 ".gpkg, .geojson or .parquet.")
+    try:
+        frame = gpd.read_parquet(path) if suffix in (".parquet", ".geoparquet") else gpd.read_file(path)
+    except Exception as error:  # noqa: BLE001 - pyogrio/pyarrow raise many kinds; each means an unreadable file
+        raise InvalidRegionError(f"aoi file {path} cannot be read ({' '.join(str(error).split())[:200]}).") from None
+    if frame.crs is None:
+        raise InvalidRegionError(f"aoi file {path} declares no CRS; write it with one (GeoJSON is EPSG:4326).")
+    return frame

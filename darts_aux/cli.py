@@ -64,6 +64,9 @@ GeoJsonOption = Annotated[Path | None, typer.Option(
 ResolutionOption = Annotated[int | None, typer.Option(
     "--resolution", help="ArcticDEM resolution in metres: 2, 10 or 32 (default 32). Not for tcvis.")]
 BufferOption = Annotated[int, typer.Option("--buffer", help="Cube pixels added around the region on every side.")]
+AoiOption = Annotated[Path | None, typer.Option(
+    "--aoi", help="Region as a file of geometries (.gpkg, .geojson, .parquet; any CRS, many rows): only the chunks "
+                  "the geometries themselves intersect are filled, as download_arcticdem / download_tcvis do.")]
 
 
 @app.callback()
@@ -88,12 +91,17 @@ def fetch(
     resolution: ResolutionOption = None,
     buffer: BufferOption = 0,
     data_dir: DataDirOption = None,
+    aoi: AoiOption = None,
 ) -> None:
     """Fill the cube's chunks over a region (nothing is loaded) and print what was fetched.
 
     Chunks the manifest lists as settled are not searched again; the others are filled through Prefect or in-process, as DARTS_AUX_ORCHESTRATOR says, with a progress bar of chunks.
     """  # noqa: E501 - the help text keeps its line breaks, so a paragraph is one line
     from .cli_support import fetch_region, summary_table
+
+    if aoi is not None:
+        _fetch_aoi(product, aoi, resolution, buffer, data_dir, bbox is not None or geojson is not None)
+        return
 
     region, settings = _region(product, bbox, crs, geojson, resolution, buffer, data_dir)
     report, filled = fetch_region(region, settings, err_console)
@@ -144,6 +152,7 @@ def status(
     """Per cube: chunks full / partial, chunks being downloaded now (by which fills), bytes on disk, last update."""
     from .api import resolve_data_dir
     from .cli_support import downloading_cell, write_coverage_maps
+    from .coverage import coverage_frame
     from .cubes import cube_statuses
     from .settings import get_settings
 
@@ -154,7 +163,9 @@ def status(
     for column in ("cube", "full", "partial", "downloading", "bytes on disk", "last update"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row.product.key, str(row.full), str(row.partial), downloading_cell(row.downloading),
+        counts = coverage_frame(directory, row.product).status.value_counts()  # what coverage() returns
+        table.add_row(row.product.key, str(counts.get("full", 0)), str(counts.get("partial", 0)),
+                      downloading_cell(row.downloading),
                       f"{row.bytes_on_disk / 1e6:,.1f} MB",
                       row.last_update.isoformat(timespec="seconds") if row.last_update else "-")
     console.print(table)
@@ -225,6 +236,23 @@ def demo(
     from .demo import run_demo
 
     run_demo(out, inline=inline, console=console)
+
+
+def _fetch_aoi(product: ProductName, aoi: Path, resolution: int | None, buffer: int, data_dir: Path | None,
+               other_region: bool) -> None:
+    """`fetch --aoi FILE`: download_arcticdem / download_tcvis over the file's geometries, then the report."""
+    from .aoi import read_aoi_file
+    from .api import download_product
+    from .cli_support import CliInputError, product_for
+    from .download import report_table
+    from .settings import get_settings
+
+    if other_region:
+        raise CliInputError("give the region as --aoi, or as --bbox / --geojson, not both.")
+    cube = product_for(product.value, resolution, get_settings().tcvis_edition)
+    report = download_product(cube, read_aoi_file(aoi), data_dir, None, buffer, None)
+    console.print(report_table(report, data_dir or get_settings().data_dir))
+    report.raise_for_failures()
 
 
 def _region(product: ProductName, bbox: tuple[float, float, float, float] | None, crs: str | None,

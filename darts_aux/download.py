@@ -270,3 +270,17 @@ class ProgressCounter:
             return self._last
         self._last = max(self._last, sum(1 for r in latest.values() if r.checked_at >= self.started))
         return self._last
+
+
+def report_table(report: DownloadReport, data_dir: DataLocation | str) -> Any:
+    """A rich table of one download: chunks in the area, fetched, already full, partial, failures, MB, seconds."""
+    from rich.table import Table
+
+    table = Table(title=f"download {report.product}", caption=f"in {data_dir}; only the chunks the aoi's geometries "
+                  "intersect")
+    for column in ("cube", "chunks", "fetched", "already full", "partial", "failures", "MB read", "seconds"):
+        table.add_column(column, justify="left" if column == "cube" else "right")
+    table.add_row(report.product, str(report.chunks), str(report.chunks_fetched), str(report.chunks_already_full),
+                  str(report.chunks_partial), str(len(report.failures)), f"{report.bytes_read / 1e6:,.1f}",
+                  f"{report.seconds:.1f}")
+    return table
