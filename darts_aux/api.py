@@ -1,4 +1,8 @@
-"""The Python API: load a region of a cube, filling missing chunks first.
+"""The Python API, documented here in one place (each name is also importable from `darts_aux`):
+
+- `load_arcticdem`, `load_tcvis`: a region of a cube, missing chunks filled first, or offline: read only.
+- `download_arcticdem`, `download_tcvis`: prefetch the chunks an area of interest's geometries intersect.
+- `coverage`: what a cube holds, as a GeoDataFrame of chunk footprints.
 
 A load of a settled region (the fast path) imports only what reading needs: the settings (pydantic), the fill
 stack (sources, Prefect, pystac-client, rasterio) and odc-geo's xarray support (it imports rasterio) are
