@@ -5,16 +5,19 @@ Every check is darts_aux.region's, in the words of flow parameters (`bounds`, `c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated, Any
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
 
 from odc.geo import geom
 from pydantic import Field
 
+from darts_aux.errors import DartsAuxError
 from darts_aux.grid import MAX_BUFFER_PIXELS, PixelWindow, window_bounds
 from darts_aux.products import Product
 from darts_aux.region import GEOJSON_CRS, PARAMETER_WORDS, parameters_region, parameters_window, shape_window
 
+Resolution = Literal[2, 10, 32]
+"""The ArcticDEM cubes, as Prefect validates a `resolution` parameter."""
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Bounds = tuple[FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat]
 """(left, bottom, right, top): four finite numbers, as Prefect validates a `bounds` parameter."""
@@ -54,3 +57,21 @@ def window_size_label(product: Product, window: PixelWindow) -> str:
     if product.extent.wrap_x:
         return f"{right - left:.2f}×{top - bottom:.2f}°"
     return f"{(right - left) / 1000:.0f}×{(top - bottom) / 1000:.0f} km"
+
+
+def run_name(product_of: Callable[[], Product], params: Mapping[str, Any]) -> str:
+    """A fill run's name from its parameters: 'arcticdem-32m 40×40 km', the size of the window it fills.
+
+    The window is the one the flow computes (the same checks), so the name never shows a size the run does not
+    fill; a run whose parameters are not usable is named so, and fails with the reason.
+    """
+    try:
+        product = product_of()
+    except DartsAuxError:
+        return "fill of an unknown cube"
+    try:
+        window = fill_window_of(product, params.get("bounds"), params.get("crs"), params.get("geometry"),
+                                params.get("buffer", 0))
+    except DartsAuxError:
+        return f"{product.key} (region not usable)"
+    return f"{product.key} {window_size_label(product, window)}"
