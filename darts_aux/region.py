@@ -90,7 +90,8 @@ def check_bounds(bounds: object, words: RegionWords) -> Bounds:
     left, bottom, right, top = values
     if left >= right or bottom >= top:
         hint = " (a region across the antimeridian continues past 180, e.g. 179.5 … 180.5)" if left >= right else ""
-        raise EmptyRegionError(f"{words.bounds} {shown} is empty: it needs left < right and bottom < top, in the "
+        x0, y0, x1, y1 = words.order.split(", ") if ", " in words.order else words.order.split()
+        raise EmptyRegionError(f"{words.bounds} {shown} is empty: it needs {x0} < {x1} and {y0} < {y1}, in the "
                                f"order {words.order}{hint}.")
     return values
 
