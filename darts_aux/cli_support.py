@@ -6,7 +6,6 @@ Kept apart from `cli.py` so that the pure parts (regions, output kinds) are unit
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -21,8 +20,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .errors import DartsAuxError, InvalidRequestError
+from .errors import DartsAuxError, EmptyRegionError, InvalidRegionError, InvalidRequestError
 from .products import ARCTICDEM_CRS, Product, arcticdem, tcvis
+from .region import (
+    CLI_WORDS,
+    RegionWords,
+    check_bounds,
+    check_crs,
+    geobox_window,
+    geojson_crs,
+    geojson_document,
+    geojson_shape,
+)
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -76,100 +85,58 @@ def product_for(name: str, resolution: int | None, tcvis_edition: str) -> Produc
 
 def parse_crs(text: str) -> str:
     """A CRS given on the command line or in a GeoJSON file, normalised ('EPSG:n', else WKT)."""
-    from odc.geo.crs import CRS
-
-    if "CRS84" in text.upper():  # OGC:CRS84 / urn:ogc:def:crs:OGC:1.3:CRS84: lon/lat, like GeoJSON's x/y
-        return "EPSG:4326"
-    try:
-        crs = CRS(text)
-    except Exception as error:  # pyproj's CRSError and odc-geo's ValueError alike
-        raise CliInputError(f"unknown CRS {text!r} ({_first_line(error)}); give it like EPSG:3413.") from None
-    return f"EPSG:{crs.epsg}" if crs.epsg is not None else crs.to_wkt()
+    return check_crs(text, CLI_WORDS)
 
 
 def check_bbox(bbox: BBox) -> BBox:
-    """A bbox with finite values and min < max on both axes."""
-    minx, miny, maxx, maxy = (float(v) for v in bbox)
-    if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
-        raise CliInputError(f"--bbox {_fmt(bbox)} has a value that is not a finite number.")
-    if minx >= maxx or miny >= maxy:
-        hint = " (a region across the antimeridian continues past 180, e.g. 179.5 … 180.5)" if minx >= maxx else ""
-        raise CliInputError(
-            f"--bbox {_fmt(bbox)} is empty: it needs MINX < MAXX and MINY < MAXY, "
-            f"in the order MINX MINY MAXX MAXY{hint}."
-        )
-    return (minx, miny, maxx, maxy)
+    """A --bbox of four finite values with min < max on both axes."""
+    return check_bounds(bbox, CLI_WORDS)
 
 
 def read_geojson(path: Path) -> tuple[BBox, str | None]:
     """Bounding box of a GeoJSON geometry, Feature or FeatureCollection, and the CRS its `crs` member names."""
-    import shapely
-    from shapely.geometry import shape
-
     try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise CliInputError(f"cannot read the GeoJSON file {path}: {error.strerror or error}.") from None
-    except (UnicodeDecodeError, ValueError) as error:
-        raise CliInputError(f"{path} is not GeoJSON (not valid JSON: {_first_line(error)}).") from None
-    if not isinstance(document, dict):
-        raise CliInputError(f"{path} is not GeoJSON: expected a geometry, Feature or FeatureCollection object.")
-    try:
-        geometries = [shape(g) for g in _geojson_geometries(document, path)]
-    except CliInputError:
-        raise
-    except Exception as error:  # shapely's GeometryTypeError, KeyError, ValueError for malformed coordinates
-        raise CliInputError(f"{path} holds a geometry that cannot be read ({_first_line(error)}).") from None
-    geometries = [g for g in geometries if not g.is_empty]
-    if not geometries:
-        raise CliInputError(f"{path} holds no geometry with coordinates.")
-    bounds = tuple(float(v) for v in shapely.union_all(geometries).bounds)
+    except UnicodeDecodeError as error:
+        raise InvalidRegionError(f"--geojson {path} is not GeoJSON (not valid JSON: {_first_line(error)}).") from None
+    words = _file_words(path)
+    document = geojson_document(text, words)
+    bounds = tuple(float(v) for v in geojson_shape(document, words).bounds)
     if not all(math.isfinite(v) for v in bounds) or bounds[0] >= bounds[2] or bounds[1] >= bounds[3]:
-        raise CliInputError(f"the geometry in {path} has no area (bounding box {_fmt(bounds)}); give a polygon.")
-    return bounds, _geojson_crs(document, path)
+        raise EmptyRegionError(f"the geometry in --geojson {path} has no area (bounding box {_fmt(bounds)}); "
+                               f"give a polygon.")
+    return bounds, geojson_crs(document, words)  # type: ignore[return-value]
 
 
-def _geojson_geometries(document: dict[str, Any], path: Path) -> list[dict[str, Any]]:
-    kind = document.get("type")
-    if kind == "FeatureCollection":
-        features = document.get("features")
-        if not isinstance(features, list):
-            raise CliInputError(f"{path}: a FeatureCollection needs a 'features' list.")
-        return [f["geometry"] for f in features if isinstance(f, dict) and f.get("geometry")]
-    if kind == "Feature":
-        return [document["geometry"]] if document.get("geometry") else []
-    if kind in ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
-                "GeometryCollection"):
-        return [document]
-    raise CliInputError(f"{path} is not GeoJSON: type {kind!r} is not a geometry, Feature or FeatureCollection.")
+def _file_words(path: Path) -> RegionWords:
+    """The CLI's words, naming the GeoJSON file as given."""
+    from dataclasses import replace
 
-
-def _geojson_crs(document: dict[str, Any], path: Path) -> str | None:
-    """The legacy `crs` member ({"type": "name", "properties": {"name": "EPSG:3413"}}), if any."""
-    member = document.get("crs")
-    if member is None:
-        return None
-    name = member.get("properties", {}).get("name") if isinstance(member, dict) else None
-    if not isinstance(name, str):
-        raise CliInputError(f"{path}: the 'crs' member must be {{'type': 'name', 'properties': {{'name': 'EPSG:…'}}}}.")
-    return parse_crs(name)
+    return replace(CLI_WORDS, geometry=f"--geojson {path}")
 
 
 def region_geobox(product: Product, *, bbox: BBox | None, crs: str | None, geojson: Path | None) -> GeoBox:
     """The region of a command as a GeoBox: --bbox in --crs (default by product), or a GeoJSON file's bounding box.
 
-    The CRS of a GeoJSON file is its `crs` member, else --crs, else EPSG:4326.
+    The CRS of a GeoJSON file is its `crs` member, else --crs, else EPSG:4326. The region is checked against the
+    cube here, as every door checks it (darts_aux.region), so a mistake is told in the options' words.
     """
     if (bbox is None) == (geojson is None):
-        raise CliInputError("give the region either as --bbox MINX MINY MAXX MAXY or as --geojson FILE (one of them).")
+        raise InvalidRegionError("give the region either as --bbox MINX MINY MAXX MAXY or as --geojson FILE "
+                                 "(one of them).")
     given_crs = parse_crs(crs) if crs is not None else None
     if geojson is not None:
         box, file_crs = read_geojson(geojson)
         if file_crs is not None and given_crs is not None and file_crs != given_crs:
-            raise CliInputError(f"{geojson} says its CRS is {file_crs} but --crs is {given_crs}; drop --crs.")
-        return bbox_geobox(product, box, file_crs or given_crs or GEOJSON_CRS)
-    assert bbox is not None
-    return bbox_geobox(product, check_bbox(bbox), given_crs or DEFAULT_CRS[_product_name(product)])
+            raise InvalidRegionError(f"--geojson {geojson} says its CRS is {file_crs} but --crs is {given_crs}; "
+                                     f"drop --crs.")
+        geobox = bbox_geobox(product, box, file_crs or given_crs or GEOJSON_CRS)
+    else:
+        geobox = bbox_geobox(product, check_bbox(bbox), given_crs or DEFAULT_CRS[_product_name(product)])
+    geobox_window(product, geobox, 0, CLI_WORDS)
+    return geobox
 
 
 def bbox_geobox(product: Product, bbox: BBox, crs: str) -> GeoBox:
@@ -211,7 +178,7 @@ def resolve_region(product: Product, geobox: GeoBox, data_dir: Path | None, buff
     from .api import resolve_data_dir
     from .validate import region_window
 
-    return Region(product, resolve_data_dir(data_dir, settings), region_window(product, geobox, buffer))
+    return Region(product, resolve_data_dir(data_dir, settings), region_window(product, geobox, buffer, CLI_WORDS))
 
 
 def fetch_region(region: Region, settings: Settings, console: Console) -> tuple[FillReport, bool]:

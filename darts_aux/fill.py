@@ -29,6 +29,7 @@ from .retry import RetryPolicy
 from .settings import Settings, get_settings
 from .sources.base import ChunkSource, ItemFailure, SourceItem
 from .store import Cube, CubePaths, WindowWrite, cube_paths
+from .wording import plural
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -199,8 +200,8 @@ def discover(ctx: FillContext, window: PixelWindow) -> Discovery:
         else:
             rechecked.append(chunk)
     _record_rechecked(ctx, window, rechecked, by_chunk)
-    log.info("%s: %d chunks in the ROI, %d full, %d to download, %d partial with nothing new",
-             ctx.product.key, len(chunks), len(reused), len(jobs), len(rechecked))
+    log.info("%s: %s in the ROI, %d full, %d to download, %d partial with nothing new",
+             ctx.product.key, plural(len(chunks), "chunk"), len(reused), len(jobs), len(rechecked))
     return Discovery(tuple(jobs), reused, tuple(rechecked))
 
 
@@ -213,8 +214,8 @@ def download(ctx: FillContext, job: ChunkJob, in_memory: bool = False) -> Staged
     elif pixels.applied:
         path = str(staging.stage(ctx.cube().paths.staging, str(job.chunk), pixels.arrays))
     bytes_per_pixel = ctx.product.bytes_per_pixel
-    log.info("chunk %s: read %d items (%d failed) in %.2f s", job.chunk, len(pixels.applied), len(pixels.failed),
-             pixels.seconds)
+    log.info("chunk %s: read %s (%d failed) in %.2f s", job.chunk, plural(len(pixels.applied), "item"),
+             len(pixels.failed), pixels.seconds)
     return StagedChunk(job.chunk, path, tuple(pixels.applied), tuple(pixels.failed), job.known_items,
                        pixels.pixels_read * bytes_per_pixel, pixels.seconds, held)
 
@@ -329,8 +330,8 @@ def _merge_and_record(ctx: FillContext, group: Sequence[StagedChunk]) -> list[Ch
     message = f"{ctx.product.key} {_group_label(group)}"
     prepared = None
     if writes:
-        log.info("chunk %s: merging new items into the cube (%d chunks, one commit)", _group_label(written),
-                 len(written))
+        log.info("chunk %s: merging new items into the cube (%s, one commit)", _group_label(written),
+                 plural(len(written), "chunk"))
         prepared = cube.prepare(writes, message)
     with cube.commit_lock():
         latest = manifest.latest(grid.covering([staged.chunk for staged in group]))
@@ -514,6 +515,6 @@ def finish_report(ctx: FillContext, report: FillReport, discovery: Discovery, st
     report.seconds = time.perf_counter() - started
     by_others = (f", {report.chunks_by_others} filled by other fills ({report.seconds_waiting:.1f} s waited)"
                  if report.chunks_by_others else "")
-    log.info("%s fill: %d chunks fetched, %d reused, %d rechecked%s, %.1f MB read in %.1f s",
-             ctx.product.key, report.chunks_fetched, report.chunks_reused, report.chunks_rechecked, by_others,
-             report.bytes_read / 1e6, report.seconds)
+    log.info("%s fill: %s fetched, %d reused, %d rechecked%s, %.1f MB read in %.1f s",
+             ctx.product.key, plural(report.chunks_fetched, "chunk"), report.chunks_reused, report.chunks_rechecked,
+             by_others, report.bytes_read / 1e6, report.seconds)

@@ -47,6 +47,10 @@ class PixelWindow:
     col0: int
     col1: int
 
+    def __str__(self) -> str:
+        """'rows 100–200, cols 50–80' (half-open), for log lines and messages."""
+        return f"rows {self.row0}–{self.row1}, cols {self.col0}–{self.col1}"
+
     @property
     def shape(self) -> tuple[int, int]:
         """(rows, cols)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from darts_aux.grid import window_bounds
+from darts_aux.wording import plain_numbers
 
 from .tasks import ChunkRun, FillOutcome
 
@@ -18,6 +19,8 @@ log = logging.getLogger(__name__)
 MAP_MAX_CHUNKS = 400
 """Above this many chunks the summary skips the coverage map (matplotlib labels every chunk)."""
 QUICKLOOK_DIR = "quicklooks"
+ERROR_CHARS = 120
+"""An error in the chunk table is cut to this many characters, so the table fits a 1600 px wide page."""
 
 
 def artifact_keys(product: str) -> tuple[str, str]:
@@ -26,8 +29,8 @@ def artifact_keys(product: str) -> tuple[str, str]:
 
 
 def chunk_table(outcome: FillOutcome) -> list[dict[str, Any]]:
-    """One row per chunk: id, what the fill did, status and items after it, bytes read and download seconds."""
-    return [_row(run) for run in outcome.chunks]
+    """One row per chunk, in chunk-id order: what the fill did, status and items after it, bytes read and seconds."""
+    return [_row(run) for run in sorted(outcome.chunks, key=lambda run: (run.chunk, run.region))]
 
 
 def _row(run: ChunkRun) -> dict[str, Any]:
@@ -43,8 +46,14 @@ def _row(run: ChunkRun) -> dict[str, Any]:
         "items_failed": ", ".join(record.items_failed) if record else "",
         "bytes": run.bytes_read,
         "seconds": round(run.seconds, 3),
-        "error": run.error,
+        "error": _one_line(run.error),
     }
+
+
+def _one_line(text: str, limit: int = ERROR_CHARS) -> str:
+    """An error as one short line, so the table stays readable (the run's log has the whole message)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
 def publish_fill_artifacts(outcome: FillOutcome) -> None:
@@ -79,13 +88,13 @@ def summary_markdown(outcome: FillOutcome, with_map: bool = True) -> str:
     lines = [
         f"# {product.key} fill",
         "",
-        "| | |",
+        f"| cube | {product.key} |",
         "|---|---|",
         f"| source | {report.source} `{report.source_url}` (`{product.collection}`) |",
         f"| data dir | `{ctx.data_dir}` |",
     ]
     for label, window in outcome.windows:
-        bounds = ", ".join(f"{v:.6g}" for v in window_bounds(product.extent, window))
+        bounds = plain_numbers(window_bounds(product.extent, window))
         name = f"region {label}" if label else "region"
         lines.append(f"| {name} | rows {window.row0}–{window.row1}, cols {window.col0}–{window.col1} "
                      f"({bounds}, {product.extent.crs}) |")

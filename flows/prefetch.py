@@ -5,16 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.states import State
 
 from darts_aux.errors import DartsAuxError, DataDirError, EmptyRegionError
 from darts_aux.fill import FillContext, FillReport
-from darts_aux.products import arcticdem
+from darts_aux.products import Product, arcticdem
 from darts_aux.products import tcvis as tcvis_product
-from darts_aux.settings import get_settings
+from darts_aux.settings import Settings, get_settings
+from darts_aux.wording import plural
 
 from .artifacts import publish_fill_artifacts
 from .cubes import resolve_data_dir
-from .roi import geometry_window
+from .failures import USER_ERRORS, failed
+from .roi import Buffer, Resolution, geometry_window
 from .runners import fill_task_runner
 from .tasks import FillOutcome, fill_windows
 
@@ -35,25 +38,39 @@ def _flow_run_name() -> str:
 
 
 @flow(name="prefetch_regions", flow_run_name=_flow_run_name, task_runner=fill_task_runner(get_settings()))
-def prefetch_regions(regions: str | None = None, arcticdem_resolutions: tuple[int, ...] = (2, 10, 32),
-                     tcvis: bool = True, tcvis_edition: str | None = None, buffer: int = 0,
-                     data_dir: str | None = None) -> dict[str, FillReport]:
+def prefetch_regions(regions: str | None = None, arcticdem_resolutions: tuple[Resolution, ...] = (2, 10, 32),
+                     tcvis: bool = True, tcvis_edition: str | None = None, buffer: Buffer = 0,
+                     data_dir: str | None = None) -> dict[str, FillReport] | State:
     """Fill the chosen cubes over every region of a GeoJSON / GeoParquet file, so later loads start no download.
 
-    `regions` is the file (any CRS the file declares; GeoJSON is EPSG:4326); default `<data_dir>/regions.geojson`.
-    A column `name` (or `id`, `region`) labels the regions in logs and artifacts. Each region is padded by
-    `buffer` cube pixels. `tcvis_edition` defaults to DARTS_AUX_TCVIS_EDITION. Returns a report per cube;
-    raises the first error after every cube was tried.
+    `regions` is the file (any CRS the file declares; GeoJSON is EPSG:4326); default `<data_dir>/regions.geojson`,
+    and without that file there is nothing to prefetch (the run completes and says so). A column `name` (or `id`,
+    `region`) labels the regions in logs and artifacts. Each region is padded by `buffer` cube pixels.
+    `tcvis_edition` defaults to DARTS_AUX_TCVIS_EDITION. Returns a report per cube; raises the first error after
+    every cube was tried.
     """
     logger = get_run_logger()
-    settings = get_settings()
-    directory = resolve_data_dir(data_dir)
-    path = Path(regions).expanduser() if regions else directory / DEFAULT_REGIONS_FILE
-    labelled = read_regions(path)
-    logger.info("%d regions from %s", len(labelled), path)
-    products = [arcticdem(r) for r in arcticdem_resolutions]
-    if tcvis:
-        products.append(tcvis_product(tcvis_edition or settings.tcvis_edition))
+    try:
+        settings = get_settings()
+        directory = resolve_data_dir(data_dir)
+        path = Path(regions).expanduser() if regions else directory / DEFAULT_REGIONS_FILE
+        if regions is None and not path.exists():
+            logger.info("nothing to prefetch: no regions file at %s", path)
+            return {}
+        labelled = read_regions(path)
+        logger.info("%s from %s", plural(len(labelled), "region"), path)
+        products = [arcticdem(r) for r in arcticdem_resolutions]
+        if tcvis:
+            products.append(tcvis_product(tcvis_edition or settings.tcvis_edition))
+        return _prefetch(products, labelled, directory, settings, buffer)
+    except USER_ERRORS as error:
+        return failed(error)
+
+
+def _prefetch(products: list[Product], labelled: list[tuple[str, object]], directory: Path, settings: Settings,
+              buffer: int) -> dict[str, FillReport]:
+    """Fill each cube over every region; a region outside one cube is logged and the rest still fill."""
+    logger = get_run_logger()
     outcomes: list[FillOutcome] = []
     errors: list[BaseException] = []
     for product in products:

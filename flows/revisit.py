@@ -6,13 +6,13 @@ from collections import defaultdict
 
 from prefect import flow, get_run_logger
 
+from darts_aux.cubes import present_products
 from darts_aux.fill import FillContext, FillReport
 from darts_aux.grid import ChunkGrid, ChunkId, PixelWindow
 from darts_aux.settings import get_settings
+from darts_aux.wording import plural
 
 from .artifacts import publish_fill_artifacts
-from darts_aux.cubes import present_products
-
 from .cubes import resolve_data_dir
 from .runners import fill_task_runner
 from .tasks import FillOutcome, fill_windows
@@ -44,7 +44,7 @@ def revisit_partial_chunks(data_dir: str | None = None) -> dict[str, FillReport]
             logger.info("%s: no partial chunk", product.key)
             continue
         windows = partial_windows(ctx.grid, partial)
-        logger.info("%s: %d partial chunks in %d windows", product.key, len(partial), len(windows))
+        logger.info("%s: %s in %s", product.key, plural(len(partial), "partial chunk"), plural(len(windows), "window"))
         outcome = fill_windows(ctx, [(_label(ctx.grid, w), w) for w in windows])
         publish_fill_artifacts(outcome)
         outcomes.append(outcome)

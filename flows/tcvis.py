@@ -3,58 +3,50 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from prefect import flow
+from prefect.states import State
 
 from darts_aux.fill import FillReport, tcvis_context
 from darts_aux.grid import PixelWindow, window_bounds
-from darts_aux.products import Product
+from darts_aux.products import Product, tcvis
 from darts_aux.settings import Settings, get_settings
 
-from .roi import fill_window_of, window_size_label
+from .failures import USER_ERRORS, failed
+from .roi import Bounds, Buffer, Geometry, fill_window_of, run_name
 from .runners import fill_task_runner
 from .tasks import fill_window
 
 
 def _flow_run_name() -> str:
-    """'tcvis-2000-2019 1.00×0.50°': product and ROI size, readable in the UI."""
+    """'tcvis-2000-2019 1.00×0.50°': the cube (edition) and the size of the window the run fills."""
     from prefect.runtime import flow_run
 
-    from darts_aux.products import tcvis
-
     params = flow_run.parameters
-    edition = params.get("edition") or get_settings().tcvis_edition
-    product = tcvis(edition)
-    bounds, crs, geometry = params.get("bounds"), params.get("crs"), params.get("geometry")
-    if geometry is None and crs is None and bounds is not None:
-        left, bottom, right, top = bounds
-        return f"{product.key} {right - left:.2f}×{top - bottom:.2f}°"
-    try:
-        size = window_size_label(product, fill_window_of(product, bounds, crs, geometry, params.get("buffer", 0)))
-    except Exception:  # noqa: BLE001 - a bad ROI fails in the flow with its own message; the name stays plain
-        size = "ROI"
-    return f"{product.key} {size}"
+    return run_name(lambda: tcvis(params.get("edition") or get_settings().tcvis_edition), params)
 
 
 @flow(name="fill_tcvis", flow_run_name=_flow_run_name, task_runner=fill_task_runner(get_settings()))
-def fill_tcvis(bounds: tuple[float, float, float, float] | None = None, edition: str | None = None,
-               data_dir: str | None = None, crs: str | None = None,
-               geometry: dict[str, Any] | str | None = None, buffer: int = 0) -> FillReport:
+def fill_tcvis(bounds: Bounds | None = None, edition: str | None = None, data_dir: str | None = None,
+               crs: str | None = None, geometry: Geometry | None = None, buffer: Buffer = 0) -> FillReport | State:
     """Fill every TCVIS chunk touching a region.
 
     The region is `bounds` (left, bottom, right, top) in `crs` (default EPSG:4326; lon/lat bounds may pass
     180° to cross the antimeridian), or a GeoJSON `geometry` (in `crs`, default EPSG:4326), padded by `buffer`
-    cube pixels. `edition` defaults to DARTS_AUX_TCVIS_EDITION.
+    cube pixels. `edition` defaults to DARTS_AUX_TCVIS_EDITION. A mistake in them ends the run Failed with a
+    message saying what to change.
     """
-    settings = get_settings()
-    ctx = tcvis_context(edition or settings.tcvis_edition, data_dir or settings.data_dir, settings)
-    return fill_window(ctx, fill_window_of(ctx.product, None if bounds is None else tuple(bounds), crs, geometry,
-                                           buffer))
+    try:
+        settings = get_settings()
+        edition = edition or settings.tcvis_edition
+        window = fill_window_of(tcvis(edition), bounds, crs, geometry, buffer)
+        return fill_window(tcvis_context(edition, data_dir or settings.data_dir, settings), window)
+    except USER_ERRORS as error:
+        return failed(error)
 
 
 def run_fill_tcvis(product: Product, window: PixelWindow, data_dir: Path, settings: Settings) -> FillReport:
-    """Run the flow for a cube window on the configured task runner (threads or Dask)."""
+    """Run the flow for a cube window on the configured task runner (threads or Dask); raises what the run raised."""
     bounds = window_bounds(product.extent, window)
     runner = fill_task_runner(settings)
     return fill_tcvis.with_options(task_runner=runner)(bounds, product.collection, str(data_dir))

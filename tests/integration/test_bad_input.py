@@ -573,7 +573,8 @@ def _cli_error(args: list[str], hint: str) -> str:
     (["fetch", "arcticdem", *_bbox(BBOX_A), "--buffer", "1000000000"], "100000"),
     (["load", "arcticdem", *_bbox(BBOX_A), "--resolution", "7", "--out", "{tmp}/roi.tif"], "use one of 2, 10, 32"),
     (["fetch", "arcticdem", "--bbox", "-10", "-61", "10", "-60", "--crs", "EPSG:4326"], "outside the cube extent"),
-    (["fetch", "arcticdem", "--bbox", "0", "80", "1", "81", "--crs", MARS], "pass a geobox in an Earth CRS"),
+    (["fetch", "arcticdem", "--bbox", "0", "80", "1", "81", "--crs", MARS],
+     "pass a region (--bbox or --geojson) in an Earth CRS"),
 ], ids=["fetch-buffer-huge", "load-resolution-7", "fetch-southern-hemisphere", "fetch-crs-on-mars"])
 def test_cli_bad_argument(args: list[str], hint: str, sources: tuple[LocalCatalog, LocalEarthEngine],
                           tmp_path: Path) -> None:

@@ -492,6 +492,38 @@ def prefect_server_process(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]
         log.close()
 
 
+def _assert_bad_parameters_refused_at_creation(deployment_id: Any) -> None:
+    """The server checks parameters against the flow's types when a run is created: none is created."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    bad = {"resolution": 5, "bounds": [650_000.0, 3_150_000.0, 690_000.0, 3_190_000.0]}
+    with get_client(sync_client=True) as client:
+        before = len(client.read_flow_runs())
+        for parameters in (bad, {**bad, "resolution": 32, "bounds": [1.0, 2.0, 3.0]}, {**bad, "resolution": 32,
+                                                                                        "buffer": -1}):
+            with pytest.raises(PrefectHTTPStatusError, match="409") as refused:
+                client.create_flow_run_from_deployment(deployment_id, parameters=parameters)
+            assert "Validation failed" in refused.value.response.text
+        assert len(client.read_flow_runs()) == before
+
+
+def _wait_for_error_logs(flow_run_id: Any) -> list[Any]:
+    """The flow run's error-level log records, once the run's process has sent them (it sends in batches)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    deadline = time.monotonic() + 30
+    while True:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        if any("Finished in state" in log.message for log in logs) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert not any("Traceback" in log.message for log in logs), [log.message for log in logs]
+    return [log for log in logs if log.level >= 40]
+
+
 def test_served_fill_arcticdem_triggered_through_the_api_publishes_artifacts(
     catalog: LocalCatalog, prefect_server_process: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -550,9 +582,26 @@ def test_served_fill_arcticdem_triggered_through_the_api_publishes_artifacts(
             with get_client(sync_client=True) as client:
                 artifacts = {a.key: a for a in client.read_artifacts(
                     flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))}
+            assert catalog.requests("files"), "the served run read the tiles from the local catalog"
+            _assert_bad_parameters_refused_at_creation(served["fill-arcticdem"].id)
+            catalog.reset_log()
+            reversed_bounds = [690_000.0, 3_150_000.0, 650_000.0, 3_190_000.0]
+            bad = run_deployment("fill_arcticdem/fill-arcticdem", parameters={"bounds": reversed_bounds},
+                                 timeout=180, poll_interval=1)
+            assert bad.state is not None and bad.state.is_failed(), bad.state
+            assert bad.state.message == ("bounds 690000 3150000 650000 3190000 is empty: it needs left < right and "
+                                         "bottom < top, in the order left, bottom, right, top (a region across the "
+                                         "antimeridian continues past 180, e.g. 179.5 … 180.5).")
+            assert bad.name == "arcticdem-32m (region not usable)"
+            assert catalog.requests() == [], "a run with unusable bounds asks the catalog nothing"
+            errors = _wait_for_error_logs(bad.id)
+            assert [log.message for log in errors] == [bad.state.message], "one error line: the reason"
     finally:
         _stop(serve)
         serve_log.close()
+    serve_output = (tmp_path / "serve.log").read_text()
+    assert "Traceback" not in serve_output, serve_output[-4000:]
+    assert serve_output.count("bounds 690000 3150000 650000 3190000 is empty") >= 1
     assert set(artifacts) == {"arcticdem-32m-chunks", "arcticdem-32m-summary"}
     window = roi_window(GeoBox.from_bbox(tuple(bounds), "EPSG:3413", resolution=32), ARCTICDEM_32.extent)
     (chunk,) = ChunkGrid(ARCTICDEM_32).chunks(window)
@@ -561,4 +610,3 @@ def test_served_fill_arcticdem_triggered_through_the_api_publishes_artifacts(
     _assert_table_matches_manifest(table, data_dir, ARCTICDEM_32)
     _assert_summary_has_map(artifacts["arcticdem-32m-summary"].data, ARCTICDEM_32, data_dir)
     _assert_cube_equals_formula(catalog, data_dir, 32, [chunk])
-    assert catalog.requests("files"), "the served run read the tiles from the local catalog"

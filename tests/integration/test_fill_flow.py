@@ -76,7 +76,7 @@ def _assert_library_lines_in_the_run_logs(flow_run_id: object, chunks: list, tas
         if len(committed) == len(chunks) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert any(log.name == "darts_aux.fill" and "chunks in the ROI" in log.message and log.task_run_id
+    assert any(log.name == "darts_aux.fill" and " in the ROI, " in log.message and log.task_run_id
                == task_runs["discover-arcticdem-32m"] for log in ours), [log.message for log in ours]
     assert committed == {task_runs[f"commit-{chunk}"] for chunk in chunks}, [
         log.message for log in ours if "commit" in log.message]

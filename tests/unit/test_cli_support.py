@@ -19,7 +19,7 @@ from darts_aux.cli_support import (
     read_geojson,
     region_geobox,
 )
-from darts_aux.errors import InvalidRequestError, InvalidResolutionError
+from darts_aux.errors import EmptyRegionError, InvalidRegionError, InvalidRequestError, InvalidResolutionError
 from darts_aux.grid import roi_window
 from darts_aux.products import DEFAULT_TCVIS_EDITION, TCVIS_EDITIONS, arcticdem, tcvis
 
@@ -73,7 +73,7 @@ def test_parse_crs(text: str, expected: str) -> None:
 
 @pytest.mark.parametrize("text", ["EPSG:999999", "not a crs", ""])
 def test_parse_crs_rejects_nonsense(text: str) -> None:
-    with pytest.raises(CliInputError, match="unknown CRS"):
+    with pytest.raises(InvalidRegionError, match="--crs: unknown CRS"):
         parse_crs(text)
 
 
@@ -84,12 +84,12 @@ def test_check_bbox_accepts_and_normalises() -> None:
 @pytest.mark.parametrize("bbox", [(3, 2, 1, 4), (1, 4, 3, 2), (1, 2, 1, 4),
                                   (0, 0, float("nan"), 1), (0, 0, float("inf"), 1)])
 def test_check_bbox_rejects_empty_or_non_finite(bbox: tuple[float, ...]) -> None:
-    with pytest.raises(CliInputError, match="--bbox"):
+    with pytest.raises(EmptyRegionError, match="--bbox"):
         check_bbox(bbox)
 
 
 def test_an_inverted_lon_bbox_hints_at_the_antimeridian() -> None:
-    with pytest.raises(CliInputError, match="past 180"):
+    with pytest.raises(EmptyRegionError, match="past 180"):
         check_bbox((179.5, 65.9, -179.5, 66.1))
 
 
@@ -116,22 +116,24 @@ def test_geojson_crs_member(tmp_path: Path) -> None:
     assert read_geojson(_write(tmp_path, document))[1] == "EPSG:3413"
 
 
-@pytest.mark.parametrize(("document", "message"), [
-    ("{not json", "not valid JSON"),
-    ("[1, 2]", "not GeoJSON"),
-    ({"type": "Topology"}, "not a geometry, Feature or FeatureCollection"),
-    ({"type": "FeatureCollection", "features": []}, "no geometry"),
-    ({"type": "FeatureCollection"}, "'features' list"),
-    ({"type": "Point", "coordinates": [10, 60]}, "no area"),
-    ({"type": "Polygon", "coordinates": "nope"}, "cannot be read"),
-    ({"type": "Polygon", "coordinates": SQUARE, "crs": {"type": "name"}}, "'crs' member"),
+@pytest.mark.parametrize(("document", "error", "message"), [
+    ("{not json", InvalidRegionError, "not valid JSON"),
+    ("[1, 2]", InvalidRegionError, "not GeoJSON"),
+    ({"type": "Topology"}, InvalidRegionError, "not a geometry, Feature or FeatureCollection"),
+    ({"type": "FeatureCollection", "features": []}, EmptyRegionError, "no geometry"),
+    ({"type": "FeatureCollection"}, InvalidRegionError, "'features' list"),
+    ({"type": "Point", "coordinates": [10, 60]}, EmptyRegionError, "no area"),
+    ({"type": "Polygon", "coordinates": "nope"}, InvalidRegionError, "cannot be read"),
+    ({"type": "Polygon", "coordinates": SQUARE, "crs": {"type": "name"}}, InvalidRegionError, "'crs' member"),
     ({"type": "Polygon", "coordinates": SQUARE, "crs": {"type": "name", "properties": {"name": "EPSG:0"}}},
-     "unknown CRS"),
+     InvalidRegionError, "unknown CRS"),
 ], ids=["invalid JSON", "array", "Topology", "empty collection", "no features", "point", "bad coordinates",
         "crs without name", "unknown crs"])
-def test_unreadable_geojson(tmp_path: Path, document: object, message: str) -> None:
-    with pytest.raises(CliInputError, match=message):
+def test_unreadable_geojson(tmp_path: Path, document: object, error: type[Exception], message: str) -> None:
+    """The file's content is a region: the region's error classes, the file named as --geojson gave it."""
+    with pytest.raises(error, match=message) as raised:
         read_geojson(_write(tmp_path, document))
+    assert "--geojson" in str(raised.value) and not isinstance(raised.value, CliInputError)
 
 
 def test_missing_or_binary_geojson(tmp_path: Path) -> None:
@@ -139,7 +141,7 @@ def test_missing_or_binary_geojson(tmp_path: Path) -> None:
         read_geojson(tmp_path / "missing.geojson")
     binary = tmp_path / "roi.geojson"
     binary.write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(CliInputError, match="not valid JSON"):
+    with pytest.raises(InvalidRegionError, match="not valid JSON"):
         read_geojson(binary)
 
 
@@ -182,13 +184,13 @@ def test_geojson_region_uses_the_file_crs_then_crs_then_4326(tmp_path: Path) -> 
     assert region_geobox(product, bbox=None, crs="EPSG:3413", geojson=plain) == expected
     lonlat = _write(tmp_path, {"type": "Polygon", "coordinates": SQUARE}, "lonlat.geojson")
     assert region_geobox(product, bbox=None, crs=None, geojson=lonlat).crs.epsg == 4326
-    with pytest.raises(CliInputError, match="drop --crs"):
+    with pytest.raises(InvalidRegionError, match="drop --crs"):
         region_geobox(product, bbox=None, crs="EPSG:4326", geojson=with_crs)
 
 
 @pytest.mark.parametrize(("bbox", "geojson"), [(None, None), ((0.0, 0.0, 1.0, 1.0), Path("roi.geojson"))])
 def test_exactly_one_region_option(bbox: tuple[float, ...] | None, geojson: Path | None) -> None:
-    with pytest.raises(CliInputError, match="one of them"):
+    with pytest.raises(InvalidRegionError, match="one of them"):
         region_geobox(arcticdem(32), bbox=bbox, crs=None, geojson=geojson)
 
 

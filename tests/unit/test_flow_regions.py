@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from odc.geo.geobox import GeoBox
 
-from darts_aux.errors import DataDirError, EmptyRegionError, OutsideExtentError
+from darts_aux.errors import DataDirError, EmptyRegionError, InvalidBufferError, InvalidRegionError, OutsideExtentError
 from darts_aux.grid import ChunkGrid, ChunkId, bounds_window, roi_window
 from darts_aux.products import arcticdem, tcvis
 from flows.roi import fill_window_of, geometry_window, roi_geometry, window_size_label
@@ -49,16 +49,72 @@ def test_geojson_geometry_in_any_wrapping(form: str) -> None:
 
 
 def test_bad_regions_say_what_to_change() -> None:
-    with pytest.raises(EmptyRegionError, match="not both"):
+    with pytest.raises(InvalidRegionError, match="either bounds .with crs. or geometry, not both"):
         roi_geometry(BOX_3413, None, SQUARE)
-    with pytest.raises(EmptyRegionError, match="neither"):
+    with pytest.raises(InvalidRegionError, match="neither"):
         roi_geometry()
-    with pytest.raises(EmptyRegionError, match="no area"):
+    with pytest.raises(EmptyRegionError, match="bounds 1 2 1 3 is empty"):
         roi_geometry((1.0, 2.0, 1.0, 3.0), "EPSG:4326")
-    with pytest.raises(EmptyRegionError, match="valid GeoJSON"):
+    with pytest.raises(InvalidRegionError, match="geometry is not GeoJSON .not valid JSON"):
         roi_geometry(geometry="{not json")
-    with pytest.raises(OutsideExtentError):
+    with pytest.raises(OutsideExtentError, match="pass bounds or a geometry that overlaps it"):
         geometry_window(DEM, roi_geometry((10.0, -40.0, 11.0, -39.0), "EPSG:4326"))  # South Atlantic
+
+
+# Bounds in the cube's own CRS used to skip every check: reversed or out-of-extent bounds filled nothing.
+@pytest.mark.parametrize(("bounds", "crs", "error", "hint"), [
+    ((690_000, 3_150_000, 650_000, 3_190_000), None, EmptyRegionError,
+     "bounds 690000 3150000 650000 3190000 is empty: it needs left < right"),
+    ((690_000, 3_150_000, 650_000, 3_190_000), "EPSG:3413", EmptyRegionError, "is empty"),
+    ((650_000, 3_190_000, 690_000, 3_150_000), None, EmptyRegionError, "bottom < top"),
+    ((5_000_000, 5_000_000, 5_100_000, 5_100_000), None, OutsideExtentError,
+     r"the region \(5000000, 5000000, 5100000, 5100000 in EPSG:3413\) lies outside the cube extent of "
+     r"arcticdem-32m \(-4000096, -3400096, 3400096, 4100096 in EPSG:3413\)"),
+    ((5_000_000, 5_000_000, 5_100_000, 5_100_000), "EPSG:3413", OutsideExtentError, "outside the cube extent"),
+    ((650_000, float("nan"), 690_000, 3_190_000), None, EmptyRegionError, "not a finite number"),
+    ((650_000, 3_150_000, float("inf"), 3_190_000), None, EmptyRegionError, "not a finite number"),
+    ((650_000, 3_150_000, 690_000), None, InvalidRegionError, r"bounds must be four numbers \(left, bottom, right, "
+                                                              r"top\), got \(650000, 3150000, 690000\)"),
+    ("650000 3150000 690000 3190000", None, InvalidRegionError, "four numbers"),
+    ((650_000, 3_150_000, 690_000, 3_190_000), "EPSG:999999", InvalidRegionError, "crs: unknown CRS 'EPSG:999999'"),
+    ((650_000, 3_150_000, 690_000, 3_190_000), 3413, InvalidRegionError, "crs must be a CRS name"),
+    ((10.0, 80.0, 11.0, 91.0), "EPSG:4326", InvalidRegionError, r"latitudes 80…91, outside −90…90; give bounds as"),
+    ((10.0, 10.0, 11.0, 11.0), "IAU_2015:49900", InvalidRegionError, "pass bounds or a geometry in an Earth CRS"),
+], ids=["reversed-x", "reversed-x-3413", "reversed-y", "outside", "outside-3413", "nan", "inf", "three-values",
+        "text", "unknown-crs", "crs-not-text", "latitude-91", "mars"])
+def test_every_bad_bounds_fails_whatever_the_crs(bounds: object, crs: object, error: type[Exception],
+                                                 hint: str) -> None:
+    with pytest.raises(error, match=hint) as raised:
+        fill_window_of(DEM, bounds, crs, None, 0)
+    assert type(raised.value) is error
+
+
+@pytest.mark.parametrize(("buffer", "hint"), [(-1, "buffer=-1 is negative"), (2.5, "buffer must be a whole number"),
+                                              (10**9, "over the limit")])
+def test_bad_buffer_fails_with_native_bounds_too(buffer: object, hint: str) -> None:
+    with pytest.raises(InvalidBufferError, match=hint):
+        fill_window_of(DEM, BOX_3413, None, None, buffer)
+
+
+@pytest.mark.parametrize(("geometry", "error", "hint"), [
+    ({"type": "Topology"}, InvalidRegionError, "geometry is not GeoJSON: type 'Topology'"),
+    ({"type": "FeatureCollection", "features": []}, EmptyRegionError, "geometry holds no geometry"),
+    ({"type": "Point", "coordinates": [123.0, 61.0]}, EmptyRegionError, "has no area"),
+    ({**SQUARE, "crs": {"type": "name", "properties": {"name": "EPSG:3413"}}}, InvalidRegionError,
+     "geometry says its CRS is EPSG:3413 but crs is EPSG:4326; drop crs"),
+    ([1, 2], InvalidRegionError, "expected a geometry, Feature or FeatureCollection"),
+], ids=["topology", "empty-collection", "point", "crs-conflict", "list"])
+def test_bad_geometry(geometry: object, error: type[Exception], hint: str) -> None:
+    with pytest.raises(error, match=hint) as raised:
+        fill_window_of(DEM, None, "EPSG:4326", geometry, 0)
+    assert type(raised.value) is error
+
+
+def test_geometry_in_its_own_crs_member() -> None:
+    square = {"type": "Polygon", "coordinates": [[[650_000, 3_150_000], [690_000, 3_150_000], [690_000, 3_190_000],
+                                                  [650_000, 3_190_000], [650_000, 3_150_000]]],
+              "crs": {"type": "name", "properties": {"name": "EPSG:3413"}}}
+    assert fill_window_of(DEM, None, None, square, 0) == bounds_window(DEM.extent, BOX_3413)
 
 
 def test_regions_file_geoparquet_in_its_own_crs(tmp_path: Path) -> None:
