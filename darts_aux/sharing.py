@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .claims import CLAIMS_DIR, ChunkClaims, ClaimHolder
 from .grid import ChunkId
+from .wording import plural
 
 if TYPE_CHECKING:
     from .fill import ChunkJob, FillContext
@@ -105,7 +106,7 @@ def _until_some_free(ctx: FillContext, claims: ChunkClaims, waiting: dict[ChunkI
         if now - logged >= PROGRESS_SECONDS:
             logged = now
             oldest = min(w.since for w in waiting.values())
-            log.info("waiting for %d chunks other fills are downloading (%s; longest %.0f s)", len(waiting),
+            log.info("waiting for %s other fills are downloading (%s; longest %.0f s)", plural(len(waiting), "chunk"),
                      ", ".join(str(chunk) for chunk in list(waiting)[:5]), now - oldest)
         time.sleep(POLL_SECONDS)
 
