@@ -77,3 +77,7 @@ class DiskFullError(StoreError):
 
 class ManifestError(DartsAuxError):
     """The chunk manifest could not be read or written."""
+
+
+class OrchestratorUnavailableError(ConfigurationError):
+    """The configured Prefect API does not answer, so no fill can run through it; the message says what to do."""
