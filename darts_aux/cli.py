@@ -129,7 +129,7 @@ def fetch(
     region, settings = _region(product, bbox, crs, geojson, resolution, buffer, data_dir)
     if dry_run:
         for line in plan_lines(plan_region(region, settings), region):
-            console.print(line, markup=False, highlight=False)
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
         return
     report, filled = fetch_region(region, settings, err_console)
     console.print(summary_table(report, region, filled))
