@@ -117,7 +117,7 @@ def fetch(
     buffer: BufferOption = 0,
     data_dir: DataDirOption = None,
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print the plan (chunks, how many are full, the most a fill reads) and stop: no source "
+        "--dry-run", help="Print the plan (chunks, how many are full, what a fill would read) and stop: no source "
                           "is asked, nothing is written.")] = False,
 ) -> None:
     """Fill the cube's chunks over a region (nothing is loaded) and print what was fetched.

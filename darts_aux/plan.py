@@ -1,4 +1,4 @@
-"""What a fill of a region would do, told before it starts: chunks, how many are full, bytes it may read.
+"""What a fill of a region would do, told before it starts: chunks, how many are full, bytes it would read.
 
 The chunk grid starts at the cube's corner, which is the 100 km tile grid plus the tiles' buffer (100 m; 96 m
 at 32 m), so chunk edges are never on round coordinates: a 320 km box from x = 0 touches three 160 km chunks
@@ -48,8 +48,12 @@ class FillPlan:
         return () if self.settled else tuple(c for c in self.chunks if c not in set(self.full))
 
     @property
-    def max_bytes(self) -> int:
-        """Pixel bytes a fill reads at most (uncompressed, as fill reports count them): each searched chunk whole."""
+    def estimated_bytes(self) -> int:
+        """Pixel bytes a fill would read, estimated as each searched chunk read once, uncompressed.
+
+        Fill reports count bytes the same way (pixels read × bytes per pixel); a real fill reads a little more
+        where tiles overlap (their buffers) and less where tiles leave gaps.
+        """
         grid = ChunkGrid(self.product)
         pixels = sum(math.prod(grid.window(chunk).shape) for chunk in self.to_search)
         return pixels * self.product.bytes_per_pixel
@@ -78,7 +82,7 @@ class FillPlan:
                 f"{len(self.missing):,} not fetched yet")
         if self.settled:
             return f"{head}; nothing to fetch (every chunk is full or was checked recently)"
-        return f"{head}; a fill searches {_count(len(self.to_search), 'chunk')} and reads at most {_megabytes(self)}"
+        return f"{head}; a fill searches {_count(len(self.to_search), 'chunk')} and reads about {_megabytes(self)}"
 
     def grid_note(self) -> str | None:
         """Why the region touches more chunks than its size needs (the grid's offset), or None when it does not."""
@@ -134,7 +138,7 @@ def _number(value: float, unit: str) -> str:
 
 
 def _megabytes(plan: FillPlan) -> str:
-    return f"{plan.max_bytes / 1e6:,.1f} MB of pixels"
+    return f"{plan.estimated_bytes / 1e6:,.1f} MB of pixels"
 
 
 def _count(n: int, noun: str) -> str:

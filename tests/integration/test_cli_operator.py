@@ -80,7 +80,7 @@ def test_dry_run_of_a_320_km_box_shows_9_chunks_and_asks_nothing(use_catalog: Lo
     result = _invoke("fetch", "arcticdem", *_bbox_args(BOX_320_KM), "--dry-run", "--data-dir", str(data_dir))
     out = " ".join(result.stdout.split())
     assert ("plan for arcticdem-32m: 9 chunks over the region (3 × 3), 0 full, 0 partial, 9 not fetched yet; a fill "
-            "searches 9 chunks and reads at most 1,125.0 MB of pixels") in out
+            "searches 9 chunks and reads about 1,125.0 MB of pixels") in out
     assert "the chunks cover x -96 m … 479,904 m and y -59,904 m … 420,096 m (EPSG:3413)" in out
     assert "fits in 4 chunks, but this one touches 9: chunk edges lie at x = -96 m + k × 160,000 m" in out
     assert f"dry run: nothing was downloaded or written; data directory {data_dir} does not exist yet" in out
@@ -99,7 +99,7 @@ def test_dry_run_counts_full_chunks_and_writes_nothing(use_catalog: LocalCatalog
 
     wider = _invoke("fetch", "arcticdem", *_bbox_args(BBOX_3_CHUNKS), "--dry-run", "--data-dir", str(data_dir))
     assert ("3 chunks over the region (1 × 3), 2 full, 0 partial, 1 not fetched yet; a fill searches 1 chunk and "
-            "reads at most 125.0 MB of pixels") in " ".join(wider.stdout.split())
+            "reads about 125.0 MB of pixels") in " ".join(wider.stdout.split())
     last = wider.stdout.strip().splitlines()[-1]
     assert last == f"dry run: nothing was downloaded or written; data directory {data_dir}"
     settled = _invoke("fetch", "arcticdem", *_bbox_args(BBOX_2_CHUNKS), "--dry-run", "--data-dir", str(data_dir))
@@ -249,3 +249,36 @@ def test_load_with_prefect_not_answering_raises_a_typed_error_quickly(
     assert time.perf_counter() - started < 10
     assert isinstance(caught.value, ConfigurationError) and "DARTS_AUX_ORCHESTRATOR=inline" in str(caught.value)
     assert use_catalog.requests() == []
+
+
+# -- the fill flow's first line ------------------------------------------------------------------
+
+
+def test_a_fill_flow_logs_its_plan_before_any_request(use_catalog: LocalCatalog, via_prefect: None,
+                                                      tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    from darts_aux.grid import window_bounds
+    from flows.arcticdem import fill_arcticdem
+
+    window = _window(ARCTICDEM_32, BBOX_2_CHUNKS, "EPSG:3413")
+    state = fill_arcticdem(32, window_bounds(ARCTICDEM_32.extent, window), str(tmp_path / "cubes"), return_state=True)
+    assert state.result().chunks_fetched == 2
+    first_request = min(r["time"] for r in use_catalog.requests())
+    deadline = time.monotonic() + 30  # the API log worker sends in batches
+    while True:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id])),
+                                    limit=200)
+        ours = sorted((log for log in logs if log.name.startswith("darts_aux")), key=lambda log: log.timestamp)
+        if any(" fill: " in log.message for log in ours) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    first = ours[0]
+    assert (first.name, first.task_run_id) == ("darts_aux.plan", None), [(log.name, log.message) for log in ours]
+    assert first.message.startswith(
+        "plan for arcticdem-32m: 2 chunks over the region (1 × 2), 0 full, 0 partial, 2 not fetched yet; a fill "
+        "searches 2 chunks and reads about 250.0 MB of pixels; a region of this size fits in 1 chunk, but this one "
+        "touches 2: chunk edges lie at x = -96 m + k × 160,000 m")
+    assert first.timestamp.timestamp() < first_request, "the plan is logged before the first request to the catalog"

@@ -1,4 +1,4 @@
-"""The fill plan: chunks a region touches, how many are full, the most a fill reads, the chunk grid's offset."""
+"""The fill plan: chunks a region touches, how many are full, the bytes a fill would read, the chunk grid's offset."""
 
 from __future__ import annotations
 
@@ -47,9 +47,9 @@ def test_a_320_km_box_at_32_m_touches_9_chunks_not_4(tmp_path: Path) -> None:
     assert plan.fewest_chunks == 4 and (plan.chunk_rows, plan.chunk_cols) == (3, 3)
     assert plan.chunk_bounds() == (-96.0, -59_904.0, 479_904.0, 420_096.0)
     assert plan.missing == plan.chunks and plan.full == plan.partial == () and not plan.settled
-    assert plan.max_bytes == 9 * 5000 * 5000 * 5  # float32 dem + uint8 datamask
+    assert plan.estimated_bytes == 9 * 5000 * 5000 * 5  # float32 dem + uint8 datamask
     assert plan.summary() == ("plan for arcticdem-32m: 9 chunks over the region (3 × 3), 0 full, 0 partial, 9 not "
-                              "fetched yet; a fill searches 9 chunks and reads at most 1,125.0 MB of pixels")
+                              "fetched yet; a fill searches 9 chunks and reads about 1,125.0 MB of pixels")
     note = plan.grid_note()
     assert note is not None and note.startswith("a region of this size fits in 4 chunks, but this one touches 9")
     assert "x = -96 m + k × 160,000 m and y = -59,904 m + k × 160,000 m" in note
@@ -66,7 +66,7 @@ def test_a_box_on_the_chunk_grid_has_no_note(tmp_path: Path) -> None:
 def test_one_chunk_is_singular(tmp_path: Path) -> None:
     plan = fill_plan(tmp_path, ARCTICDEM_32, _window((650_000, 3_150_000, 690_000, 3_170_000)), WEEK)
     assert plan.summary() == ("plan for arcticdem-32m: 1 chunk over the region (1 × 1), 0 full, 0 partial, 1 not "
-                              "fetched yet; a fill searches 1 chunk and reads at most 125.0 MB of pixels")
+                              "fetched yet; a fill searches 1 chunk and reads about 125.0 MB of pixels")
 
 
 def test_the_manifest_decides_full_partial_and_what_a_fill_would_read(tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ def test_the_manifest_decides_full_partial_and_what_a_fill_would_read(tmp_path: 
     plan = fill_plan(tmp_path, ARCTICDEM_32, window, WEEK)
     assert plan.full == tuple(chunks[:2]) and plan.partial == (chunks[2],) and plan.missing == tuple(chunks[3:])
     assert not plan.settled and plan.to_search == tuple(chunks[2:])
-    assert plan.max_bytes == 7 * 5000 * 5000 * 5
+    assert plan.estimated_bytes == 7 * 5000 * 5000 * 5
     assert "9 chunks over the region (3 × 3), 2 full, 1 partial, 6 not fetched yet; a fill searches 7 chunks" \
         in plan.summary()
 
@@ -91,7 +91,7 @@ def test_a_region_is_settled_when_every_chunk_is_full_or_recently_checked(
     _with_cube(tmp_path, ARCTICDEM_32).append([_row(first, "full"), _row(second, "partial", partial_age_days)])
     plan = fill_plan(tmp_path, ARCTICDEM_32, window, WEEK)
     assert plan.settled is settled
-    assert plan.max_bytes == (0 if settled else 5000 * 5000 * 5)
+    assert plan.estimated_bytes == (0 if settled else 5000 * 5000 * 5)
     assert plan.summary().endswith("nothing to fetch (every chunk is full or was checked recently)") is settled
 
 
@@ -102,5 +102,5 @@ def test_a_chunk_cut_at_the_cube_edge_counts_its_own_pixels(tmp_path: Path) -> N
     window = PixelWindow(10_000, 10_100, cols - 200, cols - 100)
     plan = fill_plan(tmp_path, product, window, WEEK)
     assert plan.chunks == (ChunkId(2, last_col),)
-    assert plan.max_bytes == 5000 * (cols - last_col * 5000) * 4  # four uint8 variables, the chunk cut at the edge
+    assert plan.estimated_bytes == 5000 * (cols - last_col * 5000) * 4  # 4 uint8 variables, the chunk cut at the edge
     assert plan.grid_note() is None
