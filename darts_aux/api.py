@@ -327,11 +327,24 @@ def _run_fill(data_dir: DataLocation, product: Product, window: PixelWindow, set
     from .fill import FillContext, run_inline
 
     if use_prefect(settings):
+        from .orchestrator import as_unavailable, check_prefect_api, prefect_api_url
+
+        api_url = prefect_api_url()
+        check_prefect_api(api_url)  # one quick request: an API that does not answer fails here, in one line
         if product.key.startswith("tcvis"):
             from flows.tcvis import run_fill_tcvis as run_flow
         else:
             from flows.arcticdem import run_fill_arcticdem as run_flow
-        return run_flow(product, window, data_dir, settings)
+        try:
+            return run_flow(product, window, data_dir, settings)
+        except Exception as error:
+            unavailable = as_unavailable(error, api_url)
+            if unavailable is None:
+                raise
+            raise unavailable from error
+    from .plan import log_fill_plan
+
+    log_fill_plan(data_dir, product, window, settings.revisit_days * 86400)
     return run_inline(FillContext(product, data_dir, settings), window)
 
 

@@ -16,27 +16,53 @@ import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.table import Table
 from rich.text import Text
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from .errors import DartsAuxError
 
 
-class _Commands(TyperGroup):
-    """The root group: a DartsAuxError from any command becomes one red line and exit code 1."""
+def _plain_flags(params: list[click.Parameter]) -> list[click.Parameter]:
+    """The parameters, with on/off flags shown without a value placeholder in --help (no `<bool>`)."""
+    for param in params:
+        if getattr(param, "is_flag", False):  # options only (typer's own click, so no isinstance test)
+            param.metavar = ""
+    return params
+
+
+class _Command(TyperCommand):
+    """A command whose --help shows flags as flags."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return _plain_flags(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    """A group of commands whose --help shows flags as flags."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return _plain_flags(super().get_params(ctx))
+
+
+class _Commands(_Group):
+    """The root group: a DartsAuxError from any command becomes one red line and exit code 1.
+
+    With --verbose the traceback is printed above that line.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except DartsAuxError as error:
+            if ctx.params.get("verbose"):
+                err_console.print_exception()
             print_error(error)
             raise typer.Exit(1) from None
 
 
 app = typer.Typer(cls=_Commands, help="Auxiliary rasters for Arctic remote sensing from self-filling Zarr datacubes.",
                   no_args_is_help=True, add_completion=False)
-manifest_app = typer.Typer(help="Inspect and maintain the chunk manifests.", no_args_is_help=True)
+manifest_app = typer.Typer(cls=_Group, help="Inspect and maintain the chunk manifests.", no_args_is_help=True)
 app.add_typer(manifest_app, name="manifest")
 console = Console(width=None if Console().is_terminal else 110)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -49,7 +75,9 @@ class ProductName(str, Enum):
     tcvis = "tcvis"
 
 
-DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default: DARTS_AUX_DATA_DIR).")]
+DataDirOption = Annotated[str | None, typer.Option(
+    "--data-dir", metavar="PATH", show_default=False,
+    help="Data directory: a folder, or s3://bucket/prefix (default: DARTS_AUX_DATA_DIR).")]
 ProductArgument = Annotated[ProductName, typer.Argument(help="arcticdem (EPSG:3413, 2/10/32 m) or tcvis (EPSG:4326).",
                                                         show_default=False)]
 BBoxOption = Annotated[tuple[float, float, float, float] | None, typer.Option(
@@ -82,7 +110,7 @@ def print_error(error: BaseException) -> None:
     err_console.print(Text.assemble(("error: ", "bold red"), (message, "red")))
 
 
-@app.command()
+@app.command(cls=_Command)
 def fetch(
     product: ProductArgument,
     bbox: BBoxOption = None,
@@ -92,24 +120,35 @@ def fetch(
     buffer: BufferOption = 0,
     data_dir: DataDirOption = None,
     aoi: AoiOption = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the plan (chunks, how many are full, what a fill would read) and stop: no source "
+                          "is asked, nothing is written.")] = False,
 ) -> None:
     """Fill the cube's chunks over a region (nothing is loaded) and print what was fetched.
 
-    Chunks the manifest lists as settled are not searched again; the others are filled through Prefect or in-process, as DARTS_AUX_ORCHESTRATOR says, with a progress bar of chunks.
+    Chunks the manifest lists as settled are not searched again; the others are filled through Prefect or in-process, as DARTS_AUX_ORCHESTRATOR says, with a progress bar of chunks. A data directory that does not exist yet is created.
     """  # noqa: E501 - the help text keeps its line breaks, so a paragraph is one line
-    from .cli_support import fetch_region, summary_table
+    from .cli_support import fetch_region, plan_lines, plan_region, summary_table
 
     if aoi is not None:
+        if dry_run:
+            from .cli_support import CliInputError
+
+            raise CliInputError("--dry-run plans a --bbox or --geojson region; --aoi has no plan yet: drop --dry-run.")
         _fetch_aoi(product, aoi, resolution, buffer, data_dir, bbox is not None or geojson is not None)
         return
 
     region, settings = _region(product, bbox, crs, geojson, resolution, buffer, data_dir)
+    if dry_run:
+        for line in plan_lines(plan_region(region, settings), region):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+        return
     report, filled = fetch_region(region, settings, err_console)
     console.print(summary_table(report, region, filled))
     report.raise_for_failures()
 
 
-@app.command()
+@app.command(cls=_Command)
 def load(
     product: ProductArgument,
     out: Annotated[Path, typer.Option("--out", help="Output file: .nc (NetCDF, xarray) or .tif (multi-band GeoTIFF).",
@@ -136,65 +175,62 @@ def load(
     check_output(out)
     report, filled = fetch_region(region, settings, err_console)
     if filled:
-        console.print(summary_table(report, region, filled))
+        console.print(summary_table(report, region, filled, command="load"))
     report.raise_for_failures()
     dataset = read_dataset(region.data_dir, region.product, region.window, persist=False)
     console.print(write_output(dataset, out))
 
 
-@app.command()
+@app.command(cls=_Command)
 def status(
     data_dir: DataDirOption = None,
     map_: Annotated[Path | None, typer.Option(
         "--map", help="Also write each cube's coverage map (chunks by status): --map out.png writes "
                       "out-<cube>.png per cube, e.g. out-arcticdem-32m.png.")] = None,
 ) -> None:
-    """Per cube: chunks full / partial, chunks being downloaded now (by which fills), bytes on disk, last update."""
-    from .api import resolve_data_dir
-    from .cli_support import downloading_cell, write_coverage_maps
-    from .coverage import coverage_frame
+    """Per cube: chunks full / partial, chunks being downloaded now (by which fills), bytes on disk, last update.
+
+    Exit code 1 when the data directory does not exist or holds no cube.
+    """
+    from .cli_support import check_map_path, inspected_data_dir, status_table, write_coverage_maps
     from .cubes import cube_statuses
     from .settings import get_settings
 
+    if map_ is not None:
+        check_map_path(map_)
     settings = get_settings()
-    directory = resolve_data_dir(data_dir, settings)
-    rows = cube_statuses(directory, settings.claim_lease_seconds) if directory.is_dir() else []
-    table = Table(title=f"cubes in {directory}")
-    for column in ("cube", "full", "partial", "downloading", "bytes on disk", "last update"):
-        table.add_column(column)
-    for row in rows:
-        counts = coverage_frame(directory, row.product).status.value_counts()  # what coverage() returns
-        table.add_row(row.product.key, str(counts.get("full", 0)), str(counts.get("partial", 0)),
-                      downloading_cell(row.downloading),
-                      f"{row.bytes_on_disk / 1e6:,.1f} MB",
-                      row.last_update.isoformat(timespec="seconds") if row.last_update else "-")
-    console.print(table)
+    directory = inspected_data_dir(data_dir, settings)
+    rows = cube_statuses(directory, settings.claim_lease_seconds)
+    console.print(status_table(rows, directory))
     if map_ is not None:
         for path in write_coverage_maps(rows, map_):
-            console.print(f"wrote {path}")
+            console.print(f"wrote {path}", markup=False, highlight=False)
 
 
-@manifest_app.command("compact")
+@manifest_app.command("compact", cls=_Command)
 def manifest_compact(data_dir: DataDirOption = None) -> None:
-    """Fold every cube's manifest segments into one file."""
+    """Fold every cube's manifest segments into one GeoParquet file (exit code 1 when there is no cube)."""
+    from .cli_support import counted, inspected_data_dir
     from .cubes import compact_all
     from .settings import get_settings
 
-    for product, folded in compact_all(data_dir or get_settings().data_dir):
-        console.print(f"{product}: folded {folded} files")
+    for product, folded in compact_all(inspected_data_dir(data_dir, get_settings())):
+        console.print(f"{product}: folded {counted(folded, 'file')} into one" if folded
+                      else f"{product}: one file already, nothing to fold")
 
 
-@manifest_app.command("rebuild")
+@manifest_app.command("rebuild", cls=_Command)
 def manifest_rebuild(data_dir: DataDirOption = None) -> None:
     """Rebuild every cube's manifest from the store's own commit history (e.g. after the manifest was lost)."""
+    from .cli_support import counted, inspected_data_dir
     from .cubes import rebuild_all
     from .settings import get_settings
 
-    for product, chunks in rebuild_all(data_dir or get_settings().data_dir):
-        console.print(f"{product}: {chunks} chunks recorded from the store's history")
+    for product, chunks in rebuild_all(inspected_data_dir(data_dir, get_settings())):
+        console.print(f"{product}: {counted(chunks, 'chunk')} recorded from the store's history")
 
 
-@app.command()
+@app.command(cls=_Command)
 def verify(
     data_dir: DataDirOption = None,
     repair: Annotated[bool, typer.Option(
@@ -202,21 +238,22 @@ def verify(
 ) -> None:
     """Check that every chunk the manifest calls full is in the store's history and reads back whole.
 
-    Exit code 0 when every cube is sound, 1 when a problem is left (listed, with what to do).
-    """
-    from .cli_support import verify_with_progress
+    Exit code 0 when every cube is sound, 1 when a problem is left (listed, with what to do) or the data directory does not exist or holds no cube.
+    """  # noqa: E501 - the help text keeps its line breaks, so a paragraph is one line
+    from .cli_support import inspected_data_dir, verify_with_progress
+    from .settings import get_settings
 
-    if not verify_with_progress(data_dir, repair, console):
+    if not verify_with_progress(inspected_data_dir(data_dir, get_settings()), repair, console):
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=_Command)
 def serve(data_dir: DataDirOption = None) -> None:
     """Start the Prefect deployments' schedules in this process (runs until stopped with Ctrl+C)."""
-    from .api import resolve_data_dir
+    from .cli_support import command_data_dir
     from .settings import get_settings
 
-    directory = None if data_dir is None else str(resolve_data_dir(data_dir, get_settings()))
+    directory = None if data_dir is None else str(command_data_dir(data_dir, get_settings()))
     try:
         from flows.deployments import serve_all
     except ImportError as error:
@@ -227,12 +264,15 @@ def serve(data_dir: DataDirOption = None) -> None:
     serve_all(directory)
 
 
-@app.command()
+@app.command(cls=_Command)
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the quicklooks and the demo's data.")] = Path("demo-output"),
     inline: Annotated[bool, typer.Option(help="Run fills in-process instead of through Prefect.")] = False,
 ) -> None:
-    """Start the embedded local catalog, fill and load two ArcticDEM regions, write quicklooks."""
+    """Start the embedded local catalog and Earth Engine stand-in, fill and load ArcticDEM and TCVIS regions, write quicklooks.
+
+    Two ArcticDEM regions (32 m and 2 m) and one TCVIS region are each loaded twice: filled from the local services, then served from the cubes.
+    """  # noqa: E501 - the help text keeps its line breaks, so a paragraph is one line
     from .demo import run_demo
 
     run_demo(out, inline=inline, console=console)
@@ -256,7 +296,7 @@ def _fetch_aoi(product: ProductName, aoi: Path, resolution: int | None, buffer: 
 
 
 def _region(product: ProductName, bbox: tuple[float, float, float, float] | None, crs: str | None,
-            geojson: Path | None, resolution: int | None, buffer: int, data_dir: Path | None) -> tuple[Any, Any]:
+            geojson: Path | None, resolution: int | None, buffer: int, data_dir: str | None) -> tuple[Any, Any]:
     """The cube window of a command's region, and the settings (nothing is written)."""
     from .cli_support import product_for, region_geobox, resolve_region
     from .settings import get_settings

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .errors import DartsAuxError, EmptyRegionError, InvalidRegionError, InvalidRequestError
+from .errors import DartsAuxError, DataDirError, EmptyRegionError, InvalidRegionError, InvalidRequestError
 from .products import ARCTICDEM_CRS, Product, arcticdem, tcvis
 from .region import (
     CLI_WORDS,
@@ -43,7 +43,10 @@ if TYPE_CHECKING:
     from .cubes import CubeStatus
     from .fill import FillReport
     from .grid import PixelWindow
+    from .location import DataLocation
+    from .plan import FillPlan
     from .settings import Settings
+    from .verify import CubeVerdict
 
 BBox = tuple[float, float, float, float]
 """(min x, min y, max x, max y) in the region's CRS."""
@@ -64,6 +67,10 @@ class CliInputError(InvalidRequestError):
 
 class OutputError(DartsAuxError):
     """An output file could not be written."""
+
+
+class NoDataDirError(DataDirError):
+    """An inspecting command's data directory does not exist or holds no cube: a typo must not pass as 'empty'."""
 
 
 # -- products ------------------------------------------------------------------------------------
@@ -163,7 +170,7 @@ class Region:
     """A command's region resolved against a cube."""
 
     product: Product
-    data_dir: Path
+    data_dir: DataLocation
     window: PixelWindow
 
     @property
@@ -173,18 +180,20 @@ class Region:
         return len(ChunkGrid(self.product).chunks(self.window))
 
 
-def resolve_region(product: Product, geobox: GeoBox, data_dir: Path | None, buffer: int, settings: Settings) -> Region:
+def resolve_region(product: Product, geobox: GeoBox, data_dir: str | None, buffer: int,
+                   settings: Settings) -> Region:
     """Data directory and cube window of a region (the same steps `load_*` takes; nothing is written)."""
-    from .api import resolve_data_dir
     from .validate import region_window
 
-    return Region(product, resolve_data_dir(data_dir, settings), region_window(product, geobox, buffer, CLI_WORDS))
+    return Region(product, command_data_dir(data_dir, settings), region_window(product, geobox, buffer, CLI_WORDS))
 
 
 def fetch_region(region: Region, settings: Settings, console: Console) -> tuple[FillReport, bool]:
     """Fill the region's chunks unless the manifest says they are settled; (report, whether a fill ran).
 
-    Fills go through `api.fill`, so Prefect or in-process runs stay as configured.
+    Fills go through `api.fill`, so Prefect or in-process runs stay as configured. Everything that can fail
+    before the first download (the data directory, the Prefect API) is checked before the progress bar, so it
+    fails with one line; a data directory that does not exist yet is created, and the console says so.
     """
     from .api import fill, is_settled
     from .fill import FillReport
@@ -196,9 +205,51 @@ def fetch_region(region: Region, settings: Settings, console: Console) -> tuple[
         report = FillReport(region.product.key, chunks_total=count, chunks_reused=count,
                             seconds=time.perf_counter() - started)
         return report, False
-    check_writable(region.data_dir, region.product)  # before the progress bar: fail with one line, not a bar
+    check_writable(region.data_dir, region.product)
+    check_orchestrator(settings)
+    create_data_dir(region.data_dir, console)
     report = run_with_progress(lambda: fill(region.data_dir, region.product, region.window, settings), region, console)
     return report, True
+
+
+def check_orchestrator(settings: Settings) -> None:
+    """Fail at once (OrchestratorUnavailableError) when fills go through a Prefect API that does not answer."""
+    from .api import use_prefect
+
+    if use_prefect(settings):
+        from .orchestrator import check_prefect_api, prefect_api_url
+
+        check_prefect_api(prefect_api_url())
+
+
+def plan_region(region: Region, settings: Settings) -> FillPlan:
+    """What a fetch of the region would do, from the manifest alone (no source is asked, nothing is written)."""
+    from .plan import fill_plan
+    from .store import check_cube_folder
+
+    check_cube_folder(region.data_dir, region.product)  # the same refusal a fetch would meet, without its write probe
+    return fill_plan(region.data_dir, region.product, region.window, settings.revisit_days * 86400)
+
+
+def plan_lines(plan: FillPlan, region: Region) -> list[str]:
+    """The plan as printed by `fetch --dry-run`: counts, bytes, where the chunks lie, the grid's offset."""
+    left, bottom, right, top = plan.chunk_bounds()
+    unit = "°" if region.product.extent.wrap_x else " m"
+    lines = [plan.summary(),
+             f"the chunks cover x {_plain(left, unit)} … {_plain(right, unit)} and y {_plain(bottom, unit)} … "
+             f"{_plain(top, unit)} ({region.product.extent.crs})"]
+    note = plan.grid_note()
+    if note:
+        lines.append(note)
+    exists = region.data_dir.is_dir()
+    where = f"{region.data_dir}" if exists else f"{region.data_dir} does not exist yet (a fetch creates it)"
+    lines.append(f"dry run: nothing was downloaded or written; data directory {where}")
+    return lines
+
+
+def _plain(value: float, unit: str) -> str:
+    """A coordinate as a plain number: metres to the metre with thousands separators, degrees to 1e-6."""
+    return f"{value:,.6f}°" if unit == "°" else f"{value:,.0f}{unit}"
 
 
 def run_with_progress(work: Callable[[], FillReport], region: Region, console: Console) -> FillReport:
@@ -263,20 +314,88 @@ class ChunkCounter:
         return self.manifest.latest(self.window)
 
 
-def summary_table(report: FillReport, region: Region, filled: bool) -> Table:
-    """One row: chunks fetched / reused / rechecked / downloaded by other fills meanwhile, MB read, seconds."""
+def summary_table(report: FillReport, region: Region, filled: bool, command: str = "fetch") -> Table:
+    """One row: chunks fetched / reused / rechecked / downloaded by other fills meanwhile, MB read, seconds.
+
+    Titled by the command that ran (`fetch` or `load`).
+    """
     from rich.table import Table
 
     rows, cols = region.window.shape
-    caption = (f"window {cols} × {rows} px of {region.product.key} ({region.product.extent.crs}) in {region.data_dir}; "
-               + ("filled" if filled else "settled in the cube: no fill started"))
-    table = Table(title=f"fetch {region.product.key}", caption=caption)
+    caption = (f"window {cols:,} × {rows:,} px of {region.product.key} ({region.product.extent.crs}) in "
+               f"{region.data_dir}; " + ("filled" if filled else "settled in the cube: no fill started"))
+    table = Table(title=f"{command} {region.product.key}", caption=caption)
     for column in ("cube", "chunks", "fetched", "reused", "rechecked", "by others", "MB read", "seconds"):
         table.add_column(column, justify="left" if column == "cube" else "right")
     table.add_row(region.product.key, str(report.chunks_total), str(report.chunks_fetched), str(report.chunks_reused),
                   str(report.chunks_rechecked), str(report.chunks_by_others), f"{report.bytes_read / 1e6:,.1f}",
                   f"{report.seconds:.1f}")
     return table
+
+
+# -- data directories ----------------------------------------------------------------------------
+
+
+def command_data_dir(data_dir: str | None, settings: Settings) -> DataLocation:
+    """The data directory of a command: --data-dir (a folder or s3://bucket/prefix), else DARTS_AUX_DATA_DIR.
+
+    Checked as the command line names it (a file where a folder belongs is refused); not created.
+    """
+    from .api import resolve_data_dir
+    from .location import is_s3_url
+
+    if data_dir is None:
+        return resolve_data_dir(None, settings)
+    if not data_dir.strip():
+        raise CliInputError("--data-dir is empty; give a folder or an s3://bucket/prefix URL.")
+    local = Path(data_dir).expanduser()
+    if not is_s3_url(data_dir) and local.exists() and not local.is_dir():
+        raise CliInputError(f"--data-dir {local} is a file; give a folder (or an s3://bucket/prefix URL).")
+    return resolve_data_dir(data_dir, settings)
+
+
+def data_dir_words(data_dir: str | None, directory: DataLocation) -> str:
+    """How the command line named the data directory: '--data-dir X', 'DARTS_AUX_DATA_DIR=X' or the default."""
+    if data_dir is not None:
+        return f"--data-dir {directory}"
+    if os.environ.get("DARTS_AUX_DATA_DIR"):
+        return f"DARTS_AUX_DATA_DIR={directory}"
+    return f"the default data directory {directory}"
+
+
+def inspected_data_dir(data_dir: str | None, settings: Settings) -> DataLocation:
+    """The data directory of an inspecting command (status, verify, manifest): it must exist and hold a cube.
+
+    A typo in a cron check must fail, not report an empty directory as sound.
+    """
+    from .cubes import present_products
+
+    directory = command_data_dir(data_dir, settings)
+    named = data_dir_words(data_dir, directory)
+    advice = "pass the data directory that holds the cubes with --data-dir (or set DARTS_AUX_DATA_DIR)"
+    if not directory.is_dir():
+        raise NoDataDirError(f"{named} does not exist; {advice}. 'darts-aux fetch' creates a new one.")
+    if next(iter(present_products(directory)), None) is None:
+        raise NoDataDirError(f"{named} holds no darts-aux cube; {advice}.")
+    return directory
+
+
+def create_data_dir(directory: DataLocation, console: Console) -> None:
+    """Create a data directory a fill is about to write into, and say so in one line (nothing when it exists)."""
+    from .location import S3Location
+
+    if directory.is_dir():
+        return
+    if isinstance(directory, S3Location):
+        console.print(f"new data directory {directory}: this fill creates it", markup=False, highlight=False)
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    console.print(f"created data directory {directory}", markup=False, highlight=False)
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 chunk', '2 chunks', '1,024 files': a count and its noun in agreement."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
 # -- output files --------------------------------------------------------------------------------
@@ -391,12 +510,18 @@ def coverage_map_path(out: Path, product: Product) -> Path:
     return out.with_name(f"{out.stem}-{product.key}{out.suffix}")
 
 
+def check_map_path(out: Path) -> Path:
+    """A --map path, refused before anything is read unless it names a PNG."""
+    if out.suffix.lower() != ".png":
+        raise CliInputError(f"--map {out}: the name must end in .png (one PNG per cube gets a suffix).")
+    return out
+
+
 def write_coverage_maps(statuses: list[CubeStatus], out: Path) -> list[Path]:
     """One coverage PNG per cube with manifest rows (chunks coloured by status)."""
     from .quicklook import write_coverage_png
 
-    if out.suffix.lower() != ".png":
-        raise CliInputError(f"--map {out}: the name must end in .png (one PNG per cube gets a suffix).")
+    check_map_path(out)
     mapped = [s for s in statuses if s.manifest_files and s.full + s.partial]
     if not mapped:
         raise CliInputError("no cube in the data directory has manifest rows yet: nothing to map. "
@@ -426,15 +551,12 @@ def _first_line(error: BaseException) -> str:
 # -- verify ------------------------------------------------------------------------------------
 
 
-def verify_with_progress(data_dir: Path | None, repair: bool, console: Console) -> bool:
+def verify_with_progress(directory: DataLocation, repair: bool, console: Console) -> bool:
     """Verify every cube with a progress bar, print what is wrong and what to do; True when all is sound."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from .settings import get_settings
-    from .verify import repair as repair_cube
     from .verify import verify_all
 
-    directory = Path(data_dir or get_settings().data_dir)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"))
     with Progress(*columns, console=console, transient=False) as progress:
 
@@ -443,29 +565,46 @@ def verify_with_progress(data_dir: Path | None, repair: bool, console: Console) 
             return lambda done, total: progress.update(task, completed=done, total=total)
 
         verdicts = verify_all(directory, bar)
-    if not verdicts:
-        console.print(f"no cube in {directory}")
+    return all([_report_verdict(directory, verdict, repair, console) for verdict in verdicts])
+
+
+def _report_verdict(directory: DataLocation, verdict: CubeVerdict, repair: bool, console: Console) -> bool:
+    """Print one cube's verdict and what to do (repairing when asked); True when the cube is sound after it."""
+    from .verify import repair as repair_cube
+
+    key = verdict.product.key
+    if verdict.ok:
+        console.print(f"{key}: {counted(verdict.checked, 'chunk')} checked, all present and readable")
         return True
-    sound = True
-    for verdict in verdicts:
-        if verdict.ok:
-            console.print(f"{verdict.product.key}: {verdict.checked} chunks checked, all present and readable")
-            continue
-        for problem in verdict.problems:
-            console.print(f"{verdict.product.key} {problem.chunk} ({problem.status}): {problem.problem}",
-                          style="red", markup=False, highlight=False)
-        fixed = repair_cube(directory, verdict) if repair else 0
-        unreadable = [p for p in verdict.problems if not p.repairable]
-        if fixed:
-            console.print(f"{verdict.product.key}: {fixed} chunks marked partial; the next load fetches them again")
-        elif any(p.repairable for p in verdict.problems):
-            console.print(f"{verdict.product.key}: run 'darts-aux verify --repair' to mark them partial, "
-                          "so the next load fetches them again")
-        if unreadable:
-            console.print(f"{verdict.product.key}: {len(unreadable)} chunks cannot be read back; move "
-                          f"{verdict.product.key}/ aside and fetch the region again")
-        sound = sound and not unreadable and (fixed == len(verdict.problems))
-    return sound
+    for problem in verdict.problems:
+        console.print(f"{key} {problem.chunk} ({problem.status}): {problem.problem}",
+                      style="red", markup=False, highlight=False)
+    fixed = repair_cube(directory, verdict) if repair else 0
+    unreadable = [p for p in verdict.problems if not p.repairable]
+    if fixed:
+        console.print(f"{key}: {counted(fixed, 'chunk')} marked partial; the next load fetches "
+                      f"{'it' if fixed == 1 else 'them'} again")
+    elif any(p.repairable for p in verdict.problems):
+        console.print(f"{key}: run 'darts-aux verify --repair' to mark them partial, "
+                      "so the next load fetches them again")
+    if unreadable:
+        console.print(f"{key}: {counted(len(unreadable), 'chunk')} cannot be read back; move "
+                      f"{key}/ aside and fetch the region again")
+    return not unreadable and fixed == len(verdict.problems)
+
+
+def status_table(rows: Sequence[CubeStatus], directory: DataLocation) -> Table:
+    """One row per cube: chunks full and partial, downloading now, bytes on disk, last update."""
+    from rich.table import Table
+
+    table = Table(title=f"cubes in {directory}")
+    for column in ("cube", "full", "partial", "downloading", "bytes on disk", "last update"):
+        table.add_column(column, justify="left" if column in ("cube", "downloading", "last update") else "right")
+    for row in rows:
+        table.add_row(row.product.key, f"{row.full:,}", f"{row.partial:,}", downloading_cell(row.downloading),
+                      f"{row.bytes_on_disk / 1e6:,.1f} MB",
+                      row.last_update.isoformat(timespec="seconds") if row.last_update else "-")
+    return table
 
 
 def downloading_cell(claims: Sequence[ClaimHolder]) -> str:

@@ -41,16 +41,18 @@ def present_products(data_dir: DataLocation) -> Iterator[Product]:
 
 def cube_statuses(data_dir: DataLocation, lease: float = DEFAULT_LEASE_SECONDS) -> list[CubeStatus]:
     """One status row per cube present (`lease`: how old a chunk claim may be and still count as downloading)."""
+    from .coverage import coverage_frame
+
     rows = []
     for product in present_products(data_dir):
         paths = cube_paths(data_dir, product)
-        manifest = Manifest(paths.manifest, ChunkGrid(product))
-        latest = manifest.latest()
-        statuses = [r.status for r in latest.values()]
-        size = _bytes_under(paths.root)
-        last = max((r.checked_at for r in latest.values()), default=None)
-        rows.append(CubeStatus(product, statuses.count("full"), statuses.count("partial"), size, last,
-                               tuple(manifest.files()), tuple(live_claims(paths.root / CLAIMS_DIR, lease))))
+        frame = coverage_frame(data_dir, product)  # the rows `coverage()` returns, counted
+        counts = frame.status.value_counts()
+        last = frame.checked_at.max().to_pydatetime() if len(frame) else None
+        files = tuple(Manifest(paths.manifest, ChunkGrid(product)).files())
+        claims = tuple(live_claims(paths.root / CLAIMS_DIR, lease))
+        rows.append(CubeStatus(product, int(counts.get("full", 0)), int(counts.get("partial", 0)),
+                               _bytes_under(paths.root), last, files, claims))
     return rows
 
 

@@ -79,6 +79,10 @@ class ManifestError(DartsAuxError):
     """The chunk manifest could not be read or written."""
 
 
+class OrchestratorUnavailableError(ConfigurationError):
+    """The configured Prefect API does not answer, so no fill can run through it; the message says what to do."""
+
+
 class OfflineError(DartsAuxError):
     """An offline load needs chunks that were never fetched; the message names the command that prefetches them.
 

@@ -172,7 +172,7 @@ class Manifest:
             return None
         self.segments_dir.mkdir(parents=True, exist_ok=True)
         name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
-        return _write_atomically(table, self.segments_dir / name)
+        return self._write(table, self.segments_dir / name)
 
     def compact(self) -> int:
         """Fold every file into one compacted file of latest rows; returns how many files were folded.
@@ -189,10 +189,19 @@ class Manifest:
         except FileNotFoundError:
             return 0
         name = f"{COMPACTED_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-        _write_atomically(latest, self.root / name, row_group_size=ROW_GROUP_ROWS)
+        self._write(latest, self.root / name, row_group_size=ROW_GROUP_ROWS)
         for path in files:
             path.unlink(missing_ok=True)
         return len(files)
+
+    def _write(self, table: pa.Table, path: DataLocation, row_group_size: int | None = None) -> DataLocation:
+        """Write one manifest file atomically, always as GeoParquet (footprints and covered parts in the cube's CRS).
+
+        Tables read back from files lose their schema metadata on the way, so the `geo` metadata is set
+        here for every file written: segments and compacted files alike open in geopandas and QGIS.
+        """
+        geo = {b"geo": _geo_metadata(self.grid.product.extent.crs)}
+        return _write_atomically(table.replace_schema_metadata(geo), path, row_group_size=row_group_size)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -265,8 +274,7 @@ class Manifest:
             "covered": pa.array([r.covered for r in records], pa.binary()),
             "note": pa.array([r.note or None for r in records], pa.string()),
         }
-        table = pa.table(columns, schema=SCHEMA)
-        return table.replace_schema_metadata({b"geo": _geo_metadata(self.grid.product.extent.crs)})
+        return pa.table(columns, schema=SCHEMA)
 
 
 def _first_of_group(rows: pa.ChunkedArray, cols: pa.ChunkedArray) -> pa.Array:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .location import DataLocation, S3Location
 
 
 def hillshade(dem: np.ndarray, resolution: float, azimuth: float = 315.0, altitude: float = 45.0) -> np.ndarray:
@@ -42,16 +45,27 @@ LABELLED_CHUNKS = 64
 """Coverage maps of up to this many chunks label each chunk with its id and coverage."""
 
 
-def write_coverage_png(manifest_files: list[Path], path: Path, title: str) -> Path:
-    """Save the manifest's chunks as a map coloured by status (full / partial)."""
+def read_geoparquet(path: DataLocation) -> Any:
+    """A manifest file (local or on object storage) as a GeoDataFrame, read as any GeoParquet reader would."""
     import geopandas as gpd
+
+    if isinstance(path, S3Location):
+        return gpd.read_parquet(path.path, filesystem=path.fs)
+    return gpd.read_parquet(path)
+
+
+def write_coverage_png(manifest_files: Sequence[DataLocation], path: Path, title: str) -> Path:
+    """Save the manifest's chunks as a map coloured by status (full / partial).
+
+    The files are read as plain GeoParquet (geopandas), as QGIS would read them.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    frame = pd.concat([gpd.read_parquet(p) for p in manifest_files], ignore_index=True)
+    frame = pd.concat([read_geoparquet(p) for p in manifest_files], ignore_index=True)
     frame = frame.sort_values("checked_at").drop_duplicates(["chunk_row", "chunk_col"], keep="last")
     colours = {"full": "#2e8b57", "partial": "#f0a030"}
     fig, ax = plt.subplots(figsize=(7, 7), dpi=110)

@@ -25,5 +25,8 @@ def compact_manifest(data_dir: str | None = None) -> dict[str, int]:
     directory = resolve_data_dir(data_dir)
     folded = dict(compact_all(directory))
     for key, count in folded.items():
-        logger.info("%s: folded %d manifest files", key, count)
+        if count:
+            logger.info("%s: folded %d manifest files into one GeoParquet file", key, count)
+        else:
+            logger.info("%s: the manifest is one file already, nothing to fold", key)
     return folded

@@ -29,6 +29,7 @@ from darts_aux.fill import (
 from darts_aux.grid import ChunkId, PixelWindow, span_label
 from darts_aux.manifest import ChunkRecord
 from darts_aux.pipeline import run_bounded
+from darts_aux.plan import log_fill_plan
 from darts_aux.settings import Settings
 from darts_aux.sharing import fill_claims, run_shared
 
@@ -187,6 +188,7 @@ def fill_windows(ctx: FillContext, windows: Sequence[tuple[str, PixelWindow]]) -
 def _fill_one(ctx: FillContext, window: PixelWindow, label: str
               ) -> tuple[FillReport, list[ChunkRun], list[BaseException]]:
     started = time.perf_counter()
+    log_fill_plan(ctx.data_dir, ctx.product, window, ctx.settings.revisit_days * 86400)  # before any request
     product = ctx.product.key
     tags = product_tags(product)
     discovery = discover_task.with_options(task_run_name=f"discover-{product}", tags=tags,

@@ -295,8 +295,17 @@ BAD_INPUT = {
                            "outside the cube extent"),
     "negative buffer": (["fetch", "arcticdem", *_bbox_args(BBOX_1_CHUNK), "--buffer", "-1"], "buffer=-1"),
     "output suffix": (["load", "arcticdem", *_bbox_args(BBOX_1_CHUNK), "--out", "roi.png"], "must end in .nc"),
-    "nothing to map": (["status", "--map", "{tmp}/map.png"], "nothing to map"),
     "map suffix": (["status", "--map", "{tmp}/map.jpg"], "must end in .png"),
+    "status, no data dir": (["status", "--data-dir", "{tmp}/nowhere"], "--data-dir {tmp}/nowhere does not exist"),
+    "status, default data dir missing": (["status"], "DARTS_AUX_DATA_DIR={tmp}/data does not exist"),
+    "status --map, no data dir": (["status", "--map", "{tmp}/map.png"], "DARTS_AUX_DATA_DIR={tmp}/data does not"),
+    "verify, no data dir": (["verify", "--data-dir", "{tmp}/nowhere"], "--data-dir {tmp}/nowhere does not exist"),
+    "compact, no data dir": (["manifest", "compact", "--data-dir", "{tmp}/x"], "--data-dir {tmp}/x does not exist"),
+    "rebuild, no data dir": (["manifest", "rebuild", "--data-dir", "{tmp}/x"], "--data-dir {tmp}/x does not exist"),
+    "status, no cube": (["status", "--data-dir", "{tmp}"], "--data-dir {tmp} holds no darts-aux cube"),
+    "verify, no cube": (["verify", "--data-dir", "{tmp}"], "--data-dir {tmp} holds no darts-aux cube"),
+    "compact, no cube": (["manifest", "compact", "--data-dir", "{tmp}"], "--data-dir {tmp} holds no darts-aux cube"),
+    "data dir is a file": (["verify", "--data-dir", "{tmp}/roi.geojson"], "--data-dir {tmp}/roi.geojson is a file"),
 }
 
 
@@ -307,9 +316,10 @@ def test_bad_input_is_one_red_line_and_exit_1(case: str, tmp_path: Path) -> None
     result = runner.invoke(app, [a.replace("{tmp}", str(tmp_path)) for a in args])
     assert result.exit_code == 1, result.output
     line = _one_error_line(result.stderr)
-    assert line.startswith("error: ") and message in line, line
-    assert result.stdout.strip() == "" or case.startswith(("nothing", "map"))  # status prints its (empty) table
+    assert line.startswith("error: ") and message.replace("{tmp}", str(tmp_path)) in line, line
+    assert result.stdout.strip() == ""
     assert not (tmp_path / "data").exists(), "bad input writes nothing"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["roi.geojson"], "nothing is created"
 
 
 @pytest.mark.parametrize("args", [

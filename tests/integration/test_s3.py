@@ -193,3 +193,58 @@ def test_chunk_claims_on_s3_are_exclusive_refreshed_released_and_taken_over_when
         time.sleep(3.2)
         assert taker.claim(chunk) is None and taker.held() == {chunk}
     assert s3_server.keys(key) == []
+
+
+def test_manifests_on_s3_stay_geoparquet_after_automatic_and_manual_compaction(
+        filled_s3: tuple[str, object], use_catalog: LocalCatalog, s3_server: S3Server, tmp_path) -> None:  # noqa: ANN001
+    from typer.testing import CliRunner
+
+    from darts_aux.cli import app
+    from darts_aux.cli_support import coverage_map_path
+    from darts_aux.fill import COMPACT_AFTER_SEGMENTS
+    from darts_aux.grid import ChunkId
+    from darts_aux.manifest import ChunkRecord, utc_now
+
+    s3_data_dir, _ = filled_s3
+    product = arcticdem(32)
+    manifest = Manifest(cube_paths(as_location(s3_data_dir), product).manifest, ChunkGrid(product))
+    for i in range(COMPACT_AFTER_SEGMENTS + 1 - len(manifest.files())):  # chunk rows 0-1: far from the ROIs
+        manifest.append([ChunkRecord(ChunkId(i // 40, i % 40), "partial", (), (), 0.0, utc_now(), None)])
+    assert len(manifest.files()) == COMPACT_AFTER_SEGMENTS + 1
+    recorded = set(manifest.latest())
+
+    east = GeoBox.from_bbox((785_000, 3_130_000, 810_000, 3_155_000), "EPSG:3413", resolution=32)  # 2 new chunks
+    load_arcticdem(east, s3_data_dir, 32)  # the fill's commit folds the segments
+    files = manifest.files()
+    assert files[0].name.startswith("compacted-") and len(files) <= 2, [f.name for f in files]
+    frames = [_geopandas_on_s3(path, s3_server) for path in files]
+    assert all(frame.crs.to_epsg() == 3413 for frame in frames)
+    new = set(ChunkGrid(product).chunks(roi_window(east, product.extent)))
+    assert len(new - recorded) == 2
+    assert {c for frame in frames for c in frame.chunk_id} == {str(c) for c in recorded | new}
+
+    runner = CliRunner()
+    compacted = runner.invoke(app, ["manifest", "compact", "--data-dir", s3_data_dir])
+    assert compacted.exit_code == 0, compacted.output
+    assert compacted.stdout.strip() in ("arcticdem-32m: folded 2 files into one",
+                                        "arcticdem-32m: one file already, nothing to fold")
+    (only,) = manifest.files()
+    frame = _geopandas_on_s3(only, s3_server)
+    assert frame.crs.to_epsg() == 3413 and set(frame.chunk_id) == {str(c) for c in recorded | new}
+    for chunk_id, footprint in zip(frame.chunk_id, frame.geometry):
+        assert footprint.equals(manifest.grid.footprint(ChunkId.parse(chunk_id)))
+
+    out = tmp_path / "map.png"
+    status = runner.invoke(app, ["status", "--data-dir", s3_data_dir, "--map", str(out)])
+    assert status.exit_code == 0, status.output
+    assert coverage_map_path(out, product).stat().st_size > 10_000
+
+
+def _geopandas_on_s3(path: S3Location, s3_server: S3Server):  # noqa: ANN202 - a GeoDataFrame
+    """A manifest file on S3 read by geopandas through a plain pyarrow S3 filesystem (as any GeoParquet reader)."""
+    import geopandas
+    import pyarrow.fs as pafs
+
+    fs = pafs.S3FileSystem(endpoint_override=s3_server.endpoint.removeprefix("http://"), scheme="http",
+                           access_key="test-access-key", secret_key="test-secret-key", region="us-east-1")
+    return geopandas.read_parquet(path.path, filesystem=fs)

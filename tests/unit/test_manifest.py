@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,8 +13,8 @@ import shapely
 from darts_aux.errors import ManifestError
 from darts_aux.grid import ChunkGrid, ChunkId, PixelWindow
 from darts_aux.manifest import ChunkRecord, Manifest, failure_note, status_for, union_coverage, utc_now
+from darts_aux.products import Product, arcticdem, tcvis
 from darts_aux.sources.base import ItemFailure
-from darts_aux.products import arcticdem
 
 
 def _record(chunk: ChunkId, status: str = "partial", minutes: int = 0, items: tuple[str, ...] = ("a",)) -> ChunkRecord:
@@ -115,3 +116,25 @@ def test_covered_geometry_and_note_survive_a_round_trip(manifest: Manifest) -> N
     assert back.covered_geometry(grid).area == pytest.approx(grid.footprint(chunk).area / 2)
     frame = gpd.read_parquet(manifest.files()[0])
     assert frame.loc[0, "covered"].area == pytest.approx(grid.footprint(chunk).area / 2)
+
+
+@pytest.mark.parametrize(("product", "epsg"), [(arcticdem(32), 3413), (tcvis(), 4326)], ids=["arcticdem", "tcvis"])
+def test_a_compacted_manifest_is_geoparquet_with_its_crs(tmp_path: Path, product: Product, epsg: int) -> None:
+    manifest = Manifest(tmp_path / "manifest", ChunkGrid(product))
+    grid, chunks = manifest.grid, [ChunkId(1, 2), ChunkId(1, 3), ChunkId(2, 2)]
+    left, bottom, right, top = grid.footprint(chunks[0]).bounds
+    _, half = union_coverage(grid, chunks[0], None, shapely.box(left, bottom, right, (bottom + top) / 2))
+    manifest.append([replace(_record(chunks[0]), covered=half)])
+    for minute, chunk in enumerate(chunks[1:], start=1):
+        manifest.append([_record(chunk, "full", minute)])
+    assert manifest.compact() == 3
+    (compacted,) = manifest.files()
+    assert compacted.name.startswith("compacted-")
+    frame = gpd.read_parquet(compacted)
+    assert frame.crs.to_epsg() == epsg
+    assert frame.chunk_id.tolist() == [str(c) for c in chunks]
+    for chunk, footprint in zip(chunks, frame.geometry):
+        assert footprint.equals(grid.footprint(chunk))
+    assert frame.status.tolist() == ["partial", "full", "full"]
+    assert frame.covered.iloc[0].area == pytest.approx(grid.footprint(chunks[0]).area / 2)
+    assert frame.covered.crs.to_epsg() == epsg
