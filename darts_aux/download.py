@@ -22,6 +22,7 @@ from .location import DataLocation
 from .manifest import ChunkRecord, Manifest, utc_now
 from .products import Product
 from .store import check_cube_folder, check_writable, cube_exists, cube_paths
+from .wording import plural
 
 if TYPE_CHECKING:
     from .fill import FillReport
@@ -114,8 +115,8 @@ def download(product: Product, chunks: Sequence[ChunkId], data_dir: DataLocation
                                "the machine that prefetches.", missing=len(todo_plan.todo))
         check_writable(data_dir, product)  # before the first request (and before a progress bar)
         windows = chunk_windows(product, todo_plan.todo)
-        log.info("%s: %d of %d chunks to fill in %d windows", product.key, len(todo_plan.todo), len(chunks),
-                 len(windows))
+        log.info("%s: %d of %s to fill in %s", product.key, len(todo_plan.todo), plural(len(chunks), "chunk"),
+                 plural(len(windows), "window"))
 
         def work() -> tuple[FillReport, list[str]]:
             return run_fill(data_dir, product, windows, settings)
