@@ -33,6 +33,7 @@ from ..mosaic import fill_gaps, nodata_to_fill
 from ..products import Product
 from ..retry import RetryPolicy, causes, is_transient
 from .base import ChunkPixels, ItemFailure, empty_chunk
+from .hrefs import check_redirects
 from .items import TileItem
 
 if TYPE_CHECKING:
@@ -186,6 +187,7 @@ class CogFile:
         import rasterio
         from rasterio.errors import RasterioIOError
 
+        check_redirects(self.href, self.timeout, SOURCE, FIX_HINT)  # before GDAL: its libcurl follows ftp:// too
         fresh = self.stale
         with uncached(self.href) if fresh else nullcontext():
             try:
