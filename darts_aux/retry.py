@@ -1,4 +1,10 @@
-"""One retry policy (exponential backoff with jitter, transient errors only) shared by inline runs and Prefect tasks."""
+"""One retry policy (exponential backoff with jitter, transient errors only) shared by inline runs and Prefect tasks.
+
+Each request is retried by one layer only: the policy around that request (or GDAL's own retries, for the range
+requests of a COG). A failure that layer gave up on is marked as such (`gave_up_on`), and every layer above it
+(a chunk's download, a Prefect task) passes it on instead of repeating the same requests: `should_retry` is False
+for it. Only a transient failure no layer has retried yet is retried by the layer it reaches.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .errors import SourceDataError, SourceRequestError, TransientSourceError
+from .errors import SourceDataError, SourceRequestError, SourceUnavailableError, TransientSourceError
 
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 log = logging.getLogger(__name__)
+_GAVE_UP = "_darts_aux_retries_used"
+"""Attribute set on an error whose retries a layer already used up."""
 
 # Phrases with which GDAL/curl, requests and httpx report failures that a later attempt may not see.
 _TRANSIENT_TEXT = re.compile(
@@ -64,6 +73,26 @@ def is_transient(error: BaseException) -> bool:
     return any(_transient_link(link) for link in causes(error))
 
 
+def gave_up_on(error: E) -> E:
+    """Mark `error` as one whose retries are used up (no layer above retries it again); returns it."""
+    try:
+        setattr(error, _GAVE_UP, True)
+    except AttributeError:  # an exception type without a __dict__: its wrapper gets marked instead
+        pass
+    return error
+
+
+def retries_used(error: BaseException) -> bool:
+    """Whether a layer below already retried this failure to the end (it or a link of its chain is marked,
+    or is a SourceUnavailableError, which darts-aux raises only once the retries are used up)."""
+    return any(getattr(link, _GAVE_UP, False) or isinstance(link, SourceUnavailableError) for link in causes(error))
+
+
+def should_retry(error: BaseException) -> bool:
+    """Whether the layer this failure reaches should retry it: transient, and not already retried below."""
+    return is_transient(error) and not retries_used(error)
+
+
 def _transient_link(error: BaseException) -> bool:
     """Whether one link of a chain is a transport failure: a timeout, a reset, a cut-short transfer."""
     if isinstance(error, (TimeoutError, ConnectionError, socket.timeout, TransientSourceError, *_transport_errors())):
@@ -86,7 +115,14 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how patiently a transient failure is retried."""
+    """How often and how patiently a transient failure is retried.
+
+    A request that keeps failing is sent `retries + 1` times, then the failure propagates, marked as retried
+    (see `gave_up_on`): no layer above sends it again. So a source that stays down fails within
+    `give_up_seconds(timeout)`: the retry delays (at most `(2**retries - 1) * base_delay * (1 + jitter)`) plus
+    `retries + 1` request timeouts; a refused connection fails at once, so it takes only the delays. With the
+    defaults (3 retries, 1 s, jitter 0.5, 30 s timeout): 4 requests, at most 10.5 s of delays, 130.5 s in all.
+    """
 
     retries: int = 3
     base_delay: float = 1.0
@@ -100,13 +136,24 @@ class RetryPolicy:
         """A delay spread by ±jitter so that retrying clients do not synchronise."""
         return max(0.0, delay * (1 + random.uniform(-self.jitter, self.jitter)))
 
+    def give_up_seconds(self, timeout: float) -> float:
+        """The longest a request that keeps failing takes to fail for good: every attempt timing out after
+        `timeout` seconds, every delay at its jittered maximum."""
+        return (self.retries + 1) * timeout + sum(self.delays()) * (1 + self.jitter)
+
     def call(self, fn: Callable[[], T], *, what: str) -> T:
-        """Run `fn`, retrying transient failures; the last failure propagates unchanged."""
+        """Run `fn`, retrying transient failures no layer below has retried yet.
+
+        The last failure propagates unchanged, marked as retried when it was transient (see `gave_up_on`).
+        """
         for attempt, delay in enumerate([*self.delays(), None]):
             try:
                 return fn()
             except Exception as error:  # noqa: BLE001 - classified right below
-                if delay is None or not is_transient(error):
+                if not should_retry(error):
+                    raise
+                if delay is None:
+                    gave_up_on(error)
                     raise
                 pause = self.jittered(delay)
                 log.warning("%s failed (%s); retry %d/%d in %.1f s", what, error, attempt + 1, self.retries, pause)

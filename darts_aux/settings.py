@@ -38,7 +38,13 @@ class Settings(BaseSettings):
         description="'prefect' runs the fill flow, 'inline' runs the same tasks in-process; "
         "'auto' uses Prefect when a Prefect API is configured (PREFECT_API_URL), else inline.",
     )
-    retries: int = Field(3, ge=0, le=20, description="Retries of a transient failure (per item read and per task).")
+    retries: int = Field(
+        3, ge=0, le=20,
+        description="Retries of a request that fails transiently (timeout, 429, 5xx, reset, cut-short body); one "
+        "layer retries each request, so a source that stays down sees retries + 1 requests and fails within "
+        "(retries + 1) × http_timeout_seconds plus (2**retries − 1) × retry_delay_seconds × (1 + retry_jitter) "
+        "(defaults: 4 requests, at most 130.5 s; a refused connection: 10.5 s).",
+    )
     retry_delay_seconds: float = Field(1.0, ge=0, description="First retry delay; doubles on each retry.")
     retry_jitter: float = Field(0.5, ge=0, le=1, description="Random spread of each retry delay, as a fraction.")
     http_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one HTTP request to a source.")

@@ -1,11 +1,13 @@
 """Windowed reads of ArcticDEM COG tiles over HTTP range requests, mosaicked into one chunk.
 
 Retries come from the one retry policy, at two levels. GDAL retries each range request that fails with 429,
-5xx, a reset or a timeout (`GDAL_HTTP_MAX_RETRY`, `GDAL_HTTP_RETRY_DELAY`). What GDAL does not retry (a body
-cut short, a header read that broke off) the policy retries in small units: opening a file, then reading one
-row of COG blocks at a time, so a retry repeats one or two range requests rather than a whole tile. After a
-failure the file is reopened past GDAL's /vsicurl/ cache, which would replay a failed open or keep the part of
-a cut-short range that did arrive.
+5xx, a reset or a timeout (`GDAL_HTTP_MAX_RETRY`, `GDAL_HTTP_RETRY_DELAY`). What still fails, and what GDAL does
+not retry (a body cut short, a header read that broke off), the policy retries in small units: opening a file,
+then reading one row of COG blocks at a time, so a retry repeats one or two range requests rather than a whole
+tile. After a failure the file is reopened past GDAL's /vsicurl/ cache, which would replay a failed open or keep
+the part of a cut-short range that did arrive. A range request of a file server that stays down is so sent at
+most (retries + 1)² times; once the policy gives up, the item is listed as failed and nothing above (the chunk's
+download, a Prefect task) reads it again in the same fill.
 
 A failure is classified before it leaves this module: `TransientSourceError` (the server misbehaved; once the
 retries are used up the item is listed as failed and the chunk stays partial) or `SourceDataError` (the file
@@ -31,6 +33,7 @@ from ..mosaic import fill_gaps, nodata_to_fill
 from ..products import Product
 from ..retry import RetryPolicy, causes, is_transient
 from .base import ChunkPixels, ItemFailure, empty_chunk
+from .hrefs import check_redirects
 from .items import TileItem
 
 if TYPE_CHECKING:
@@ -184,6 +187,7 @@ class CogFile:
         import rasterio
         from rasterio.errors import RasterioIOError
 
+        check_redirects(self.href, self.timeout, SOURCE, FIX_HINT)  # before GDAL: its libcurl follows ftp:// too
         fresh = self.stale
         with uncached(self.href) if fresh else nullcontext():
             try:

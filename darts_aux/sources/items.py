@@ -14,8 +14,10 @@ from shapely.geometry import Polygon, box
 from ..errors import SourceDataError
 from ..grid import ChunkGrid, ChunkId, PixelWindow, window_bounds
 from ..products import Product
+from .hrefs import checked_href
 
 _ALIGN_TOLERANCE = 1e-6  # in pixels
+ASSET_HINT = "point DARTS_AUX_STAC_URL at a catalog whose assets are COGs on http(s):// or s3://"
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,10 @@ class TileItem:
 
 
 def tile_item_from_stac(item: Mapping[str, Any], product: Product) -> TileItem:
-    """Validate a STAC item (dict) against the product and turn it into a TileItem."""
+    """Validate a STAC item (dict) against the product and turn it into a TileItem.
+
+    Its asset hrefs are untrusted: only http(s):// and s3:// URLs pass (see `hrefs`).
+    """
     item_id = str(item.get("id", "<no id>"))
     props = item.get("properties", {})
     assets = item.get("assets", {})
@@ -68,7 +73,8 @@ def tile_item_from_stac(item: Mapping[str, Any], product: Product) -> TileItem:
                 f"ArcticDEM-shaped items — check DARTS_AUX_STAC_URL.",
                 source="stac",
             )
-        hrefs[variable.source_asset] = asset["href"]
+        hrefs[variable.source_asset] = checked_href(asset["href"], f"STAC item {item_id}'s {variable.source_asset!r} "
+                                                    f"asset", "stac", ASSET_HINT)
     first_asset = assets[product.variables[0].source_asset]
     fields = {**props, **{k: v for k, v in first_asset.items() if k.startswith("proj:")}}
     code = fields.get("proj:code") or (f"EPSG:{fields['proj:epsg']}" if fields.get("proj:epsg") else None)

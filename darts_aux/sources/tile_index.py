@@ -20,10 +20,12 @@ from ..errors import SourceDataError, SourceUnavailableError
 from ..location import DataLocation, S3Location
 from ..products import Product
 from ..retry import RetryPolicy, is_transient
+from .hrefs import HTTP_SCHEMES, checked_href
 from .items import TileItem, tile_item_from_stac
 
 log = logging.getLogger(__name__)
 STAC_BROWSER_MARKER = "#/external/"
+INDEX_HINT = "point DARTS_AUX_TILE_INDEX_URL at PGC's mosaic tile index, whose rows link http(s):// STAC items"
 UNPACKED = "index"
 """The unpacked index's folder inside the tile-index folder (renamed into place whole)."""
 
@@ -59,7 +61,8 @@ class TileIndexSource:
 
         frame = self._index(product)
         hits = frame[frame.intersects(box(*bounds))]
-        urls = [item_json_url(u) for u in hits["s3url"]]
+        urls = [checked_href(item_json_url(u), f"the tile index row of {dem_id}", "tile-index", INDEX_HINT,
+                             HTTP_SCHEMES) for u, dem_id in zip(hits["s3url"], hits["dem_id"])]
         items = [tile_item_from_stac(self.policy.call(lambda u=u: self._get_json(u), what=f"item {u}"), product)
                  for u in urls]
         log.info("tile index: %d items of %s intersect the request", len(items), product.collection)
