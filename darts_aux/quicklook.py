@@ -59,14 +59,20 @@ def write_coverage_png(manifest_files: Sequence[DataLocation], path: Path, title
 
     The files are read as plain GeoParquet (geopandas), as QGIS would read them.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
 
     frame = pd.concat([read_geoparquet(p) for p in manifest_files], ignore_index=True)
     frame = frame.sort_values("checked_at").drop_duplicates(["chunk_row", "chunk_col"], keep="last")
+    return plot_coverage(frame, path, title)
+
+
+def plot_coverage(frame: Any, path: Path, title: str) -> Path:
+    """Save chunk rows (a GeoDataFrame with chunk_id, status, coverage, geometry) as a map coloured by status."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     colours = {"full": "#2e8b57", "partial": "#f0a030"}
     fig, ax = plt.subplots(figsize=(7, 7), dpi=110)
     for status, part in frame.groupby("status"):

@@ -125,37 +125,37 @@ def _coverage_map(outcome: FillOutcome) -> list[str]:
     if len(chunks) > MAP_MAX_CHUNKS:
         return [f"{len(chunks)} chunks: too many for a labelled coverage map; see `darts-aux status`."]
     try:
-        path = write_fill_coverage_png(outcome, chunks)
+        png = render_fill_coverage_png(outcome, chunks)
     except Exception as error:  # noqa: BLE001 - the summary stands without its picture
         log.warning("coverage map of the %s fill failed: %s", outcome.ctx.product.key, error)
         return [f"Coverage map unavailable: {error}"]
-    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-    return [f"![coverage of the fill's chunks by status](data:image/png;base64,{encoded})", "",
-            f"Coverage map (full: green, partial: orange): `{path}`"]
+    encoded = base64.b64encode(png).decode("ascii")
+    lines = [f"![coverage of the fill's chunks by status](data:image/png;base64,{encoded})", ""]
+    path = save_quicklook(outcome.ctx.data_dir, outcome.ctx.product.key, png)
+    if path is None:
+        return [*lines, "Coverage map (full: green, partial: orange)."]
+    return [*lines, f"Coverage map (full: green, partial: orange): `{path}`"]
 
 
-def write_fill_coverage_png(outcome: FillOutcome, chunks: list[Any]) -> Path:
-    """Draw the manifest rows of `chunks` with darts_aux.quicklook
-    into data_dir/quicklooks/<time>-<product>-coverage.png."""
-    import geopandas as gpd
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from darts_aux.quicklook import write_coverage_png
+def render_fill_coverage_png(outcome: FillOutcome, chunks: list[Any]) -> bytes:
+    """The manifest rows of `chunks` drawn by darts_aux.quicklook, as PNG bytes."""
+    from darts_aux.coverage import coverage_frame
+    from darts_aux.quicklook import plot_coverage
 
     ctx = outcome.ctx
-    table = ctx.manifest().latest_table()
-    table = table.filter(pc.is_in(table.column("chunk_id"), pa.array([str(c) for c in chunks])))
-    frame = gpd.GeoDataFrame(
-        table.drop_columns(["geometry"]).to_pandas(),
-        geometry=gpd.GeoSeries.from_wkb(table.column("geometry").to_pylist(), crs=ctx.product.extent.crs),
-    )
-    out_dir = Path(ctx.data_dir) / QUICKLOOK_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    path = out_dir / f"{stamp}-{ctx.product.key}-coverage.png"
+    frame = coverage_frame(ctx.data_dir, ctx.product)
+    frame = frame[frame.chunk_id.isin({str(c) for c in chunks})]
     with tempfile.TemporaryDirectory(prefix="darts-aux-coverage-") as tmp:
-        subset = Path(tmp) / "chunks.parquet"
-        frame.to_parquet(subset)
-        write_coverage_png([subset], path, f"{ctx.product.key}: the fill's chunks by status")
+        png = plot_coverage(frame, Path(tmp) / "coverage.png", f"{ctx.product.key}: the fill's chunks by status")
+        return png.read_bytes()
+
+
+def save_quicklook(data_dir: object, key: str, png: bytes) -> Path | None:
+    """Keep the map under data_dir/quicklooks/<time>-<cube>-coverage.png; on object storage only in the artifact."""
+    if not isinstance(data_dir, Path):
+        return None
+    out_dir = data_dir / QUICKLOOK_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{key}-coverage.png"
+    path.write_bytes(png)
     return path

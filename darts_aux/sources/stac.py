@@ -12,6 +12,7 @@ from shapely.geometry import MultiPolygon, box, mapping
 from ..errors import SourceDataError, SourceUnavailableError
 from ..products import Product
 from ..retry import RetryPolicy, is_transient
+from ..wording import plural
 from .items import TileItem, tile_item_from_stac
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class StacApiSource:
         geometry = search_geometry(bounds, product.extent.crs)
         found = self._search(product.collection, geometry)  # each request of the search is retried
         items = [tile_item_from_stac(item, product) for item in found]
-        log.info("STAC search in %s found %d items", product.collection, len(items))
+        log.info("STAC search in %s found %s", product.collection, plural(len(items), "item"))
         return items
 
     def _search(self, collection: str, geometry: dict[str, Any]) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from ..errors import SourceDataError, SourceUnavailableError
 from ..location import DataLocation, S3Location
 from ..products import Product
 from ..retry import RetryPolicy, is_transient
+from ..wording import plural
 from .hrefs import HTTP_SCHEMES, checked_href
 from .items import TileItem, tile_item_from_stac
 
@@ -65,7 +66,7 @@ class TileIndexSource:
                              HTTP_SCHEMES) for u, dem_id in zip(hits["s3url"], hits["dem_id"])]
         items = [tile_item_from_stac(self.policy.call(lambda u=u: self._get_json(u), what=f"item {u}"), product)
                  for u in urls]
-        log.info("tile index: %d items of %s intersect the request", len(items), product.collection)
+        log.info("tile index: %s of %s intersect the request", plural(len(items), "item"), product.collection)
         return items
 
     def _index(self, product: Product) -> Any:
