@@ -24,7 +24,7 @@ def port_number(text: str) -> int:
     try:
         port = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number; give one from 1 to 65535") from None
+        raise argparse.ArgumentTypeError(f"{text} is not a port number; give one from 1 to 65535") from None
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a port number; give one from 1 to 65535")
     return port

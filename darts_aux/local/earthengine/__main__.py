@@ -19,7 +19,7 @@ from darts_aux.local._cli import (
     stop_quietly,
     where,
 )
-from darts_aux.local._procs import PortInUseError
+from darts_aux.local._procs import PortInUseError, port_is_free
 from darts_aux.local.earthengine.engine import DEFAULT_PROJECT, LocalEarthEngine
 from darts_aux.local.earthengine.tcvis import EDITIONS
 
@@ -48,6 +48,8 @@ def describe(local_ee: LocalEarthEngine) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, start the server, print its export lines and wait for Ctrl-C (or SIGTERM)."""
     args = parse_args(argv)
+    if args.port is not None and not port_is_free(args.port):
+        fail(busy_port_message(PortInUseError(args.port)))
     stop_on_sigterm()
     started = time.perf_counter()
     local_ee = LocalEarthEngine(args.project, port=args.port)
