@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,11 @@ PREFECT_OFFLINE = {
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
+PREFECT_HOME_NAME = ".prefect"
+"""The demo's own Prefect home, inside its output folder: database, profiles and results of its flow runs."""
+PREFECT_SETTINGS_RESET = ("api.url", "api.key", "server.database.connection_url", "profiles_path",
+                          "results.local_storage_path")
+"""Prefect settings that could send the demo's runs elsewhere; back to their defaults (derived from the home)."""
 
 
 @dataclass(frozen=True)
@@ -53,14 +59,62 @@ def demo_regions() -> list[DemoRegion]:
     ]
 
 
+@contextmanager
+def demo_prefect(out: Path) -> Iterator[Path]:
+    """While the block runs, Prefect is the demo's own: its home is `out`/.prefect, its server a temporary one.
+
+    The demo's flow runs and artifacts land in that home's database, never in the user's ~/.prefect nor on the
+    server their PREFECT_API_URL or profile names. Prefect reads its settings from the environment when it is
+    first imported, so the PREFECT_* environment is replaced for the block (and restored after it); a Prefect
+    imported before gets the same settings for the block. Yields the home.
+    """
+    home = (out / PREFECT_HOME_NAME).resolve()
+    home.mkdir(parents=True, exist_ok=True)  # Prefect makes its home without parents, else runs without a database
+    with _environment({"PREFECT_HOME": str(home), **PREFECT_OFFLINE}, drop_prefix="PREFECT_"), _prefect_settings(home):
+        yield home
+
+
+@contextmanager
+def _environment(values: Mapping[str, str], drop_prefix: str) -> Iterator[None]:
+    """Set `values` and unset every other variable starting with `drop_prefix`; restore all of them afterwards."""
+    touched = {key for key in os.environ if key.startswith(drop_prefix)} | set(values)
+    saved = {key: os.environ[key] for key in touched if key in os.environ}
+    for key in touched:
+        os.environ.pop(key, None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key in touched:
+            os.environ.pop(key, None)
+        os.environ.update(saved)
+
+
+@contextmanager
+def _prefect_settings(home: Path) -> Iterator[None]:
+    """If Prefect is imported already, its settings for the block: the demo's home, a temporary server, offline."""
+    if "prefect" not in sys.modules:
+        yield  # Prefect will read the environment set by demo_prefect when it is imported
+        return
+    from prefect.settings import temporary_settings
+
+    updates = {"home": str(home), "server.analytics_enabled": False, "server.ephemeral.startup_timeout_seconds": 120}
+    with temporary_settings(updates=updates, restore_defaults=PREFECT_SETTINGS_RESET):  # type: ignore[arg-type]
+        yield
+
+
 def run_demo(out: Path, *, inline: bool, console: Console) -> None:
     """Fill and load each demo region twice against the local services; print a table, write PNGs."""
+    out.mkdir(parents=True, exist_ok=True)
+    with demo_prefect(out) as prefect_home:
+        _run_regions(out, inline=inline, console=console, prefect_home=prefect_home)
+
+
+def _run_regions(out: Path, *, inline: bool, console: Console, prefect_home: Path) -> None:
+    """Start the local services, fill and load every region twice, print the table and where everything is."""
     from .local import LocalCatalog
     from .local.earthengine import LocalEarthEngine
 
-    for key, value in PREFECT_OFFLINE.items():
-        os.environ.setdefault(key, value)
-    out.mkdir(parents=True, exist_ok=True)
     data_dir = out / "data"
     table = Table(title="darts-aux demo (local catalog and Earth Engine)")
     for column in ("region", "pass", "pixels", "fetched", "reused", "requests", "MB sent", "s"):
@@ -97,6 +151,9 @@ def run_demo(out: Path, *, inline: bool, console: Console) -> None:
                   "servers logged and sent")
     console.print("quicklooks: " + ", ".join(str(p) for p in pictures))
     console.print(f"cubes and manifests: {data_dir}")
+    if not inline:
+        console.print(f"the demo's flow runs and artifacts: {prefect_home / 'prefect.db'}; browse them with "
+                      f"PREFECT_HOME={prefect_home} prefect server start")
 
 
 def _configure(catalog: Any, earth_engine: Any, inline: bool) -> None:

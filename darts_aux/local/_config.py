@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import typing
 from collections.abc import Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Self
+
+PID_HEADER = "x-server-pid"
+"""Header of a server's health answer naming its process, so a parent knows the answer is from its own child."""
+
+
+def pid_header() -> tuple[str, str]:
+    """The PID_HEADER of this process, for a health endpoint's answer."""
+    return PID_HEADER, str(os.getpid())
 
 
 class SubprocessConfig:

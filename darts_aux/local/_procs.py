@@ -14,12 +14,35 @@ from pathlib import Path
 
 import httpx
 
+from darts_aux.errors import InvalidRequestError
+from darts_aux.local._config import PID_HEADER
+
 LOOPBACK = "127.0.0.1"
 PR_SET_PDEATHSIG = 1
 
 
 class ServerStartError(RuntimeError):
     """A local server did not become healthy; the message quotes the end of its log."""
+
+
+class PortInUseError(InvalidRequestError):
+    """A port asked for by number is taken by another process; `port` and `host` name it."""
+
+    def __init__(self, port: int, host: str = LOOPBACK) -> None:
+        super().__init__(f"port {port} on {host} is already in use; pass another port, or none to get a free one")
+        self.port = port
+        self.host = host
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """Whether a server could listen on `port` now (bound as uvicorn binds, so a port in TIME_WAIT counts as free)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -88,8 +111,14 @@ def stop(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
         proc.wait(timeout)
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
-    """Poll `url` until it answers 200; fail fast if `proc` exits, with the log tail in the error."""
+def wait_healthy(
+    url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float, *, own_answer: bool = False
+) -> None:
+    """Poll `url` until it answers 200; fail fast if `proc` exits, with the log tail in the error.
+
+    With `own_answer`, only an answer carrying `proc`'s pid (PID_HEADER) counts: another server that holds the
+    port answers too, while `proc` fails to bind it.
+    """
     deadline = time.monotonic() + timeout
     last = "no answer yet"
     with httpx.Client(timeout=2.0, trust_env=False) as client:
@@ -98,13 +127,18 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeou
                 raise ServerStartError(f"{url}: server exited with {proc.returncode}\n{log_tail(log_path)}")
             try:
                 response = client.get(url)
-                if response.status_code == 200:
+                if response.status_code == 200 and (not own_answer or _answered_by(response, proc)):
                     return
-                last = f"HTTP {response.status_code}"
+                last = f"HTTP {response.status_code}" if response.status_code != 200 else "another server answers"
             except httpx.HTTPError as exc:
                 last = f"{type(exc).__name__}: {exc}"
             time.sleep(0.05)
     raise ServerStartError(f"{url}: not healthy after {timeout:.0f} s ({last})\n{log_tail(log_path)}")
+
+
+def _answered_by(response: httpx.Response, proc: subprocess.Popen[bytes]) -> bool:
+    """Whether the answer names `proc` as its server."""
+    return response.headers.get(PID_HEADER) == str(proc.pid)
 
 
 def log_tail(path: Path, lines: int = 20) -> str:

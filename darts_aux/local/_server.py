@@ -1,8 +1,10 @@
 """The lifecycle the single-process local servers share: a subprocess on a free loopback port, a run directory.
 
 A subclass names its run-directory prefix and starts its process in `_start_server(attempt)` (setting `_port`
-and `_proc`); start retries that three times, stop kills the whole process group, deletes the run directory
-and closes the admin client. Servers still running at interpreter exit are stopped.
+from `_choose_port()`, and `_proc`); start retries that three times, stop kills the whole process group,
+deletes the run directory and closes the admin client. Servers still running at interpreter exit are stopped.
+A server given a `port` listens there (a restart keeps its address) and fails with `PortInUseError` when
+another process holds it.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ class LocalServer:
     run_prefix: ClassVar[str] = "darts-aux-server-"
     """Prefix of the temporary run directory."""
 
-    def __init__(self, startup_timeout: float = 30.0) -> None:
+    def __init__(self, startup_timeout: float = 30.0, port: int | None = None) -> None:
         self.startup_timeout = startup_timeout
+        self.fixed_port = port
+        """The port to listen on; None: a free one, new on every start."""
         self._run_dir: Path | None = None
         self._port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -96,8 +100,20 @@ class LocalServer:
         return self._port
 
     def _start_server(self, attempt: int) -> None:
-        """Start the process on a fresh port (set `_port`, `_proc`) and wait until it is healthy."""
+        """Start the process on `_choose_port()` (set `_port`, `_proc`) and wait until it is healthy."""
         raise NotImplementedError
+
+    def _choose_port(self) -> int:
+        """The fixed port if one was asked for (PortInUseError when it is taken), else a fresh free one."""
+        if self.fixed_port is None:
+            return _procs.free_port()
+        self.check_port()
+        return self.fixed_port
+
+    def check_port(self) -> None:
+        """Raise PortInUseError when the fixed port is taken (a no-op without one): fail before any slow work."""
+        if self.fixed_port is not None and not _procs.port_is_free(self.fixed_port):
+            raise _procs.PortInUseError(self.fixed_port)
 
     def _launch(self, module: str, config_path: Path, health_path: str, attempt: int) -> None:
         """Run `python -m module CONFIG` (its output in the run directory), wait for `health_path`, empty its log."""
@@ -105,7 +121,7 @@ class LocalServer:
         log = self._run_dir / f"{config_path.stem}-{attempt}.log"
         proc = _procs.spawn([sys.executable, "-m", module, str(config_path)], log)
         try:
-            _procs.wait_healthy(f"{self.url}{health_path}", proc, log, self.startup_timeout)
+            _procs.wait_healthy(f"{self.url}{health_path}", proc, log, self.startup_timeout, own_answer=True)
         except BaseException:
             _procs.stop(proc)
             raise

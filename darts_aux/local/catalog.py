@@ -5,8 +5,9 @@
         cat.requests("files")                # what the gateway saw
 
 Processes: `rustac serve` (in-memory STAC API, on its own free port) and the gateway (uvicorn +
-starlette, `python -m darts_aux.local.gateway`), both in their own sessions, stopped on `stop()`,
-on errors during `start()`, at interpreter exit, and (Linux, main thread) when this process dies.
+starlette, `python -m darts_aux.local.gateway`; the address clients see, on a free port or the `port`
+given), both in their own sessions, stopped on `stop()`, on errors during `start()`, at interpreter exit,
+and (Linux, main thread) when this process dies.
 rustac has no transaction endpoint (POST /collections/{id}/items answers 405), so `publish()` starts a
 new rustac with the larger item set, points the gateway at it, then stops the old one.
 """
@@ -67,8 +68,9 @@ class LocalCatalog(GatewayUrls, LocalServer):
         spec: CatalogSpec | None = None,
         *,
         startup_timeout: float = 30.0,
+        port: int | None = None,
     ) -> None:
-        super().__init__(startup_timeout)
+        super().__init__(startup_timeout, port)
         self.root = Path(root)
         self.spec = default_spec() if spec is None else spec
         self.build: BuildResult | None = None
@@ -81,13 +83,14 @@ class LocalCatalog(GatewayUrls, LocalServer):
     def start(self) -> LocalCatalog:
         """Build the catalog if needed, render per-run JSON, start rustac and the gateway, wait healthy."""
         if not self.running:
+            self.check_port()
             self.build = build_catalog(self.root, self.spec)
         return super().start()
 
     def _start_server(self, attempt: int) -> None:
-        """rustac with this run's items (their hrefs carry the gateway's new port), then the gateway."""
+        """rustac with this run's items (their hrefs carry the gateway's port), then the gateway."""
         _procs.stop(self._rustac)
-        self._port = _procs.free_port()
+        self._port = self._choose_port()
         self._write_static_files()
         self._rustac = self._start_rustac()
         self._start_gateway(attempt)
@@ -258,7 +261,7 @@ class LocalCatalog(GatewayUrls, LocalServer):
         log = run_dir / f"gateway-{attempt}.log"
         proc = _procs.spawn([sys.executable, "-m", "darts_aux.local.gateway", str(config_path)], log)
         try:
-            _procs.wait_healthy(f"{self.base_url}/healthz", proc, log, self.startup_timeout)
+            _procs.wait_healthy(f"{self.base_url}/healthz", proc, log, self.startup_timeout, own_answer=True)
             _procs.wait_healthy(self.stac_url, proc, log, self.startup_timeout)
         except BaseException:
             _procs.stop(proc)

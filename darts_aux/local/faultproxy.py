@@ -24,7 +24,7 @@ import h11
 import httpx
 
 from darts_aux.local._asgi import parent_watched
-from darts_aux.local._config import config_path
+from darts_aux.local._config import config_path, pid_header
 from darts_aux.local.faults import ADMIN_PREFIX, Draw, FaultInjector, FaultPlan, ProxyConfig
 
 HOP_HEADERS = frozenset({"host", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
@@ -240,7 +240,7 @@ class ProxyServer:
     def admin(self, request: Incoming) -> Answer:
         """`/_proxy/healthz`, and GET/POST/DELETE `/_proxy/faults` (read / partially update / clear the plan)."""
         if request.path == ADMIN_PREFIX + "healthz":
-            return json_answer(200, {"ok": True})
+            return Answer(200, [("content-type", "application/json"), pid_header()], b'{"ok": true}')
         if request.path != ADMIN_PREFIX + "faults":
             return json_answer(404, {"error": f"no proxy endpoint {request.path}"})
         if request.method == "POST":

@@ -282,7 +282,7 @@ class FaultProxy(LocalServer):
     def _start_server(self, attempt: int) -> None:
         """Start the proxy subprocess on a fresh port and wait for its health endpoint."""
         assert self._run_dir is not None
-        self._port = _procs.free_port()
+        self._port = self._choose_port()
         config = ProxyConfig(_procs.LOOPBACK, self._port, self.upstream_url, str(self.log_path),
                              self.plan.to_json(), os.getpid())
         config_path = self._run_dir / "proxy.json"

@@ -31,7 +31,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from darts_aux.local._asgi import RequestLog, parent_watched, request_headers, serve
-from darts_aux.local._config import SubprocessConfig, config_path
+from darts_aux.local._config import SubprocessConfig, config_path, pid_header
 
 Upstream = Literal["stac", "files"]
 HOP_HEADERS = frozenset({"host", "content-length", "connection", "keep-alive", "transfer-encoding", "accept-encoding"})
@@ -166,7 +166,7 @@ def build_app(config: GatewayConfig) -> ASGIApp:
     stac = wrap_upstream("stac", proxy, config)
 
     async def healthz(request: Request) -> Response:
-        return PlainTextResponse("ok")
+        return PlainTextResponse("ok", headers=dict([pid_header()]))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

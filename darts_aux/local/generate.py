@@ -13,7 +13,8 @@ import multiprocessing
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -21,7 +22,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 import rasterio
 import rasterio.shutil
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
@@ -34,6 +35,13 @@ GENERATOR_VERSION = "1"
 """Bump when the synthetic formulas or the file layout change: cached catalogs are then rebuilt."""
 MARKER = "catalog-build.json"
 TILES_DIR = "arcticdem"
+
+Progress = Callable[[str], None]
+"""Receives one line of prose per build step (e.g. print to stderr)."""
+
+
+def _quiet(line: str) -> None:
+    """The default progress: say nothing."""
 
 
 @dataclass(frozen=True)
@@ -86,29 +94,49 @@ def is_built(root: Path, spec: CatalogSpec) -> bool:
     return marker.get("fingerprint") == catalog_fingerprint(spec)
 
 
-def build_catalog(root: Path, spec: CatalogSpec | None = None, *, workers: int | None = None) -> BuildResult:
+def build_catalog(
+    root: Path, spec: CatalogSpec | None = None, *, workers: int | None = None, progress: Progress = _quiet
+) -> BuildResult:
     """Write every item of `spec` under `root` (PGC's S3 layout); a no-op when already built.
 
     Safe to call from several processes at once (a file lock serialises them). A root holding a
-    different catalog has its tile tree replaced.
+    different catalog has its tile tree replaced. `progress` hears one line per step of a build.
     """
     spec = default_spec() if spec is None else spec
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     fingerprint = catalog_fingerprint(spec)
-    with FileLock(str(root / ".build.lock")):
+    with _build_lock(root, progress):
         if is_built(root, spec):
             return BuildResult(root, fingerprint, False, time.perf_counter() - t0, len(spec.item_ids()))
         (root / MARKER).unlink(missing_ok=True)
         shutil.rmtree(root / TILES_DIR, ignore_errors=True)
         jobs = [(root, tile, spec.windows(tile)) for tile in _by_cost(spec.all_tiles())]
-        _run(jobs, workers)
+        _run(jobs, workers, progress)
         marker = {"fingerprint": fingerprint, "generator": GENERATOR_VERSION, "spec": spec.content()}
         tmp = root / f"{MARKER}.tmp"
         tmp.write_text(json.dumps(marker, indent=1, default=list))
         os.replace(tmp, root / MARKER)
-    return BuildResult(root, fingerprint, True, time.perf_counter() - t0, len(jobs))
+    seconds = time.perf_counter() - t0
+    progress(f"built the catalog in {root.resolve()}: {_tiles(len(jobs))} in {seconds:.1f} s")
+    return BuildResult(root, fingerprint, True, seconds, len(jobs))
+
+
+def _build_lock(root: Path, progress: Progress) -> FileLock:
+    """The build lock of `root`, held on return; says so when another process holds it first."""
+    lock = FileLock(str(root / ".build.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        progress(f"another process is building the catalog in {root.resolve()}; waiting for it")
+        lock.acquire()
+    return lock
+
+
+def _tiles(n: int) -> str:
+    """'1 tile', '48 tiles'."""
+    return f"{n} tile" if n == 1 else f"{n} tiles"
 
 
 def _by_cost(tiles: tuple[TileRef, ...]) -> list[TileRef]:
@@ -116,17 +144,22 @@ def _by_cost(tiles: tuple[TileRef, ...]) -> list[TileRef]:
     return sorted(tiles, key=lambda t: t.resolution != 32)
 
 
-def _run(jobs: list[tuple[Path, TileRef, tuple[Window, ...]]], workers: int | None) -> None:
-    """Write items in a spawn process pool (or inline for one worker)."""
+def _run(jobs: list[tuple[Path, TileRef, tuple[Window, ...]]], workers: int | None, progress: Progress) -> None:
+    """Write items in a spawn process pool (or inline for one worker), one progress line per tile written."""
     n = min(workers or os.cpu_count() or 1, len(jobs))
+    processes = "in this process" if n <= 1 else f"with {n} worker processes"
+    progress(f"writing {_tiles(len(jobs))} of synthetic ArcticDEM (dem and datamask COGs) {processes}")
     if n <= 1:
-        for job in jobs:
+        for done, job in enumerate(jobs, 1):
             write_item(*job)
+            progress(f"wrote {job[1].item_id} ({done} of {len(jobs)})")
         return
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
-        for _ in pool.map(_write_job, jobs):
-            pass
+        futures = {pool.submit(_write_job, job): job[1].item_id for job in jobs}
+        for done, future in enumerate(as_completed(futures), 1):
+            future.result()
+            progress(f"wrote {futures[future]} ({done} of {len(jobs)})")
 
 
 def _write_job(job: tuple[Path, TileRef, tuple[Window, ...]]) -> None:

@@ -367,19 +367,19 @@ def test_main_serves_until_interrupted() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "darts_aux.local.earthengine"],
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
-        assert first.startswith("url ")
-        url = first.split()[1]
+        assert first.startswith("export DARTS_AUX_EE_URL=http://127.0.0.1:")
+        url = first.strip().split("=", 1)[1]
         assert httpx.get(f"{url}/healthz", trust_env=False, timeout=5).text == "ok"
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=15)
-        assert "stopping" in out
+        _, err = proc.communicate(timeout=15)
+        assert err.splitlines()[-1] == "stopping"
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{url}/healthz", trust_env=False, timeout=2)
     finally:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+from filelock import FileLock
 from rasterio.windows import Window
 
 from darts_aux.local.generate import MARKER, BuildResult, build_catalog, is_built
@@ -151,3 +155,50 @@ def test_rebuild_on_spec_change(tmp_path: Path) -> None:
     second = build_catalog(tmp_path, bigger, workers=1)
     assert second.built and second.fingerprint != first.fingerprint
     assert (tmp_path / TileRef.parse("72_48_10m_v4.1").asset_relpath("dem")).exists()
+
+
+def test_build_says_each_step(tmp_path: Path) -> None:
+    """One line per step while building (tiles counted as they are written), nothing when the catalog is cached."""
+    tiny = CatalogSpec(tiles_10m=("72_47", "72_48"), regions_10m=(around(SUPERTILE_CORNER, 1_000.0),))
+    lines: list[str] = []
+    build_catalog(tmp_path, tiny, workers=1, progress=lines.append)
+    assert lines[:3] == [
+        "writing 2 tiles of synthetic ArcticDEM (dem and datamask COGs) in this process",
+        "wrote 72_47_10m_v4.1 (1 of 2)",
+        "wrote 72_48_10m_v4.1 (2 of 2)",
+    ]
+    assert re.fullmatch(rf"built the catalog in {re.escape(str(tmp_path.resolve()))}: 2 tiles in \d+\.\d s", lines[3])
+    assert len(lines) == 4
+    lines.clear()
+    build_catalog(tmp_path, tiny, workers=1, progress=lines.append)
+    assert lines == []
+
+
+def test_build_in_worker_processes_counts_every_tile(tmp_path: Path) -> None:
+    tiny = CatalogSpec(tiles_10m=("72_47", "72_48"), regions_10m=(around(SUPERTILE_CORNER, 1_000.0),))
+    lines: list[str] = []
+    build_catalog(tmp_path, tiny, workers=2, progress=lines.append)
+    assert lines[0] == "writing 2 tiles of synthetic ArcticDEM (dem and datamask COGs) with 2 worker processes"
+    written = [re.fullmatch(r"wrote (\S+) \((\d) of 2\)", line) for line in lines[1:3]]
+    assert all(written)
+    assert {m.group(1) for m in written if m} == {"72_47_10m_v4.1", "72_48_10m_v4.1"}
+    assert [m.group(2) for m in written if m] == ["1", "2"]
+    assert lines[3].startswith("built the catalog in ") and len(lines) == 4
+
+
+def test_build_says_when_it_waits_for_another_builder(tmp_path: Path) -> None:
+    """While another process holds the build lock, the build says it waits, then finds the catalog built."""
+    tiny = CatalogSpec(tiles_10m=("72_47",), regions_10m=(around(SUPERTILE_CORNER, 1_000.0),))
+    lines: list[str] = []
+    lock = FileLock(str(tmp_path / ".build.lock"))
+    with lock:
+        waiter = threading.Thread(target=build_catalog, args=(tmp_path, tiny), kwargs={"workers": 1,
+                                                                                      "progress": lines.append})
+        waiter.start()
+        deadline = time.monotonic() + 30
+        while not lines and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lines == [f"another process is building the catalog in {tmp_path.resolve()}; waiting for it"]
+    waiter.join(60)
+    assert not waiter.is_alive()
+    assert lines[1] == "writing 1 tile of synthetic ArcticDEM (dem and datamask COGs) in this process"

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from darts_aux.local.spec import REAL_BOUNDS, SUBTILES, SUPERTILES, default_spec
 from darts_aux.local.tiles import TileRef, collection_id
-
-PDEM_INDEX = Path("/tmp/pdem/pdemtools/mosaic_index/ArcticDEM_Mosaic_Index_v4_1_gpkg.gpkg")
 
 
 @pytest.mark.parametrize(("item_id", "bounds"), sorted(REAL_BOUNDS.items()))
@@ -78,13 +77,26 @@ def test_default_spec_counts() -> None:
     assert spec.published_item_ids() == spec.item_ids()
 
 
-@pytest.mark.skipif(not PDEM_INDEX.exists(), reason=f"real PGC index not present at {PDEM_INDEX} (pdemtools wheel)")
 @pytest.mark.parametrize("resolution", [2, 10, 32])
-def test_every_default_tile_matches_real_index(resolution: int) -> None:
-    import geopandas as gpd
-
-    layer = f"ArcticDEM_Mosaic_Index_v4_1_{resolution}m"
-    real = gpd.read_file(PDEM_INDEX, layer=layer, columns=["dem_id"]).set_index("dem_id")
+def test_every_default_tile_matches_real_index(resolution: int, pgc_index: Path) -> None:
+    """Every synthetic tile exists in PGC's index with exactly its footprint."""
+    real = real_footprints(pgc_index, resolution)
     for tile in default_spec().tiles(resolution):  # type: ignore[arg-type]
         assert tile.item_id in real.index, tile.item_id
         assert tuple(real.loc[tile.item_id].geometry.bounds) == tile.bounds, tile.item_id
+
+
+@pytest.mark.parametrize(("item_id", "bounds"), sorted(REAL_BOUNDS.items()))
+def test_recorded_bounds_are_the_real_index(item_id: str, bounds: tuple[float, float, float, float],
+                                            pgc_index: Path) -> None:
+    """The footprints recorded in the spec are those of the real index, not a copy of the code's own formula."""
+    real = real_footprints(pgc_index, TileRef.parse(item_id).resolution)
+    assert tuple(real.loc[item_id].geometry.bounds) == bounds
+
+
+def real_footprints(index: Path, resolution: int) -> Any:
+    """One resolution's layer of PGC's index: geometries by dem_id."""
+    import geopandas as gpd
+
+    layer = f"ArcticDEM_Mosaic_Index_v4_1_{resolution}m"
+    return gpd.read_file(index, layer=layer, columns=["dem_id"]).set_index("dem_id")

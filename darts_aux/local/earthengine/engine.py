@@ -6,8 +6,8 @@
         local_ee.requests()                      # what the server saw
 
 The server (uvicorn + starlette, `python -m darts_aux.local.earthengine.server`) runs in its own session on
-a free 127.0.0.1 port; it is stopped (whole process group) on `stop()`, on errors during `start()`, at
-interpreter exit, and (Linux, main thread) when this process dies.
+a free 127.0.0.1 port (or the `port` given); it is stopped (whole process group) on `stop()`, on errors during
+`start()`, at interpreter exit, and (Linux, main thread) when this process dies.
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ class LocalEarthEngine(LocalServer):
 
     run_prefix = "darts-aux-ee-"
 
-    def __init__(self, project: str = DEFAULT_PROJECT, *, startup_timeout: float = 30.0) -> None:
+    def __init__(
+        self, project: str = DEFAULT_PROJECT, *, startup_timeout: float = 30.0, port: int | None = None
+    ) -> None:
         self.project = project
-        super().__init__(startup_timeout)
+        super().__init__(startup_timeout, port)
 
     def __repr__(self) -> str:
         return f"LocalEarthEngine(project={self.project!r}, {self.url if self.running else 'stopped'})"
@@ -155,9 +157,9 @@ class LocalEarthEngine(LocalServer):
         return self._run_dir
 
     def _start_server(self, attempt: int) -> None:
-        """Start the server subprocess on a fresh port and wait for /healthz."""
+        """Start the server subprocess on its port and wait for /healthz."""
         run_dir = self._require_run_dir()
-        self._port = _procs.free_port()
+        self._port = self._choose_port()
         config = ServerConfig(
             host=_procs.LOOPBACK,
             port=self._port,

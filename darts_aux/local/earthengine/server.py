@@ -32,7 +32,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from darts_aux.local._asgi import RequestLog, parent_watched, serve
-from darts_aux.local._config import config_path
+from darts_aux.local._config import config_path, pid_header
 from darts_aux.local.earthengine.config import ServerConfig
 from darts_aux.local.earthengine.errors import DEFAULT_MESSAGES, EEError, error_body, invalid
 from darts_aux.local.earthengine.expression import Raster, evaluate_image, render
@@ -243,7 +243,7 @@ def build_app(config: ServerConfig) -> ASGIApp:
         return denied or Response(algorithms, media_type="application/json")
 
     async def healthz(request: Request) -> Response:
-        return PlainTextResponse("ok")
+        return PlainTextResponse("ok", headers=dict([pid_header()]))
 
     async def faults(request: Request) -> Response:
         if request.method == "POST":
