@@ -13,7 +13,6 @@ Dataset imports odc-geo's xarray support on first use.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -444,9 +443,11 @@ def _class_attribute(cls: type, name: str) -> Any:
 
 
 def _install_odc_accessors(xr: ModuleType) -> None:
-    """Give Dataset and DataArray a lazy `.odc` unless odc-geo's xarray support is imported already."""
-    if "odc.geo._xr_interop" in sys.modules:
-        return
+    """Give Dataset and DataArray a lazy `.odc` unless they have one already.
+
+    Importing odc-geo's xarray support (odc.geo.xr, whichever module imports it) registers its accessors as class
+    attributes, so a class with an `odc` attribute keeps it; no private module of odc-geo is consulted.
+    """
     for cls in (xr.Dataset, xr.DataArray):
         if _class_attribute(cls, "odc") is None:
             cls.odc = _LazyOdcAccessor()
