@@ -104,7 +104,7 @@ def virtual_references(root: Path) -> None:
     try:
         values = zarr.open_group(repo.readonly_session("main").store, mode="r")["x"][:]
         print(f"virtual references: {prefix}a.bin read from {chunk_dir}: the prefix is rebased ({values[:4]} ...)")
-    except Exception as error:  # icechunk raises its own error type for a reference it cannot fetch
+    except Exception as error:  # noqa: BLE001 - icechunk raises its own error type for a reference it cannot fetch
         text = " ".join(str(error).split())
         reason = text[text.find("Object at location"):] if "Object at location" in text else text
         print(f"virtual references: {prefix}a.bin is not read from {chunk_dir}, the prefix is not rebased: "

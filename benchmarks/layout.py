@@ -1010,21 +1010,21 @@ def readme_section(results: dict, finalists: dict | None = None) -> str:
     if rec is None:
         out.append("No layout met the read goal in this run; see the table for the closest.")
     else:
-        L = rec["layout"]
+        best = rec["layout"]
         rd = rec["reads"][rec["reads"]["best"]]
         out += [
-            f"**{rec['label']}, dem `{L['dem_codec']}`, datamask `{L['mask_codec']}`.** Rule: among layouts that "
+            f"**{rec['label']}, dem `{best['dem_codec']}`, datamask `{best['mask_codec']}`.** Rule: among layouts that "
             f"meet the read goal with a fill chunk ≤ 5000² (a merge re-reads and re-writes one whole fill chunk: "
-            f"{L['fill'] ** 2 * 5 / 1e6:.0f} MB here), take the fewest fill chunks, then the least CPU per read, "
+            f"{best['fill'] ** 2 * 5 / 1e6:.0f} MB here), take the fewest fill chunks, then the least CPU per read, "
             "then the fastest read. "
             f"Here: read median {rd['median']:.3f} s, p90 {rd['p90']:.3f} s "
             f"({rd['median'] / (finalists or results)['raw_s']:.1f}× raw), "
             f"write {rec['write_mbs']:.0f} MB/s, ratio {rec['ratio_dem']:.2f} on dem, "
-            f"{fill_chunks(L['fill'], 2):,} / {fill_chunks(L['fill'], 10):,} / {fill_chunks(L['fill'], 32):,} "
+            f"{fill_chunks(best['fill'], 2):,} / {fill_chunks(best['fill'], 10):,} / {fill_chunks(best['fill'], 32):,} "
             "fill chunks at 2 / 10 / 32 m.",
             "",
             "```python",
-            create_array_call(L),
+            create_array_call(best),
             "```",
             "",
         ]
@@ -1153,8 +1153,8 @@ def main(argv: list[str] | None = None) -> int:
     # 3. blosc-zstd-3 + shuffle (better ratio, slower write and decode)
     #    (a fixed set: one plain, one sharded, one block layout; a noisy screening read must not pick them)
     if budget["zstd3-shuf"] <= TARGET_S / 2 and mode == "full":
-        for L in [Layout(2048, None, "", ""), Layout(5000, 1000, "", ""), Layout(5000, 1000, "", "", sharded=False)]:
-            build(dataclasses.replace(L, dem_codec="zstd3-shuf", mask_codec=mask_for["zstd3"]))
+        for base in [Layout(2048, None, "", ""), Layout(5000, 1000, "", ""), Layout(5000, 1000, "", "", sharded=False)]:
+            build(dataclasses.replace(base, dem_codec="zstd3-shuf", mask_codec=mask_for["zstd3"]))
     # 4. the upstream reference: zstd 9 without shuffle, 3600² chunks (full run only: it writes slowly)
     if mode == "full":
         build(Layout(3600, None, "zstd9", "zstd9", "upstream"))

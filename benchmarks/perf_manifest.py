@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from common import CACHE, ROI_2M, roi_geobox, timed
 
 GRIDS = {"3600² (1.07 M chunks, as the issue counts)": 3600, "5000² (the cube's fill chunk)": 5000}
@@ -121,13 +120,13 @@ def measure(runs: int, quick: bool = False, workdir: Path = CACHE / "bench-manif
         manifest = Manifest(root, grid)
         window = roi_window(roi_geobox(ROI_2M), product.extent)
         result = {"rows": grid.shape[0] * grid.shape[1], **info}
-        result["roi_query"] = timed(lambda: not_full(manifest, window), runs).summary()
-        result["load_table"] = timed(lambda: manifest.latest_table(), runs).summary()
-        result["load_records"] = timed(lambda: manifest.latest(), 1, warmup=0).summary()
+        result["roi_query"] = timed(lambda m=manifest, w=window: not_full(m, w), runs).summary()
+        result["load_table"] = timed(manifest.latest_table, runs).summary()
+        result["load_records"] = timed(manifest.latest, 1, warmup=0).summary()
         add(SEGMENTS_AFTER)
         result["segments_after"] = SEGMENTS_AFTER
-        result["roi_query_segments"] = timed(lambda: not_full(manifest, window), runs).summary()
-        result["load_table_segments"] = timed(lambda: manifest.latest_table(), runs).summary()
+        result["roi_query_segments"] = timed(lambda m=manifest, w=window: not_full(m, w), runs).summary()
+        result["load_table_segments"] = timed(manifest.latest_table, runs).summary()
         out[label] = result
         print(f"  manifest {label}: {result['rows']:,} rows, {result['bytes'] / 1e6:.1f} MB, "
               f"ROI query {result['roi_query']['median'] * 1e3:.1f} ms "

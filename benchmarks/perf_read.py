@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from common import (
     BENCH_CATALOG,
     CACHE,
@@ -400,9 +399,9 @@ def bare_reads(cat: Any, workers: int) -> float:
     import rasterio
     from rasterio.windows import Window
 
+    from darts_aux.local.tiles import TileRef
     from darts_aux.settings import get_settings
     from darts_aux.sources.cog import gdal_http_options
-    from darts_aux.local.tiles import TileRef
 
     tile = TileRef.parse("72_46_1_1", 2)
     left, _, _, top = tile.bounds
@@ -432,7 +431,8 @@ def cold_fill(cat: Any, runs: int) -> dict[str, Any]:
     fills, bares = Samples(), Samples()
     for index in range(runs + 1):
         target = DATA / f"cold-{os.getpid()}-{index}"  # a new folder each time: fills cache open cubes by path
-        for action, samples in ((lambda: bare_reads(cat, workers), bares), (lambda: fill_once(target), fills)):
+        steps = ((lambda: bare_reads(cat, workers), bares), (lambda target=target: fill_once(target), fills))
+        for action, samples in steps:
             wait_quiet()
             with Meter() as meter:
                 action()

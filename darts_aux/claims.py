@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -231,7 +231,7 @@ class ChunkClaims:
             holder = _parse(chunk, text)
         except ValueError as error:  # not a claim darts-aux wrote: stale once it is old
             log.debug("chunk %s: unreadable claim (%s)", chunk, error)
-            since = datetime.fromtimestamp(modified, timezone.utc).isoformat(timespec="seconds")
+            since = datetime.fromtimestamp(modified, UTC).isoformat(timespec="seconds")
             holder = ClaimHolder(chunk, "", "an unknown host", 0, since)
         if holder.owner == self.owner:
             return None
@@ -280,7 +280,7 @@ class ChunkClaims:
 
     def _body(self, chunk: ChunkId) -> str:
         return json.dumps({"chunk": str(chunk), "owner": self.owner, "host": socket.gethostname(),
-                           "pid": os.getpid(), "since": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                           "pid": os.getpid(), "since": datetime.now(UTC).isoformat(timespec="seconds")})
 
     def _beat(self) -> None:
         """Refresh every held claim until the fill ends (a claim removed meanwhile is simply not refreshed)."""

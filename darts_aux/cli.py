@@ -8,7 +8,7 @@ option or product) are typer's, with exit code 2.
 from __future__ import annotations
 
 import logging
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -68,7 +68,7 @@ console = Console(width=None if Console().is_terminal else 110)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
-class ProductName(str, Enum):
+class ProductName(StrEnum):
     """The products a region can be fetched or loaded from."""
 
     arcticdem = "arcticdem"

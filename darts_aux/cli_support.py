@@ -262,7 +262,7 @@ def run_with_progress(work: Callable[[], FillReport], region: Region, console: C
     def run() -> None:
         try:
             outcome["report"] = work()
-        except BaseException as error:  # handed to the main thread
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread
             outcome["error"] = error
 
     worker = threading.Thread(target=run, name="darts-aux-fill", daemon=True)
@@ -304,7 +304,7 @@ class ChunkCounter:
         """How many chunks are done now (never fewer than last time; a failed read keeps the last count)."""
         try:
             latest = self._latest()
-        except Exception:  # a segment being compacted away, a half-written file: try again next poll
+        except Exception:  # noqa: BLE001 - a segment being compacted away, a half-written file: try again next poll
             return self._last
         fresh = {c for c, rec in latest.items() if rec.checked_at >= self.started}
         self._last = max(self._last, len((self.full_before | fresh) & self.chunks))
@@ -458,12 +458,13 @@ def write_geotiff(dataset: xr.Dataset, path: Path) -> None:
     Written in strips of rows, so a large region is never held in memory whole.
     """
     import rasterio
-    from rasterio.crs import CRS as RioCRS
+    import rasterio.crs
 
     geobox = dataset.odc.geobox
     dtype = geotiff_dtype(dataset)
     floating = np.issubdtype(dtype, np.floating)
-    crs = RioCRS.from_epsg(geobox.crs.epsg) if geobox.crs.epsg is not None else RioCRS.from_wkt(geobox.crs.to_wkt())
+    crs = (rasterio.crs.CRS.from_epsg(geobox.crs.epsg) if geobox.crs.epsg is not None
+           else rasterio.crs.CRS.from_wkt(geobox.crs.to_wkt()))
     profile = {
         "driver": "GTiff", "width": geobox.width, "height": geobox.height, "count": len(dataset.data_vars),
         "dtype": dtype.name, "crs": crs, "transform": geobox.affine, "nodata": float("nan") if floating else None,

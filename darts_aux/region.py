@@ -115,7 +115,7 @@ def check_crs(crs: object, words: RegionWords) -> str:
         return GEOJSON_CRS
     try:
         parsed = CRS(crs)
-    except Exception as error:  # pyproj's CRSError and odc-geo's ValueError alike
+    except Exception as error:  # noqa: BLE001 - pyproj's CRSError and odc-geo's ValueError alike
         raise InvalidRegionError(f"{words.crs}: unknown CRS {crs!r} ({_first_line(error)}); give it like "
                                  f"EPSG:3413.") from None
     return f"EPSG:{parsed.epsg}" if parsed.epsg is not None else parsed.to_wkt()
@@ -168,7 +168,7 @@ def geojson_shape(document: Mapping[str, Any], words: RegionWords) -> Any:
         parts = [shape(g) for g in _geojson_geometries(document, words)]
     except InvalidRegionError:
         raise
-    except Exception as error:  # shapely's GeometryTypeError, KeyError, ValueError for malformed coordinates
+    except Exception as error:  # noqa: BLE001 - shapely's GeometryTypeError, KeyError, ValueError for malformed coordinates
         raise InvalidRegionError(f"{words.geometry} holds a geometry that cannot be read ({_first_line(error)}).") \
             from None
     parts = [p for p in parts if not p.is_empty]

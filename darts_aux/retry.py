@@ -149,7 +149,7 @@ class RetryPolicy:
         for attempt, delay in enumerate([*self.delays(), None]):
             try:
                 return fn()
-            except Exception as error:  # noqa: BLE001 - classified right below
+            except Exception as error:
                 if not should_retry(error):
                     raise
                 if delay is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 from prefect import flow
 from prefect.states import State
 
@@ -15,6 +16,7 @@ from .failures import USER_ERRORS, failed
 from .roi import Bounds, Buffer, Geometry, Resolution, fill_window_of, run_name
 from .runners import fill_task_runner
 from .tasks import fill_window
+
 
 def _flow_run_name() -> str:
     """'arcticdem-32m 30×25 km': product, resolution and the size of the window the run fills."""

@@ -38,7 +38,7 @@ class S3Server:
             "AWS_EC2_METADATA_DISABLED": "true",
         }
 
-    def client(self):  # noqa: ANN201 - boto3 client, used by the tests to look at objects directly
+    def client(self):
         """A boto3 client of the server."""
         import boto3
 

@@ -340,8 +340,9 @@ def test_data_dir_below_a_file(sources: tuple[LocalCatalog, LocalEarthEngine], t
     _assert_nothing_asked(*sources)
 
 
-def test_none_with_DARTS_AUX_DATA_DIR_naming_a_file(sources: tuple[LocalCatalog, LocalEarthEngine], tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_none_with_DARTS_AUX_DATA_DIR_naming_a_file(  # noqa: N802 - names the variable
+        sources: tuple[LocalCatalog, LocalEarthEngine], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """data_dir=None is allowed, but then DARTS_AUX_DATA_DIR must name a directory."""
     occupied = tmp_path / "a-file"
     occupied.write_text("x")

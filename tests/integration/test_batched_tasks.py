@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from odc.geo.geobox import GeoBox
 
-from darts_aux import load_arcticdem
-from darts_aux import staging
+from darts_aux import load_arcticdem, staging
+from darts_aux.cubes import commit_rows
 from darts_aux.errors import SourceDataError, StoreError
 from darts_aux.fill import arcticdem_context, chunks_per_commit, commit_batch, discover, download_batch
 from darts_aux.grid import ChunkGrid, roi_window, window_bounds
@@ -19,7 +19,6 @@ from darts_aux.local.stac_items import render_item
 from darts_aux.manifest import Manifest
 from darts_aux.products import arcticdem
 from darts_aux.settings import reload_settings
-from darts_aux.cubes import commit_rows
 from darts_aux.store import Cube, cube_paths
 
 from ._faults import ServedItems

@@ -26,7 +26,7 @@ SCENE = (460_000.0, 6_592_000.0, 466_000.0, 6_598_000.0)
 @pytest.mark.parametrize("resolution", [10, 3])
 def test_dem_and_tcvis_reproject_onto_the_optical_geobox(resolution: int, use_catalog: LocalCatalog,
                                                          use_earth_engine: LocalEarthEngine, inline: None,
-                                                         tmp_path) -> None:  # noqa: ANN001
+                                                         tmp_path) -> None:
     optical = GeoBox.from_bbox(SCENE, UTM, resolution=resolution)
     pad = TPI_RADIUS_M // resolution
     buffered = optical.pad(pad)  # as DARTS buffers the scene's geobox by the TPI radius before the DEM load

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from odc.geo.geobox import GeoBox
 
+import flows.arcticdem
+import flows.tcvis  # noqa: F401 - takes the runner of the settings at import, and later tests share them
 from darts_aux import load_tcvis
 from darts_aux.grid import ChunkGrid, roi_window
 from darts_aux.local.earthengine import LocalEarthEngine
@@ -18,9 +20,6 @@ from darts_aux.store import cube_paths
 from ._s3 import S3Server, s3_data_dir, s3_server  # noqa: F401 - fixtures
 from .test_tcvis import BANDS
 from .test_tcvis import oracle as tcvis_oracle
-
-import flows.arcticdem  # noqa: F401, E402 - imported before any test sets DARTS_AUX_TASK_RUNNER: a flow object
-import flows.tcvis  # noqa: F401, E402 - takes the runner of the settings at import, and later tests share them
 
 # 16 TCVIS chunks in the grid's last column (834 px wide, next to 180°), 61.5–81° N: a fill of many small chunks.
 ROI_16_CHUNKS = GeoBox.from_bbox((179.80, 61.5, 179.95, 81.0), "EPSG:4326", resolution=TCVIS_PIXEL)

@@ -86,8 +86,8 @@ def _assert_library_lines_in_the_run_logs(flow_run_id: object, chunks: list, tas
 def test_tasks_carry_the_retry_policy() -> None:
     from prefect.states import Completed, Failed
 
-    from flows.tasks import discover_task
     from flows.policy import retry_on_transient, retry_options
+    from flows.tasks import discover_task
 
     policy = RetryPolicy(retries=4, base_delay=0.5, jitter=0.3)
     configured = discover_task.with_options(**retry_options(policy))

@@ -171,7 +171,7 @@ def test_the_python_call_in_the_message_prefetches_too(prefetched: Prefetched, e
         load_arcticdem(COAST, data_dir, 32, offline=True)
     assert raised.value.missing == 4 and not data_dir.exists(), "an offline load creates nothing"
     call = str(raised.value).split("`")[3]
-    report = eval(call, {"download_arcticdem": darts_aux.download_arcticdem})  # noqa: S307 - the message's own call
+    report = eval(call, {"download_arcticdem": darts_aux.download_arcticdem})
     assert report.chunks_fetched == 2 and report.chunks_partial == 2 and not report.failures
     expired.reset_log()
     with no_network(monkeypatch) as guard:

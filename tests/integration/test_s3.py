@@ -36,7 +36,7 @@ def filled_s3(use_catalog: LocalCatalog, inline: None, s3_server: S3Server, s3_d
 
 def test_arcticdem_on_s3_equals_the_oracle_and_its_manifest_reads_with_geopandas(
         filled_s3: tuple[str, object], use_catalog: LocalCatalog, s3_server: S3Server,
-        tmp_path) -> None:  # noqa: ANN001
+        tmp_path) -> None:
     product = arcticdem(32)
     window = roi_window(ROI_32M, product.extent)
     s3_data_dir, ds = filled_s3
@@ -61,7 +61,10 @@ def test_arcticdem_on_s3_equals_the_oracle_and_its_manifest_reads_with_geopandas
     _check_manifest_with_geopandas(s3_data_dir, s3_server)
 
 
-def _check_manifest_with_geopandas(s3_data_dir: str, s3_server: S3Server, product: Product = arcticdem(32),
+ARCTICDEM_32M = arcticdem(32)
+
+
+def _check_manifest_with_geopandas(s3_data_dir: str, s3_server: S3Server, product: Product = ARCTICDEM_32M,
                                   epsg: int = 3413) -> None:
     """The manifest's segments on S3 open with geopandas.read_parquet through a plain pyarrow S3 filesystem."""
     import geopandas
@@ -134,7 +137,7 @@ def test_two_processes_filling_overlapping_rois_on_s3_lose_nothing(use_catalog: 
 
 
 @pytest.mark.parametrize("value", ["s3://", "s3:///prefix", "s3://bad bucket/x"])
-def test_bad_object_store_urls_are_refused(value: str, tmp_path) -> None:  # noqa: ANN001
+def test_bad_object_store_urls_are_refused(value: str, tmp_path) -> None:
     from darts_aux.errors import DataDirError
 
     with pytest.raises(DataDirError, match="s3://bucket/prefix"):
@@ -146,7 +149,7 @@ def test_bad_object_store_urls_are_refused(value: str, tmp_path) -> None:  # noq
 
 def test_tile_index_discovery_with_an_s3_data_dir_keeps_the_index_in_the_user_cache(
         use_catalog: LocalCatalog, inline: None, s3_server: S3Server, s3_data_dir: str,
-        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     point_at(use_catalog, monkeypatch, discovery="tile-index", tile_index_url=use_catalog.tile_index_url)
     ds = load_arcticdem(ROI_32M, s3_data_dir, 32)
@@ -196,7 +199,7 @@ def test_chunk_claims_on_s3_are_exclusive_refreshed_released_and_taken_over_when
 
 
 def test_manifests_on_s3_stay_geoparquet_after_automatic_and_manual_compaction(
-        filled_s3: tuple[str, object], use_catalog: LocalCatalog, s3_server: S3Server, tmp_path) -> None:  # noqa: ANN001
+        filled_s3: tuple[str, object], use_catalog: LocalCatalog, s3_server: S3Server, tmp_path) -> None:
     from typer.testing import CliRunner
 
     from darts_aux.cli import app
@@ -240,7 +243,7 @@ def test_manifests_on_s3_stay_geoparquet_after_automatic_and_manual_compaction(
     assert coverage_map_path(out, product).stat().st_size > 10_000
 
 
-def _geopandas_on_s3(path: S3Location, s3_server: S3Server):  # noqa: ANN202 - a GeoDataFrame
+def _geopandas_on_s3(path: S3Location, s3_server: S3Server):
     """A manifest file on S3 read by geopandas through a plain pyarrow S3 filesystem (as any GeoParquet reader)."""
     import geopandas
     import pyarrow.fs as pafs

@@ -31,7 +31,7 @@ def _band_merge(rows: slice, value: float) -> object:
     return merge
 
 
-def test_racing_commits_on_s3_keep_every_write(s3_server: S3Server, s3_data_dir: str,  # noqa: F811
+def test_racing_commits_on_s3_keep_every_write(s3_server: S3Server, s3_data_dir: str,
                                                monkeypatch: pytest.MonkeyPatch,
                                                caplog: pytest.LogCaptureFixture) -> None:
     for key, value in s3_server.env.items():

@@ -46,7 +46,7 @@ class TokenServer:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's handler naming
+            def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 outer.issued += 1
                 body = json.dumps({"access_token": token, "token_type": "Bearer", "expires_in": 3600}).encode()
@@ -164,7 +164,7 @@ def _error_texts(error: BaseException) -> list[str]:
 
 
 def test_no_secret_leaves_the_process(
-    earth_engine: LocalEarthEngine, s3_server: S3Server, s3_data_dir: str,  # noqa: F811 - fixtures
+    earth_engine: LocalEarthEngine, s3_server: S3Server, s3_data_dir: str,
     forget_new_flow_runs: None, bearer: tuple[str, TokenServer], monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:

@@ -10,16 +10,16 @@ import pytest
 from odc.geo.geobox import GeoBox
 
 from darts_aux import load_tcvis
-from darts_aux.errors import ConfigurationError, SourceRequestError, UnknownEditionError
 from darts_aux.cubes import commit_rows, records_from_history
+from darts_aux.errors import ConfigurationError, SourceRequestError, UnknownEditionError
 from darts_aux.fill import FillContext, run_inline, tcvis_context
 from darts_aux.grid import ChunkGrid, ChunkId, PixelWindow, roi_window, window_bounds
 from darts_aux.local.earthengine import LocalEarthEngine, tcvis_pixels
+from darts_aux.location import as_location
 from darts_aux.manifest import Manifest
 from darts_aux.products import DEFAULT_TCVIS_EDITION, TCVIS_EDITIONS, TCVIS_PIXEL, Product, tcvis
 from darts_aux.settings import get_settings, reload_settings
 from darts_aux.sources.gee import row_bands
-from darts_aux.location import as_location
 from darts_aux.store import Cube, cube_paths
 
 PRODUCT = tcvis()

@@ -171,10 +171,10 @@ class Redirector:
         seen = self.seen = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_HEAD(self) -> None:  # noqa: N802 - the stdlib's handler naming
+            def do_HEAD(self) -> None:
                 self._redirect()
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._redirect()
 
             def _redirect(self) -> None:

@@ -26,7 +26,7 @@ INDEX_MEMBER = "pdemtools/mosaic_index/ArcticDEM_Mosaic_Index_v4_1_gpkg.gpkg"
 DOWNLOAD_TIMEOUT = 300.0
 
 
-class IndexUnavailable(RuntimeError):
+class IndexUnavailableError(RuntimeError):
     """The real index could not be obtained; the message says why and what was tried."""
 
 
@@ -52,11 +52,12 @@ def download_wheel(dest: Path) -> Path:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=DOWNLOAD_TIMEOUT, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise IndexUnavailable(f"pip download of pdemtools {PDEMTOOLS_VERSION} took over {exc.timeout:.0f} s") from exc
+        raise IndexUnavailableError(
+            f"pip download of pdemtools {PDEMTOOLS_VERSION} took over {exc.timeout:.0f} s") from exc
     wheel = dest / WHEEL_NAME
     if done.returncode != 0 or not wheel.exists():
         tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-        raise IndexUnavailable(
+        raise IndexUnavailableError(
             f"could not download pdemtools {PDEMTOOLS_VERSION} from the package registry with "
             f"`{shlex.join(cmd)}` (exit {done.returncode}): {tail}")
     return wheel
@@ -68,7 +69,7 @@ def pip_command() -> list[str]:
         return [sys.executable, "-m", "pip"]
     uv = os.environ.get("UV") or shutil.which("uv")
     if uv is None:
-        raise IndexUnavailable("neither pip nor uv is available to download pdemtools from the package registry")
+        raise IndexUnavailableError("neither pip nor uv is available to download pdemtools from the package registry")
     return [uv, "tool", "run", "--from", "pip", "pip"]
 
 
@@ -76,7 +77,7 @@ def check_sha256(wheel: Path) -> None:
     """Refuse a wheel whose sha256 is not the registry's."""
     digest = sha256_of(wheel)
     if digest != WHEEL_SHA256:
-        raise IndexUnavailable(f"{wheel} has sha256 {digest}, the registry lists {WHEEL_SHA256}")
+        raise IndexUnavailableError(f"{wheel} has sha256 {digest}, the registry lists {WHEEL_SHA256}")
 
 
 def sha256_of(path: Path) -> str:

@@ -10,7 +10,8 @@ import pytest
 from darts_aux.local.catalog import LocalCatalog
 from darts_aux.local.generate import BuildResult, build_catalog
 from darts_aux.local.spec import CatalogSpec, default_spec
-from ._pgc_index import IndexUnavailable, real_index
+
+from ._pgc_index import IndexUnavailableError, real_index
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CATALOG_ROOT = REPO_ROOT / ".cache" / "local-catalog"
@@ -48,5 +49,5 @@ def pgc_index() -> Path:
     """PGC's real v4.1 mosaic index (from the pinned pdemtools wheel, cached); the test fails if it cannot be had."""
     try:
         return real_index(REPO_ROOT / ".cache" / "pgc-index")
-    except IndexUnavailable as exc:
+    except IndexUnavailableError as exc:
         pytest.fail(f"PGC's real tile index is unavailable: {exc}", pytrace=False)

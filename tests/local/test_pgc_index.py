@@ -8,7 +8,7 @@ import pytest
 
 from darts_aux.local._procs import free_port
 
-from ._pgc_index import PDEMTOOLS_VERSION, WHEEL_NAME, IndexUnavailable, check_sha256, download_wheel, real_index
+from ._pgc_index import PDEMTOOLS_VERSION, WHEEL_NAME, IndexUnavailableError, check_sha256, download_wheel, real_index
 
 
 def test_unreachable_registry_fails_with_the_reason(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -17,7 +17,7 @@ def test_unreachable_registry_fails_with_the_reason(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "")
     monkeypatch.setenv("PIP_FIND_LINKS", "")
     monkeypatch.setenv("PIP_RETRIES", "0")
-    with pytest.raises(IndexUnavailable) as caught:
+    with pytest.raises(IndexUnavailableError) as caught:
         download_wheel(tmp_path)
     message = str(caught.value)
     assert f"could not download pdemtools {PDEMTOOLS_VERSION} from the package registry" in message
@@ -31,7 +31,7 @@ def test_a_wheel_that_is_not_the_registrys_is_refused(pgc_index: Path, tmp_path:
     tampered = tmp_path / WHEEL_NAME
     tampered.write_bytes(wheel.read_bytes() + b"\0")
     check_sha256(wheel)
-    with pytest.raises(IndexUnavailable, match="the registry lists"):
+    with pytest.raises(IndexUnavailableError, match="the registry lists"):
         check_sha256(tampered)
 
 

@@ -10,7 +10,7 @@ import pytest
 from darts_aux.pipeline import GroupingWorkers
 
 
-def _recording(groups: list[list[int]], gate: threading.Event | None = None):  # noqa: ANN202
+def _recording(groups: list[list[int]], gate: threading.Event | None = None):
     def handle(group: list[int]) -> list[int]:
         if gate is not None:
             gate.wait(5)
@@ -63,7 +63,7 @@ def test_put_blocks_while_max_waiting_items_wait() -> None:
     workers = GroupingWorkers(_recording(groups, gate), threads=1, max_group=1, max_waiting=2)
     workers.put(0)  # taken by the worker, which blocks on the gate
     deadline = time.monotonic() + 5
-    while workers._waiting and time.monotonic() < deadline:  # noqa: SLF001 - waits for the worker to take it
+    while workers._waiting and time.monotonic() < deadline:
         time.sleep(0.01)
     workers.put(1)
     workers.put(2)

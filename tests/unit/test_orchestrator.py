@@ -25,7 +25,7 @@ def closed_port() -> int:
 class _Health(BaseHTTPRequestHandler):
     paths: list[str] = []
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         _Health.paths.append(self.path)
         self.send_response(404)  # any answer means the API is there
         self.end_headers()

@@ -37,7 +37,7 @@ def test_plain_numbers_are_never_in_exponent_form_for_coordinates(value: float, 
 def test_a_pixel_window_prints_as_prose() -> None:
     window = PixelWindow(10, 20, 30, 45)
     assert f"{window}" == "rows 10–20, cols 30–45"
-    assert "PixelWindow(" not in "filled %s" % window
+    assert "PixelWindow(" not in "filled %s" % window  # noqa: UP031 - %-formatting is what logging does
 
 
 def _outcome(tmp_path: Path) -> FillOutcome:
