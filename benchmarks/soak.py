@@ -3,13 +3,18 @@
     uv run python benchmarks/soak.py --minutes 10
 
 For N minutes, writer processes (6 by default; benchmarks/soak_writer.py) load random overlapping regions of
-ArcticDEM 2 m, ArcticDEM 32 m and TCVIS through the public API, fills in-process (DARTS_AUX_ORCHESTRATOR=inline).
-Even slots write into a local data directory, odd slots into one on an S3-compatible server (moto, in its own
-process). The STAC API, the COG file server and the Earth Engine stand-in sit behind fault proxies (5xx, resets,
-truncated bodies, stalls past the timeout); the stand-in also answers some computePixels with 429/5xx itself and
-caps concurrent requests. A supervisor SIGKILLs a random writer every `--kill-every` seconds on average and starts
-it again. Every `--round-minutes` the writers move on to a fresh pair of data directories, so fills keep
+ArcticDEM 2 m, ArcticDEM 32 m and TCVIS through the public API. Even slots write into a local data directory,
+odd slots into one on an S3-compatible server (moto, in its own process). The STAC API, the COG file server and
+the Earth Engine stand-in sit behind fault proxies (5xx, resets, truncated bodies, stalls past the timeout); the
+stand-in also answers some computePixels with 429/5xx itself and caps concurrent requests. A supervisor SIGKILLs
+a random writer (one in the middle of a load when there is one) every `--kill-every` seconds on average and
+starts it again. Every `--round-minutes` the writers move on to a fresh pair of data directories, so fills keep
 happening after a round's small pools of chunks are full.
+
+Fills run in-process (DARTS_AUX_ORCHESTRATOR=inline: the same tasks and retry policy as the Prefect flows).
+Through Prefect, each writer would start its own ephemeral server (20-30 s on a fresh process, again after every
+kill) or share one `prefect server start` whose run history is not a record anyway (the manifest is): on two
+cores that would soak Prefect's start-up, not the fills.
 
 At the end every chunk any manifest lists is compared with an independent oracle (benchmarks/soak_check.py),
 `darts-aux verify` runs on every data directory, and the figures are printed. Exit code 0 only when no pixel is
@@ -39,19 +44,22 @@ from soak_services import BUCKET, FaultSettings, Services, Traffic  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WRITER = Path(__file__).resolve().with_name("soak_writer.py")
-HTTP_TIMEOUT = 5.0
+HTTP_TIMEOUT = 10.0
 """Writers' timeout of one source request (seconds); a stall lasts longer."""
 WRITER_SETTINGS = {
     "ORCHESTRATOR": "inline",
     "HTTP_TIMEOUT_SECONDS": str(HTTP_TIMEOUT),
-    "RETRY_DELAY_SECONDS": "0.2",
+    "RETRY_DELAY_SECONDS": "0.5",
     "DOWNLOAD_WORKERS": "2",
     "EE_MAX_IN_FLIGHT": "4",
     "CLAIM_LEASE_SECONDS": "15",
 }
 """DARTS_AUX_* of every writer: in-process fills, short timeouts and delays, and claims of killed writers that
 expire within seconds, so a killed writer's chunks are taken over quickly; two downloads at a time per writer
-keeps six writers within two cores' and a few GB's reach."""
+keeps six writers within two cores' and a few GB's reach. The timeout leaves room for a busy machine: a
+computePixels answer of a 5000 × 1250 px band takes seconds when the cores are shared."""
+EE_CAP = 12
+"""computePixels requests the Earth Engine stand-in answers at once; six writers with four each can ask for 24."""
 STOP_GRACE = 180.0
 """Seconds the writers get to finish their current load once the time is up; then they are killed."""
 
@@ -77,7 +85,8 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--minutes", type=float, required=True, help="How long the writers run.")
     parser.add_argument("--writers", type=int, default=6, help="Writer processes (at least 2; default 6).")
     parser.add_argument("--kill-every", type=float, default=20.0,
-                        help="Mean seconds between two SIGKILLs of a random writer (default 20).")
+                        help="Mean seconds between two SIGKILLs of a random writer, one in the middle of a load "
+                        "when there is one (default 20).")
     parser.add_argument("--fault-rate", type=float, default=0.05,
                         help="Chance that a source request meets a fault (default 0.05).")
     parser.add_argument("--round-minutes", type=float, default=5.0,
@@ -182,14 +191,23 @@ class Supervisor:
             self.start(slot)
 
     def kill_one(self) -> None:
-        """SIGKILL a random live writer (its process group: everything it started) and start it again."""
+        """SIGKILL a random writer in the middle of a load (else any live one) and start it again."""
         live = [s for s in self.slots if s.proc is not None and s.proc.poll() is None]
+        loading = [s for s in live if self.loading(s)]
         if not live:
             return
-        slot = self.rng.choice(live)
+        slot = self.rng.choice(loading or live)
         _kill_group(slot.proc)
         self.kills += 1
         self.start(slot)
+
+    def loading(self, slot: Slot) -> bool:
+        """Whether the writer's last result line opened a load it has not finished."""
+        try:
+            lines = self.results_path(slot).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return False
+        return bool(lines) and json.loads(lines[-1])["event"] == "start"
 
     def restart_exited(self) -> None:
         """A writer that ended on its own before the stop is a crash: note it and start it again."""
@@ -319,7 +337,7 @@ def main(argv: list[str]) -> int:
     """Run the soak and print its figures; the exit code says whether anything was lost."""
     options = parse_args(argv)
     options.run_dir.mkdir(parents=True, exist_ok=True)
-    faults = FaultSettings(options.fault_rate, HTTP_TIMEOUT + 2, 6, options.seed)
+    faults = FaultSettings(options.fault_rate, HTTP_TIMEOUT + 2, EE_CAP, options.seed)
     print(f"soak run: {options.minutes:g} minutes, {options.writers} writers, seed {options.seed}, "
           f"fault rate {options.fault_rate:g}, a kill every {options.kill_every:g} s on average; "
           f"logs in {options.run_dir}", flush=True)
@@ -341,6 +359,7 @@ def main(argv: list[str]) -> int:
         load_at_end = _uptime()
         late = supervisor.stop_all(STOP_GRACE)
         traffic = services.traffic()
+        services.keep_logs(options.run_dir / "servers")
         services.quiet()
         loads = loads_so_far()
         print(f"writers stopped ({late} still loading after {STOP_GRACE:.0f} s were killed); checking", flush=True)
@@ -406,7 +425,10 @@ def print_report(options: Options, supervisor: Supervisor, loads: Loads, traffic
     print(f"  bytes from the sources: {_size(sum(traffic.bytes_sent.values()))} "
           f"({', '.join(f'{k} {_size(v)}' for k, v in sorted(traffic.bytes_sent.items()))}); "
           f"bytes stored: local {_size(stored['local'])}, S3 {_size(stored['s3'])}")
-    print(f"  chunks checked: {full + partial} ({full} full, {partial} partial) in "
+    per_product: Counter[str] = Counter()
+    for cube in report.cubes:
+        per_product[cube.product] += cube.checked
+    print(f"  chunks checked: {full + partial} ({full} full, {partial} partial; {_counts(per_product)}) in "
           f"{len(report.verifies)} data directories, in {report.seconds:.0f} s")
     print(f"  lost pixels: {lost}; wrong pixels: {wrong}")
     print(f"  darts-aux verify: {len(report.verifies) - len(bad_verifies)} of {len(report.verifies)} data "

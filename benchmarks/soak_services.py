@@ -8,6 +8,7 @@ the Earth Engine stand-in adds its own (random 429/5xx answers and a concurrency
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections import Counter
 from contextlib import ExitStack
@@ -149,6 +150,14 @@ class Services:
             if proxy is not None:
                 proxy.clear()
         self.earth_engine.clear_faults()
+
+    def keep_logs(self, folder: Path) -> None:
+        """Copy the servers' request logs into `folder` (their own run directories go when they stop)."""
+        assert self.source_proxy is not None and self.ee_proxy is not None
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, server in (("source-proxy", self.source_proxy), ("earthengine-proxy", self.ee_proxy),
+                             ("earthengine", self.earth_engine), ("catalog", self.catalog)):
+            shutil.copyfile(server.log_path, folder / f"{name}.jsonl")
 
     def traffic(self) -> Traffic:
         """What the proxies and the Earth Engine stand-in logged (read before the servers stop: logs go with them)."""
