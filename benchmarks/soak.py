@@ -44,22 +44,23 @@ from soak_services import BUCKET, FaultSettings, Services, Traffic  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WRITER = Path(__file__).resolve().with_name("soak_writer.py")
-HTTP_TIMEOUT = 10.0
+HTTP_TIMEOUT = 30.0
 """Writers' timeout of one source request (seconds); a stall lasts longer."""
 WRITER_SETTINGS = {
     "ORCHESTRATOR": "inline",
     "HTTP_TIMEOUT_SECONDS": str(HTTP_TIMEOUT),
-    "RETRY_DELAY_SECONDS": "0.5",
+    "RETRY_DELAY_SECONDS": "1.0",
     "DOWNLOAD_WORKERS": "2",
-    "EE_MAX_IN_FLIGHT": "4",
+    "EE_MAX_IN_FLIGHT": "2",
     "CLAIM_LEASE_SECONDS": "15",
 }
-"""DARTS_AUX_* of every writer: in-process fills, short timeouts and delays, and claims of killed writers that
-expire within seconds, so a killed writer's chunks are taken over quickly; two downloads at a time per writer
-keeps six writers within two cores' and a few GB's reach. The timeout leaves room for a busy machine: a
-computePixels answer of a 5000 × 1250 px band takes seconds when the cores are shared."""
-EE_CAP = 12
-"""computePixels requests the Earth Engine stand-in answers at once; six writers with four each can ask for 24."""
+"""DARTS_AUX_* of every writer: in-process fills, the production timeout and retry delay, and claims of killed
+writers that expire within seconds, so a killed writer's chunks are taken over quickly. Two downloads and two
+computePixels requests at a time per writer keep six writers within two shared cores' reach: the Earth Engine
+stand-in computes its answers on the same cores, and a 5000 × 1250 px answer took 4-24 s at a load average of 25
+(with a 10 s timeout, most of them were abandoned and computed again)."""
+EE_CAP = 8
+"""computePixels requests the Earth Engine stand-in answers at once (429 beyond); six writers can ask for 12."""
 STOP_GRACE = 180.0
 """Seconds the writers get to finish their current load once the time is up; then they are killed."""
 
