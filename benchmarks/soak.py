@@ -6,10 +6,11 @@ For N minutes, writer processes (6 by default; benchmarks/soak_writer.py) load r
 ArcticDEM 2 m, ArcticDEM 32 m and TCVIS through the public API. Even slots write into a local data directory,
 odd slots into one on an S3-compatible server (moto, in its own process). The STAC API, the COG file server and
 the Earth Engine stand-in sit behind fault proxies (5xx, resets, truncated bodies, stalls past the timeout); the
-stand-in also answers some computePixels with 429/5xx itself and caps concurrent requests. A supervisor SIGKILLs
-a random writer (one in the middle of a load when there is one) every `--kill-every` seconds on average and
-starts it again. Every `--round-minutes` the writers move on to a fresh pair of data directories, so fills keep
-happening after a round's small pools of chunks are full.
+stand-in also answers some computePixels with 429/5xx itself and caps concurrent requests; every
+`--outage-every` seconds one source fails every request for 30 s. A supervisor SIGKILLs a random writer (one in
+the middle of a load when there is one) every `--kill-every` seconds on average and starts it again. Every
+`--round-minutes` the writers move on to a fresh pair of data directories, so fills keep happening after a
+round's small pools of chunks are full.
 
 Fills run in-process (DARTS_AUX_ORCHESTRATOR=inline: the same tasks and retry policy as the Prefect flows).
 Through Prefect, each writer would start its own ephemeral server (20-30 s on a fresh process, again after every
@@ -61,6 +62,10 @@ stand-in computes its answers on the same cores, and a 5000 × 1250 px answer to
 (with a 10 s timeout, most of them were abandoned and computed again)."""
 EE_CAP = 8
 """computePixels requests the Earth Engine stand-in answers at once (429 beyond); six writers can ask for 12."""
+OUTAGE_SECONDS = 30.0
+"""How long a source stays down in an outage: past the retries of the requests caught in it (1 + 2 + 4 s of
+backoff, GDAL's own retries), so loads fail with a typed error and leave their chunks partial."""
+SOURCES = ("stac", "cog", "earthengine")
 STOP_GRACE = 180.0
 """Seconds the writers get to finish their current load once the time is up; then they are killed."""
 
@@ -74,6 +79,7 @@ class Options:
     kill_every: float
     fault_rate: float
     round_minutes: float
+    outage_every: float
     seed: int
     run_dir: Path
     catalog_root: Path
@@ -90,8 +96,10 @@ def parse_args(argv: list[str]) -> Options:
                         "when there is one (default 20).")
     parser.add_argument("--fault-rate", type=float, default=0.05,
                         help="Chance that a source request meets a fault (default 0.05).")
-    parser.add_argument("--round-minutes", type=float, default=5.0,
-                        help="Minutes the writers share one pair of data directories (default 5).")
+    parser.add_argument("--round-minutes", type=float, default=3.0,
+                        help="Minutes the writers share one pair of data directories (default 3).")
+    parser.add_argument("--outage-every", type=float, default=120.0,
+                        help="Seconds between two outages of a random source, 30 s each (default 120).")
     parser.add_argument("--seed", type=int, default=None, help="Seed of every random choice (default: random).")
     parser.add_argument("--run-dir", type=Path, default=None, help="Where data and logs go (default .cache/soak/…).")
     parser.add_argument("--catalog-root", type=Path, default=REPO / ".cache" / "local-catalog",
@@ -103,7 +111,8 @@ def parse_args(argv: list[str]) -> Options:
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     run_dir = args.run_dir or REPO / ".cache" / "soak" / f"{stamp}-seed{seed}"
-    return Options(args.minutes, args.writers, args.kill_every, args.fault_rate, args.round_minutes, seed,
+    return Options(args.minutes, args.writers, args.kill_every, args.fault_rate, args.round_minutes,
+                   args.outage_every, seed,
                    run_dir.resolve(), args.catalog_root.resolve(), args.keep_data)
 
 
@@ -139,7 +148,9 @@ class Supervisor:
     options: Options
     env: dict[str, str]
     rng: random.Random
+    services: Services
     rounds: list[Round] = field(default_factory=list)
+    outages: list[str] = field(default_factory=list)
     kills: int = 0
     crashes: list[str] = field(default_factory=list)
     stopping: bool = False
@@ -242,8 +253,16 @@ class Supervisor:
         next_kill = started + self.rng.expovariate(1.0 / self.options.kill_every)
         next_round = started + self.options.round_minutes * 60
         next_report = started + 30
+        next_outage, outage_ends = started + self.options.outage_every / 2, None
         while (now := time.monotonic()) < started + seconds:
             self.restart_exited()
+            if outage_ends is None and now >= next_outage:
+                self.outages.append(self.rng.choice(SOURCES))
+                self.services.outage(self.outages[-1])
+                outage_ends, next_outage = now + OUTAGE_SECONDS, now + self.options.outage_every
+            if outage_ends is not None and now >= outage_ends:
+                self.services.restore()
+                outage_ends = None
             if now >= next_kill:
                 self.kill_one()
                 next_kill = now + self.rng.expovariate(1.0 / self.options.kill_every)
@@ -254,6 +273,8 @@ class Supervisor:
                 progress(now - started)
                 next_report = now + 30
             time.sleep(0.25)
+        if outage_ends is not None:
+            self.services.restore()
 
 
 def _kill_group(proc: subprocess.Popen[bytes] | None) -> None:
@@ -292,6 +313,8 @@ class Loads:
     """What the writers' result files say."""
 
     done: Counter[str] = field(default_factory=Counter)
+    filled: int = 0
+    """Loads done that filled chunks (the others read settled chunks only)."""
     typed: Counter[str] = field(default_factory=Counter)
     untyped: list[dict[str, Any]] = field(default_factory=list)
     interrupted: int = 0
@@ -324,6 +347,7 @@ class Loads:
         self.seconds.append(record["seconds"])
         if record["event"] == "done":
             self.done[record["product"]] += 1
+            self.filled += bool(record.get("filled"))
             self.returned_bytes += record["bytes"]
         elif record["typed"]:
             self.typed[record["error"]] += 1
@@ -345,7 +369,7 @@ def main(argv: list[str]) -> int:
     print(f"machine load at the start: {_uptime()}", flush=True)
     with Services(options.catalog_root, options.run_dir, faults) as services:
         env = writer_env(services, options.run_dir)
-        supervisor = Supervisor(options, env, random.Random(options.seed))
+        supervisor = Supervisor(options, env, random.Random(options.seed), services)
         supervisor.new_round()
         supervisor.start_all()
         loads_so_far = lambda: Loads.read([supervisor.results_path(s) for s in supervisor.slots])  # noqa: E731
@@ -415,11 +439,13 @@ def print_report(options: Options, supervisor: Supervisor, loads: Loads, traffic
     print(f"soak figures (seed {options.seed}, {options.minutes:g} minutes, {options.writers} writers, "
           f"{len(supervisor.rounds)} {_plural(len(supervisor.rounds), 'round')} of data directories, "
           f"fills inline):")
-    print(f"  loads done: {done} ({_counts(loads.done)}), {_size(loads.returned_bytes)} returned")
+    print(f"  loads done: {done} ({_counts(loads.done)}), {loads.filled} of them with chunks to fill, "
+          f"{_size(loads.returned_bytes)} returned")
     print(f"  loads failed: {loads.failed} ({_counts(loads.typed) or 'none typed'}); "
           f"untyped (bugs): {len(loads.untyped)}")
     print(f"  loads interrupted by kills: {loads.interrupted}")
     print(f"  kills: {supervisor.kills}; writer crashes: {len(supervisor.crashes)}")
+    print(f"  outages of {OUTAGE_SECONDS:.0f} s: {len(supervisor.outages)} ({_counts(Counter(supervisor.outages))})")
     print(f"  faults injected: {traffic.total_faults} — "
           + "; ".join(f"{source} {_counts(kinds)}" for source, kinds in sorted(traffic.faults.items())))
     print(f"  requests through the proxies: {_counts(traffic.requests)}")

@@ -2,7 +2,8 @@
 
 Everything listens on loopback and is stopped when the `Services` context ends. The writers only ever see the
 proxies' addresses, so every STAC search, COG range read and computePixels request can meet an injected fault;
-the Earth Engine stand-in adds its own (random 429/5xx answers and a concurrency cap) behind its proxy.
+the Earth Engine stand-in adds its own (random 429/5xx answers and a concurrency cap) behind its proxy. An
+outage makes one source fail every request for a while, long enough for loads to run out of retries.
 """
 
 from __future__ import annotations
@@ -150,6 +151,23 @@ class Services:
             if proxy is not None:
                 proxy.clear()
         self.earth_engine.clear_faults()
+
+    def outage(self, source: str) -> None:
+        """Make one source fail every request (5xx or reset) until `restore`: 'stac', 'cog' or 'earthengine'."""
+        proxy, prefix = self._proxies()[source]
+        proxy.down(path_prefix=prefix)
+
+    def restore(self) -> None:
+        """Back to the random faults of the run on every proxy (after an outage)."""
+        for proxy in (self.source_proxy, self.ee_proxy):
+            assert proxy is not None
+            proxy.set_faults(self.faults.probability, FAULT_KINDS, script=(), path_prefix="")
+
+    def _proxies(self) -> dict[str, tuple[FaultProxy, str]]:
+        """Each source's proxy and the path prefix of its requests there."""
+        assert self.source_proxy is not None and self.ee_proxy is not None
+        return {"stac": (self.source_proxy, "/stac/"), "cog": (self.source_proxy, "/files/"),
+                "earthengine": (self.ee_proxy, "")}
 
     def keep_logs(self, folder: Path) -> None:
         """Copy the servers' request logs into `folder` (their own run directories go when they stop)."""

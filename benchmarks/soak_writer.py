@@ -33,6 +33,8 @@ CORNERS_2M: tuple[tuple[float, float], ...] = ((550_000.0, 3_150_000.0), (700_00
 """Where the local catalog's 2 m subtiles meet, four around each; their data lies within 3 km of these."""
 AROUND_CORNER_2M = 12_000.0
 """2 m regions lie within this distance of a corner: 3 × 3 to 4 × 4 chunks each, four of them with data."""
+FILL_LOGGER = "darts_aux.fill"
+"""Logs every inline fill's steps; a load of settled chunks never gets there."""
 TCVIS_BLOCK = (17, 124, 3)
 """First chunk row, first chunk column and side (in chunks) of the TCVIS pool."""
 
@@ -97,6 +99,17 @@ def load(region: Region, data_dir: str) -> int:
     return int(dataset.nbytes)
 
 
+class FillSeen(logging.Handler):
+    """Notices a log line of the fill module: the load had chunks to fill (reading settled ones logs none)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.seen = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen = True
+
+
 class Writer:
     """The load loop of one writer slot."""
 
@@ -123,6 +136,8 @@ class Writer:
         common = {"slot": self.slot, "pid": os.getpid(), "product": region.product, "bounds": region.bounds,
                   "data_dir": data_dir}
         self.record({**common, "event": "start"})
+        fills = FillSeen()
+        logging.getLogger(FILL_LOGGER).addHandler(fills)
         started = time.perf_counter()
         try:
             size = load(region, data_dir)
@@ -134,7 +149,10 @@ class Writer:
                          "message": str(error), "traceback": traceback.format_exc(),
                          "seconds": time.perf_counter() - started})
         else:
-            self.record({**common, "event": "done", "bytes": size, "seconds": time.perf_counter() - started})
+            self.record({**common, "event": "done", "bytes": size, "filled": fills.seen,
+                         "seconds": time.perf_counter() - started})
+        finally:
+            logging.getLogger(FILL_LOGGER).removeHandler(fills)
 
     def record(self, fields: dict[str, Any]) -> None:
         """Append one JSON line and flush it (a SIGKILL must not lose what was already decided)."""
