@@ -180,7 +180,7 @@ class Region:
         return len(ChunkGrid(self.product).chunks(self.window))
 
 
-def resolve_region(product: Product, geobox: GeoBox, data_dir: str | None, buffer: int,
+def resolve_region(product: Product, geobox: GeoBox, data_dir: str | os.PathLike[str] | None, buffer: int,
                    settings: Settings) -> Region:
     """Data directory and cube window of a region (the same steps `load_*` takes; nothing is written)."""
     from .validate import region_window
@@ -336,7 +336,7 @@ def summary_table(report: FillReport, region: Region, filled: bool, command: str
 # -- data directories ----------------------------------------------------------------------------
 
 
-def command_data_dir(data_dir: str | None, settings: Settings) -> DataLocation:
+def command_data_dir(data_dir: str | os.PathLike[str] | None, settings: Settings) -> DataLocation:
     """The data directory of a command: --data-dir (a folder or s3://bucket/prefix), else DARTS_AUX_DATA_DIR.
 
     Checked as the command line names it (a file where a folder belongs is refused); not created.
@@ -346,6 +346,7 @@ def command_data_dir(data_dir: str | None, settings: Settings) -> DataLocation:
 
     if data_dir is None:
         return resolve_data_dir(None, settings)
+    data_dir = os.fspath(data_dir)
     if not data_dir.strip():
         raise CliInputError("--data-dir is empty; give a folder or an s3://bucket/prefix URL.")
     local = Path(data_dir).expanduser()

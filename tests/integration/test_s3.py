@@ -241,6 +241,9 @@ def test_manifests_on_s3_stay_geoparquet_after_automatic_and_manual_compaction(
     status = runner.invoke(app, ["status", "--data-dir", s3_data_dir, "--map", str(out)])
     assert status.exit_code == 0, status.output
     assert coverage_map_path(out, product).stat().st_size > 10_000
+    verified = runner.invoke(app, ["verify", "--data-dir", s3_data_dir])  # an s3:// --data-dir is not a folder
+    assert verified.exit_code == 0, verified.output
+    assert "arcticdem-32m" in verified.stdout and "no cube" not in verified.output
 
 
 def _geopandas_on_s3(path: S3Location, s3_server: S3Server):
