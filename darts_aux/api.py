@@ -263,7 +263,7 @@ def coverage(data_dir: str | Path | None, product: str, aoi: AOI | None = None, 
         >>> frame = coverage("/data/darts-aux", "arcticdem-32m")  # doctest: +SKIP
         >>> frame.plot(column="status", legend=True)  # doctest: +SKIP
     """
-    from .coverage import coverage_frame, product_named
+    from .cube_coverage import coverage_frame, product_named
 
     settings = _settings()
     return coverage_frame(resolve_data_dir(data_dir, settings), product_named(product, settings.tcvis_edition),

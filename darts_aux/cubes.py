@@ -41,7 +41,7 @@ def present_products(data_dir: DataLocation) -> Iterator[Product]:
 
 def cube_statuses(data_dir: DataLocation, lease: float = DEFAULT_LEASE_SECONDS) -> list[CubeStatus]:
     """One status row per cube present (`lease`: how old a chunk claim may be and still count as downloading)."""
-    from .coverage import coverage_frame
+    from .cube_coverage import coverage_frame
 
     rows = []
     for product in present_products(data_dir):

@@ -139,7 +139,7 @@ def _coverage_map(outcome: FillOutcome) -> list[str]:
 
 def render_fill_coverage_png(outcome: FillOutcome, chunks: list[Any]) -> bytes:
     """The manifest rows of `chunks` drawn by darts_aux.quicklook, as PNG bytes."""
-    from darts_aux.coverage import coverage_frame
+    from darts_aux.cube_coverage import coverage_frame
     from darts_aux.quicklook import plot_coverage
 
     ctx = outcome.ctx

@@ -34,7 +34,7 @@ def download_chunks(product: str, windows: list[Window], data_dir: str, chunks: 
     The windows hold only the chunks an area of interest needs (darts_aux.aoi); `chunks` is their count, for the
     run's name. Publishes the chunk table and summary artifacts, then raises the first chunk error, if any.
     """
-    from darts_aux.coverage import product_named
+    from darts_aux.cube_coverage import product_named
 
     settings = get_settings()
     ctx = FillContext(product_named(product, settings.tcvis_edition), as_location(data_dir), settings)

@@ -198,7 +198,7 @@ def test_no_secret_leaves_the_process(
                "error": "Earth Engine"}
     for where, expected in present.items():
         assert any(expected in text for text in places[where]), f"{expected!r} not found in {where}"
-    assert any(r.levelno == logging.DEBUG and r.name.startswith("urllib3") for r in logs.records), "DEBUG captured"
+    assert any(r.levelno == logging.DEBUG for r in logs.records), "DEBUG records are captured"
     # the summary artifact of a fill into object storage carries its coverage map too
     assert any("data:image/png;base64," in text for text in places["prefect"])
     assert not any("Coverage map unavailable" in text for text in places["prefect"])

@@ -61,3 +61,14 @@ def test_load_keeps_its_positional_arguments_and_takes_offline_by_keyword() -> N
     assert parameters["offline"].kind is inspect.Parameter.KEYWORD_ONLY and parameters["offline"].default is False
     tcvis = inspect.signature(darts_aux.load_tcvis).parameters
     assert list(tcvis)[:4] == ["geobox", "data_dir", "buffer", "persist"] and tcvis["offline"].default is False
+
+
+def test_no_module_shadows_a_public_name() -> None:
+    """Importing a submodule makes it an attribute of the package: none may be named like a public function."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(darts_aux.__path__):
+        importlib.import_module(f"darts_aux.{module.name}")
+    for name in PUBLIC:
+        assert not inspect.ismodule(getattr(darts_aux, name)), f"darts_aux.{name} is a module"
