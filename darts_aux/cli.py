@@ -255,12 +255,12 @@ def serve(data_dir: DataDirOption = None) -> None:
 
     directory = None if data_dir is None else str(command_data_dir(data_dir, get_settings()))
     try:
-        from flows.deployments import serve_all
+        from .flows.deployments import serve_all
     except ImportError as error:
         from .cli_support import CliInputError
 
-        raise CliInputError(f"cannot serve the deployments: flows.deployments does not import ({error}); "
-                            "install darts-aux with its flows and Prefect (uv sync).") from None
+        raise CliInputError(f"cannot serve the deployments: darts_aux.flows.deployments does not import "
+                            f"({error}); reinstall darts-aux with its dependencies (uv sync).") from None
     serve_all(directory)
 
 
