@@ -274,7 +274,9 @@ def demo(
     Two ArcticDEM regions (32 m and 2 m) and one TCVIS region are each loaded twice: filled from the local services, then served from the cubes.
     """  # noqa: E501 - the help text keeps its line breaks, so a paragraph is one line
     from .demo import run_demo
+    from .extras import require_extras
 
+    require_extras("darts-aux demo", "local", "viz")
     run_demo(out, inline=inline, console=console)
 
 
