@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from darts_aux.flows.deployments import DEPLOYMENTS
+from darts_aux.flows.deployments import DEPLOYMENTS, DeploymentSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REPOSITORY_ENTRY_POINTS = {"arcticdem": "fill_arcticdem", "tcvis": "fill_tcvis", "revisit": "revisit_partial_chunks",
@@ -19,12 +19,12 @@ REPOSITORY_ENTRY_POINTS = {"arcticdem": "fill_arcticdem", "tcvis": "fill_tcvis",
 
 
 @pytest.mark.parametrize("spec", DEPLOYMENTS, ids=lambda spec: spec.name)
-def test_each_deployment_names_its_flow_by_the_package_path(spec: object) -> None:
+def test_each_deployment_names_its_flow_by_the_package_path(spec: DeploymentSpec) -> None:
     from prefect.flows import Flow
 
-    module, _, name = spec.entrypoint.rpartition(".")  # type: ignore[attr-defined]
+    module, _, name = spec.entrypoint.rpartition(".")
     assert module.startswith("darts_aux.flows.")
-    flow = spec.load_flow()  # type: ignore[attr-defined]
+    flow = spec.load_flow()
     assert isinstance(flow, Flow) and flow is getattr(importlib.import_module(module), name)
     assert flow.fn.__module__ == module, "a served deployment's entrypoint is derived from this module"
 
