@@ -41,7 +41,7 @@ settings = get_settings()
 ctx = FillContext(product, Path(args["data_dir"]), settings)
 if args["mode"] == "prefect":
     from prefect import flow
-    from flows.tasks import fill_window, thread_runner
+    from darts_aux.flows.tasks import fill_window, thread_runner
 
     @flow(name="bench-fill", task_runner=thread_runner(settings.download_workers))
     def bench_fill():

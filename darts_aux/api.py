@@ -331,9 +331,9 @@ def _run_fill(data_dir: DataLocation, product: Product, window: PixelWindow, set
         api_url = prefect_api_url()
         check_prefect_api(api_url)  # one quick request: an API that does not answer fails here, in one line
         if product.key.startswith("tcvis"):
-            from flows.tcvis import run_fill_tcvis as run_flow
+            from .flows.tcvis import run_fill_tcvis as run_flow
         else:
-            from flows.arcticdem import run_fill_arcticdem as run_flow
+            from .flows.arcticdem import run_fill_arcticdem as run_flow
         try:
             return run_flow(product, window, data_dir, settings)
         except Exception as error:

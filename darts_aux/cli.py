@@ -255,12 +255,12 @@ def serve(data_dir: DataDirOption = None) -> None:
 
     directory = None if data_dir is None else str(command_data_dir(data_dir, get_settings()))
     try:
-        from flows.deployments import serve_all
+        from .flows.deployments import serve_all
     except ImportError as error:
         from .cli_support import CliInputError
 
-        raise CliInputError(f"cannot serve the deployments: flows.deployments does not import ({error}); "
-                            "install darts-aux with its flows and Prefect (uv sync).") from None
+        raise CliInputError(f"cannot serve the deployments: darts_aux.flows.deployments does not import "
+                            f"({error}); reinstall darts-aux with its dependencies (uv sync).") from None
     serve_all(directory)
 
 
@@ -274,7 +274,9 @@ def demo(
     Two ArcticDEM regions (32 m and 2 m) and one TCVIS region are each loaded twice: filled from the local services, then served from the cubes.
     """  # noqa: E501 - the help text keeps its line breaks, so a paragraph is one line
     from .demo import run_demo
+    from .extras import require_extras
 
+    require_extras("darts-aux demo", "local", "viz")
     run_demo(out, inline=inline, console=console)
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .errors import DartsAuxError, DataDirError, EmptyRegionError, InvalidRegionError, InvalidRequestError
+from .extras import require_extras
 from .products import ARCTICDEM_CRS, Product, arcticdem, tcvis
 from .region import (
     CLI_WORDS,
@@ -415,6 +416,8 @@ def output_kind(path: Path) -> Literal["netcdf", "geotiff"]:
 def check_output(path: Path) -> Literal["netcdf", "geotiff"]:
     """Fail before any fill when the output cannot be written: suffix, writer, folder."""
     kind = output_kind(path)
+    if kind == "netcdf":
+        require_extras(f"--out {path}", "netcdf")
     if path.is_dir():
         raise CliInputError(f"--out {path} is a directory; give a file name.")
     folder = path.parent
@@ -516,6 +519,7 @@ def check_map_path(out: Path) -> Path:
     """A --map path, refused before anything is read unless it names a PNG."""
     if out.suffix.lower() != ".png":
         raise CliInputError(f"--map {out}: the name must end in .png (one PNG per cube gets a suffix).")
+    require_extras(f"--map {out}", "viz")
     return out
 
 

@@ -135,7 +135,7 @@ def run_fill(data_dir: DataLocation, product: Product, windows: list[PixelWindow
     from .api import use_prefect
 
     if use_prefect(settings):
-        from flows.download import run_download_chunks
+        from .flows.download import run_download_chunks
 
         try:
             return run_download_chunks(product, windows, data_dir, settings), []

@@ -43,6 +43,17 @@ class ConfigurationError(DartsAuxError):
     """A setting is missing or invalid; the message names the DARTS_AUX_* variable."""
 
 
+class MissingExtraError(DartsAuxError, ImportError):
+    """An optional dependency is not installed; the message names the darts-aux extra that installs it.
+
+    `extra` is that extra's name (e.g. "viz" for `pip install 'darts-aux[viz]'`).
+    """
+
+    def __init__(self, message: str, *, extra: str) -> None:
+        super().__init__(message)
+        self.extra = extra
+
+
 class SourceError(DartsAuxError):
     """A remote source (STAC API, COG server, Earth Engine) failed; `source` names it."""
 

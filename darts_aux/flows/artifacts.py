@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from darts_aux.extras import has_extra
 from darts_aux.grid import window_bounds
 from darts_aux.wording import plain_numbers
 
@@ -112,8 +113,9 @@ def summary_markdown(outcome: FillOutcome, with_map: bool = True) -> str:
     if errors:
         lines += ["", "## Chunks whose task failed", ""]
         lines += [f"- `{run.chunk}`: {run.error}" for run in errors[:20]]
-    if with_map:
-        lines += ["", *_coverage_map(outcome)]
+    map_lines = _coverage_map(outcome) if with_map else []
+    if map_lines:
+        lines += ["", *map_lines]
     return "\n".join(lines) + "\n"
 
 
@@ -124,6 +126,10 @@ def _coverage_map(outcome: FillOutcome) -> list[str]:
         return ["No chunk of this fill is in the manifest: no coverage map."]
     if len(chunks) > MAP_MAX_CHUNKS:
         return [f"{len(chunks)} chunks: too many for a labelled coverage map; see `darts-aux status`."]
+    if not has_extra("viz"):
+        log.info("the %s fill's summary has no coverage map: matplotlib is not installed (darts-aux[viz] draws it)",
+                 outcome.ctx.product.key)
+        return []
     try:
         png = render_fill_coverage_png(outcome, chunks)
     except Exception as error:  # noqa: BLE001 - the summary stands without its picture

@@ -1,7 +1,7 @@
 """The deployments of darts-aux, and `serve_all` to serve them from one process against a Prefect server.
 
 `deployments/prefect.yaml` declares the same deployments for `prefect deploy` (work pool + worker); a test keeps
-the two in step. Run `python -m flows.deployments [--data-dir DIR]` (or `darts-aux serve`) to serve them.
+the two in step. Run `python -m darts_aux.flows.deployments [--data-dir DIR]` (or `darts-aux serve`) to serve them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from prefect import Flow
     from prefect.deployments.runner import RunnerDeployment
 
-PREFECT_YAML = Path(__file__).resolve().parents[1] / "deployments" / "prefect.yaml"
+PREFECT_YAML = Path(__file__).resolve().parents[2] / "deployments" / "prefect.yaml"
 """Where the repository keeps the same deployments for `prefect deploy` (absent in a wheel install)."""
 TIMEZONE = "UTC"
 
@@ -43,28 +43,28 @@ class DeploymentSpec:
 
 DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec(
-        "revisit-partial-chunks", "flows.revisit.revisit_partial_chunks",
+        "revisit-partial-chunks", "darts_aux.flows.revisit.revisit_partial_chunks",
         "Daily: search the catalog again for every partial chunk of every cube and merge what arrived.",
         {}, cron="0 3 * * *", tags=("darts-aux", "maintenance"),
     ),
     DeploymentSpec(
-        "prefetch-regions", "flows.prefetch.prefetch_regions",
+        "prefetch-regions", "darts_aux.flows.prefetch.prefetch_regions",
         "Weekly: fill ArcticDEM (2/10/32 m) and TCVIS for the regions of a GeoJSON/GeoParquet file "
         "(default <data_dir>/regions.geojson), so processing campaigns never wait for downloads.",
         {"arcticdem_resolutions": [2, 10, 32], "tcvis": True}, cron="0 4 * * 1", tags=("darts-aux", "prefetch"),
     ),
     DeploymentSpec(
-        "fill-arcticdem", "flows.arcticdem.fill_arcticdem",
+        "fill-arcticdem", "darts_aux.flows.arcticdem.fill_arcticdem",
         "Ad hoc: fill an ArcticDEM cube over a region: bounds (+ crs, default EPSG:3413) or a GeoJSON geometry.",
         {"resolution": 32}, tags=("darts-aux", "arcticdem"),
     ),
     DeploymentSpec(
-        "fill-tcvis", "flows.tcvis.fill_tcvis",
+        "fill-tcvis", "darts_aux.flows.tcvis.fill_tcvis",
         "Ad hoc: fill the TCVIS cube over a region: bounds (+ crs, default EPSG:4326) or a GeoJSON geometry.",
         {}, tags=("darts-aux", "tcvis"),
     ),
     DeploymentSpec(
-        "compact-manifest", "flows.compact.compact_manifest",
+        "compact-manifest", "darts_aux.flows.compact.compact_manifest",
         "Weekly: fold every cube's manifest segments into one file.",
         {}, cron="0 5 * * 0", tags=("darts-aux", "maintenance"),
     ),
@@ -116,8 +116,8 @@ def serve_all(data_dir: str | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m flows.deployments [--data-dir DIR]`."""
-    parser = argparse.ArgumentParser(prog="python -m flows.deployments", description=serve_all.__doc__)
+    """`python -m darts_aux.flows.deployments [--data-dir DIR]` (or `python -m flows.deployments` in the repository)."""
+    parser = argparse.ArgumentParser(prog="python -m darts_aux.flows.deployments", description=serve_all.__doc__)
     parser.add_argument("--data-dir", default=None, help="data directory of every run (default: DARTS_AUX_DATA_DIR)")
     args = parser.parse_args(argv)
     serve_all(args.data_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from darts_aux.extras import require_extras
 from darts_aux.settings import Settings
 
 
@@ -22,6 +23,7 @@ def dask_runner(settings: Settings) -> TaskRunner:
     Each worker runs one task at a time (downloads hold a whole chunk in memory); a local cluster has
     DARTS_AUX_DASK_WORKERS processes and lives as long as the flow run.
     """
+    require_extras("DARTS_AUX_TASK_RUNNER=dask", "dask")
     from prefect_dask import DaskTaskRunner
 
     if settings.dask_address:

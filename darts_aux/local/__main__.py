@@ -15,6 +15,7 @@ from darts_aux.local._cli import (
     busy_port_message,
     fail,
     print_exports,
+    require_local_extra,
     say,
     serve_until_stopped,
     stop_on_sigterm,
@@ -65,6 +66,7 @@ def describe(catalog: LocalCatalog) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, start the catalog, print its export lines and wait for Ctrl-C (or SIGTERM)."""
     args = parse_args(argv)
+    require_local_extra("python -m darts_aux.local")
     if args.port is not None and not port_is_free(args.port):
         fail(busy_port_message(PortInUseError(args.port)))  # before the slow imports
     stop_on_sigterm()

@@ -47,6 +47,17 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+def require_local_extra(prog: str) -> None:
+    """Exit with one line naming darts-aux[local] when the packages of its servers are not installed."""
+    from darts_aux.errors import MissingExtraError
+    from darts_aux.extras import require_extras
+
+    try:
+        require_extras(prog, "local")
+    except MissingExtraError as error:
+        fail(str(error))
+
+
 def busy_port_message(error: PortInUseError) -> str:
     """The busy-port error in the words of this command line."""
     return (f"port {error.port} on {error.host} is already in use; pick another --port, "

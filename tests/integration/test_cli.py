@@ -343,16 +343,16 @@ def test_help_everywhere(command: list[str]) -> None:
 
 def test_serve_starts_the_deployments_with_the_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls: list[str | None] = []
-    fake = types.ModuleType("flows.deployments")
+    fake = types.ModuleType("darts_aux.flows.deployments")
     fake.serve_all = calls.append  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "flows.deployments", fake)
+    monkeypatch.setitem(sys.modules, "darts_aux.flows.deployments", fake)
     _invoke("serve", "--data-dir", str(tmp_path / "cubes"))
     _invoke("serve")
     assert calls == [str(tmp_path / "cubes"), None]
 
 
 def test_serve_without_deployments_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "flows.deployments", None)  # the import fails
+    monkeypatch.setitem(sys.modules, "darts_aux.flows.deployments", None)  # the import fails
     result = runner.invoke(app, ["serve"])
     assert result.exit_code == 1
-    assert "cannot serve the deployments: flows.deployments does not import" in _one_error_line(result.stderr)
+    assert "cannot serve the deployments: darts_aux.flows.deployments does not import" in _one_error_line(result.stderr)

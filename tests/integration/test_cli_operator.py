@@ -259,8 +259,8 @@ def test_a_fill_flow_logs_its_plan_before_any_request(use_catalog: LocalCatalog,
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
+    from darts_aux.flows.arcticdem import fill_arcticdem
     from darts_aux.grid import window_bounds
-    from flows.arcticdem import fill_arcticdem
 
     window = _window(ARCTICDEM_32, BBOX_2_CHUNKS, "EPSG:3413")
     state = fill_arcticdem(32, window_bounds(ARCTICDEM_32.extent, window), str(tmp_path / "cubes"), return_state=True)

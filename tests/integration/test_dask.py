@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from odc.geo.geobox import GeoBox
 
-import flows.arcticdem
-import flows.tcvis  # noqa: F401 - takes the runner of the settings at import, and later tests share them
+import darts_aux.flows.arcticdem
+import darts_aux.flows.tcvis  # noqa: F401 - takes the runner of the settings at import, and later tests share them
 from darts_aux import load_tcvis
 from darts_aux.grid import ChunkGrid, roi_window
 from darts_aux.local.earthengine import LocalEarthEngine
@@ -29,7 +29,7 @@ def test_runner_setting_picks_threads_or_dask(monkeypatch: pytest.MonkeyPatch) -
     from prefect.task_runners import ThreadPoolTaskRunner
     from prefect_dask import DaskTaskRunner
 
-    from flows.runners import fill_task_runner
+    from darts_aux.flows.runners import fill_task_runner
 
     assert isinstance(fill_task_runner(get_settings()), ThreadPoolTaskRunner)
     monkeypatch.setenv("DARTS_AUX_TASK_RUNNER", "dask")
@@ -64,7 +64,7 @@ def test_fill_on_two_dask_workers_is_exact_and_uses_both(use_earth_engine: Local
     downloads = {worker for key, worker in ran if "download" in str(key)}
     commits = {worker for key, worker in ran if "commit" in str(key)}
     # chunks go to download/commit tasks in batches; every batch ran as one download and one commit task
-    from flows.tasks import chunks_per_task
+    from darts_aux.flows.tasks import chunks_per_task
 
     tasks = -(-len(chunks) // chunks_per_task(get_settings(), len(chunks)))
     assert 1 < tasks < len(chunks)

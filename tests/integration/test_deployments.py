@@ -21,13 +21,13 @@ import yaml
 from odc.geo.geobox import GeoBox
 from pyproj import Transformer
 
+from darts_aux.flows.deployments import DEPLOYMENTS, PREFECT_YAML, DeploymentSpec, deployment_spec
 from darts_aux.grid import ChunkGrid, ChunkId, PixelWindow, roi_window, window_bounds
 from darts_aux.local import LocalCatalog, default_spec
 from darts_aux.local.earthengine import LocalEarthEngine, tcvis_pixels
 from darts_aux.manifest import Manifest
 from darts_aux.products import DEFAULT_TCVIS_EDITION, TCVIS_PIXEL, Product, arcticdem, tcvis
 from darts_aux.store import Cube, cube_paths
-from flows.deployments import DEPLOYMENTS, PREFECT_YAML, DeploymentSpec, deployment_spec
 
 from .conftest import CATALOG_ROOT, REPO_ROOT, formula_oracle, point_at
 
@@ -188,7 +188,7 @@ def test_prefect_yaml_declares_the_served_deployments_and_each_entrypoint_is_a_f
 
 
 def test_runner_deployments_carry_data_dir_schedules_and_module_entrypoints(tmp_path: Path) -> None:
-    from flows.deployments import runner_deployments
+    from darts_aux.flows.deployments import runner_deployments
 
     served = {d.name: d for d in runner_deployments(tmp_path / "cubes")}
     assert list(served) == [spec.name for spec in DEPLOYMENTS]
@@ -204,7 +204,7 @@ def test_serve_all_without_a_prefect_server_says_how_to_start_one(monkeypatch: p
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from darts_aux.errors import ConfigurationError
-    from flows.deployments import serve_all
+    from darts_aux.flows.deployments import serve_all
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     with temporary_settings(restore_defaults={PREFECT_API_URL}), pytest.raises(
@@ -556,8 +556,9 @@ def test_served_fill_arcticdem_triggered_through_the_api_publishes_artifacts(
     serve_env = {**env, "DARTS_AUX_STAC_URL": catalog.stac_url, "DARTS_AUX_RETRY_DELAY_SECONDS": "0.05",
                  "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     serve_log = (tmp_path / "serve.log").open("wb")
-    serve = subprocess.Popen([sys.executable, "-m", "flows.deployments", "--data-dir", str(data_dir)], cwd=tmp_path,
-                             env=serve_env, stdout=serve_log, stderr=subprocess.STDOUT, start_new_session=True)
+    serve = subprocess.Popen([sys.executable, "-m", "darts_aux.flows.deployments", "--data-dir", str(data_dir)],
+                             cwd=tmp_path, env=serve_env, stdout=serve_log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
     try:
         with temporary_settings({PREFECT_API_URL: url}):
             deadline = time.monotonic() + 90

@@ -29,7 +29,7 @@ def test_flow_run_has_one_discover_and_a_download_and_commit_per_chunk(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from flows.arcticdem import fill_arcticdem
+    from darts_aux.flows.arcticdem import fill_arcticdem
 
     window = roi_window(ROI, PRODUCT.extent)
     chunks = ChunkGrid(PRODUCT).chunks(window)
@@ -86,8 +86,8 @@ def _assert_library_lines_in_the_run_logs(flow_run_id: object, chunks: list, tas
 def test_tasks_carry_the_retry_policy() -> None:
     from prefect.states import Completed, Failed
 
-    from flows.policy import retry_on_transient, retry_options
-    from flows.tasks import discover_task
+    from darts_aux.flows.policy import retry_on_transient, retry_options
+    from darts_aux.flows.tasks import discover_task
 
     policy = RetryPolicy(retries=4, base_delay=0.5, jitter=0.3)
     configured = discover_task.with_options(**retry_options(policy))

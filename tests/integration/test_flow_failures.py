@@ -25,9 +25,9 @@ from darts_aux.errors import (
     InvalidRegionError,
     OutsideExtentError,
 )
+from darts_aux.flows.arcticdem import fill_arcticdem
 from darts_aux.local import LocalCatalog
 from darts_aux.settings import reload_settings
-from flows.arcticdem import fill_arcticdem
 
 BOX = (650_000.0, 3_150_000.0, 690_000.0, 3_190_000.0)
 REVERSED = (690_000.0, 3_150_000.0, 650_000.0, 3_190_000.0)
@@ -198,7 +198,7 @@ def test_flow_name_is_the_window_it_fills(use_catalog: LocalCatalog, inline: Non
 def test_prefetch_without_a_regions_file_completes_and_says_so(
     use_catalog: LocalCatalog, inline: None, prefect_server: None, tmp_path: Path
 ) -> None:
-    from flows.prefetch import prefetch_regions
+    from darts_aux.flows.prefetch import prefetch_regions
 
     data_dir = tmp_path / "data"
     state = prefetch_regions(data_dir=str(data_dir), return_state=True)
@@ -212,7 +212,7 @@ def test_prefetch_without_a_regions_file_completes_and_says_so(
 def test_prefetch_with_a_missing_regions_file_given_fails_with_the_reason(
     use_catalog: LocalCatalog, inline: None, prefect_server: None, tmp_path: Path
 ) -> None:
-    from flows.prefetch import prefetch_regions
+    from darts_aux.flows.prefetch import prefetch_regions
 
     missing = tmp_path / "campaign.geojson"
     state = prefetch_regions(regions=str(missing), data_dir=str(tmp_path / "data"), return_state=True)

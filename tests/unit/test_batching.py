@@ -9,10 +9,10 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 import pytest
 
 from darts_aux.fill import ChunkJob
+from darts_aux.flows.tasks import MAX_CHUNKS_PER_TASK, batch_label, batches, chunks_per_task
 from darts_aux.grid import ChunkId
 from darts_aux.pipeline import run_bounded
 from darts_aux.settings import Settings
-from flows.tasks import MAX_CHUNKS_PER_TASK, batch_label, batches, chunks_per_task
 
 
 def _jobs(n: int) -> list[ChunkJob]:

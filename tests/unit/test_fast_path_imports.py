@@ -19,7 +19,7 @@ from darts_aux.products import arcticdem, tcvis
 from darts_aux.store import Cube
 
 BOUNDS = (600_000.0, 3_150_000.0, 640_000.0, 3_190_000.0)
-KEPT_OUT = ("prefect", "flows", "pystac_client", "pystac", "ee", "httpx", "geopandas", "matplotlib",
+KEPT_OUT = ("prefect", "flows", "darts_aux.flows", "pystac_client", "pystac", "ee", "httpx", "geopandas", "matplotlib",
             "pydantic_settings", "darts_aux.fill", "darts_aux.sources", "darts_aux.settings", "darts_aux.staging",
             "rasterio", "boto3", "botocore", "odc.geo.xr", "odc.geo._xr_interop", "filelock", "dask.array")
 """What a fast-path load must not import: the fill and download stack, the settings (pydantic), odc-geo's

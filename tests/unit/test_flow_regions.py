@@ -9,9 +9,9 @@ import pytest
 from odc.geo.geobox import GeoBox
 
 from darts_aux.errors import DataDirError, EmptyRegionError, InvalidBufferError, InvalidRegionError, OutsideExtentError
+from darts_aux.flows.roi import fill_window_of, geometry_window, roi_geometry, window_size_label
 from darts_aux.grid import ChunkGrid, ChunkId, bounds_window, roi_window
 from darts_aux.products import arcticdem, tcvis
-from flows.roi import fill_window_of, geometry_window, roi_geometry, window_size_label
 
 DEM = arcticdem(32)
 BOX_3413 = (650_000.0, 3_150_000.0, 690_000.0, 3_190_000.0)
@@ -121,7 +121,7 @@ def test_regions_file_geoparquet_in_its_own_crs(tmp_path: Path) -> None:
     import geopandas as gpd
     from shapely.geometry import box
 
-    from flows.prefetch import read_regions
+    from darts_aux.flows.prefetch import read_regions
 
     path = tmp_path / "regions.parquet"
     gpd.GeoDataFrame({"id": [7, 8]}, geometry=[box(*BOX_3413), box(700_000, 3_100_000, 710_000, 3_110_000)],
@@ -134,7 +134,7 @@ def test_regions_file_geoparquet_in_its_own_crs(tmp_path: Path) -> None:
 
 
 def test_partial_windows_hold_only_partial_chunks() -> None:
-    from flows.revisit import partial_windows
+    from darts_aux.flows.revisit import partial_windows
 
     grid = ChunkGrid(DEM)
     chunks = [ChunkId(5, 3), ChunkId(5, 4), ChunkId(6, 3), ChunkId(6, 4), ChunkId(6, 6), ChunkId(9, 0)]

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from darts_aux.fill import FillContext, FillReport
+from darts_aux.flows.artifacts import ERROR_CHARS, chunk_table, summary_markdown
+from darts_aux.flows.failures import UserErrorTracebacks, is_user_error
+from darts_aux.flows.tasks import ChunkRun, FillOutcome
 from darts_aux.grid import ChunkGrid, ChunkId, PixelWindow
 from darts_aux.manifest import ChunkRecord, utc_now
 from darts_aux.products import arcticdem
 from darts_aux.settings import get_settings
 from darts_aux.wording import plain, plain_numbers, plural
-from flows.artifacts import ERROR_CHARS, chunk_table, summary_markdown
-from flows.failures import UserErrorTracebacks, is_user_error
-from flows.tasks import ChunkRun, FillOutcome
 
 DEM = arcticdem(32)
 

@@ -21,7 +21,8 @@ from darts_aux import {name}
 import darts_aux
 star = {{}}
 exec("from darts_aux import *", star)
-print(json.dumps({{"prefect": sorted(m for m in sys.modules if m == "prefect" or m.startswith(("prefect.", "flows"))),
+flow_stack = ("prefect.", "flows", "darts_aux.flows")
+print(json.dumps({{"prefect": sorted(m for m in sys.modules if m == "prefect" or m.startswith(flow_stack)),
                   "star": sorted(k for k in star if not k.startswith("__")), "dir": sorted(dir(darts_aux))}}))
 """
 

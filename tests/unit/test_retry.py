@@ -111,7 +111,7 @@ def test_a_wrapped_failure_that_was_retried_stays_unretried() -> None:
 def test_prefect_retries_only_what_no_policy_retried(error: BaseException, retried: bool) -> None:
     from prefect.states import Failed
 
-    from flows.policy import retry_on_transient
+    from darts_aux.flows.policy import retry_on_transient
 
     state = Failed(data=error)
     assert retry_on_transient(None, None, state) is retried  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 
-from flows.logs import LIBRARY_LOGGER, RunLogHandler, forward_library_logs
+from darts_aux.flows.logs import LIBRARY_LOGGER, RunLogHandler, forward_library_logs
 
 
 def test_forwarding_is_installed_once_and_keeps_a_level_the_application_chose() -> None:

@@ -13,6 +13,7 @@ from darts_aux.local._cli import (
     busy_port_message,
     fail,
     print_exports,
+    require_local_extra,
     say,
     serve_until_stopped,
     stop_on_sigterm,
@@ -48,6 +49,7 @@ def describe(local_ee: LocalEarthEngine) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, start the server, print its export lines and wait for Ctrl-C (or SIGTERM)."""
     args = parse_args(argv)
+    require_local_extra("python -m darts_aux.local.earthengine")
     if args.port is not None and not port_is_free(args.port):
         fail(busy_port_message(PortInUseError(args.port)))
     stop_on_sigterm()
