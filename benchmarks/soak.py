@@ -41,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from soak_services import BUCKET, FaultSettings, Services, Traffic  # noqa: E402
+from soak_services import BUCKET, FaultSettings, Services, Traffic
 
 REPO = Path(__file__).resolve().parents[1]
 WRITER = Path(__file__).resolve().with_name("soak_writer.py")

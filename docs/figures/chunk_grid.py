@@ -11,10 +11,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from darts_aux.grid import ChunkGrid, bounds_window  # noqa: E402
-from darts_aux.products import arcticdem  # noqa: E402
+from darts_aux.grid import ChunkGrid, bounds_window
+from darts_aux.products import arcticdem
 
 OUT = Path(__file__).resolve().parents[1] / "img" / "chunk-grid.png"
 BOX = (0.0, 0.0, 320_000.0, 320_000.0)
