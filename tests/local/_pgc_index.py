@@ -42,6 +42,20 @@ def real_index(cache_dir: Path) -> Path:
     return extract_member(wheel, INDEX_MEMBER, target)
 
 
+PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy",
+                   "NO_PROXY")
+_PROXIES_AT_START = {name: os.environ.get(name) for name in PROXY_VARIABLES}
+"""The machine's own proxy settings, read when the tests are collected: the local Earth Engine fixture later points
+https_proxy at itself (to catch the client's stray fetches), which must not reach the registry download."""
+
+
+def registry_environment() -> dict[str, str]:
+    """This process's environment with the machine's own proxy settings, for the download subprocess."""
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
+    env.update({k: v for k, v in _PROXIES_AT_START.items() if v is not None})
+    return env
+
+
 def download_wheel(dest: Path) -> Path:
     """Download the pinned pdemtools wheel into `dest` with pip (no dependencies, hash required)."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -50,7 +64,8 @@ def download_wheel(dest: Path) -> Path:
     cmd = [*pip_command(), "download", "--no-deps", "--only-binary=:all:", "--require-hashes",
            "--disable-pip-version-check", "-r", str(requirements), "-d", str(dest)]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=DOWNLOAD_TIMEOUT, check=False)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=DOWNLOAD_TIMEOUT, check=False,
+                              env=registry_environment())
     except subprocess.TimeoutExpired as exc:
         raise IndexUnavailableError(
             f"pip download of pdemtools {PDEMTOOLS_VERSION} took over {exc.timeout:.0f} s") from exc
