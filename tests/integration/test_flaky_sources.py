@@ -38,8 +38,8 @@ from .conftest import formula_oracle, published_tiles, rasterio_mosaic
 from .test_tcvis import oracle as tcvis_oracle
 
 RETRIES = 3
-TIMEOUT = {"arcticdem": 1, "earthengine": 2}
-"""Seconds; a local Earth Engine answer takes up to ~0.7 s to compute on two busy cores."""
+TIMEOUT = {"arcticdem": 1, "earthengine": 4}
+"""Seconds; a local Earth Engine answer takes ~0.7 s to compute on two busy cores, several on overloaded ones."""
 PROBABILITY = 0.3
 # 32 m: across the chunk border x = 639,904 m (2 chunks over supertiles 72/73 × 45–48).
 ROI_32M = GeoBox.from_bbox((620_000, 3_145_000, 660_000, 3_175_000), "EPSG:3413", resolution=32)
