@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from prefect import flow
 from prefect.states import State
@@ -14,16 +16,20 @@ from darts_aux.settings import Settings, get_settings
 
 from .failures import USER_ERRORS, failed
 from .roi import Bounds, Buffer, Geometry, Resolution, fill_window_of, run_name
-from .runners import fill_task_runner
+from .runners import fill_task_runner, run_named
 from .tasks import fill_window
 
 
+def name_for(params: Mapping[str, Any]) -> str:
+    """'arcticdem-32m 30×25 km': product, resolution and the size of the window a run with `params` fills."""
+    return run_name(lambda: arcticdem(params["resolution"]), params)
+
+
 def _flow_run_name() -> str:
-    """'arcticdem-32m 30×25 km': product, resolution and the size of the window the run fills."""
+    """The run's name from its parameters (Prefect's flow_run_name hook)."""
     from prefect.runtime import flow_run
 
-    params = flow_run.parameters
-    return run_name(lambda: arcticdem(params["resolution"]), params)
+    return name_for(flow_run.parameters)
 
 
 @flow(name="fill_arcticdem", flow_run_name=_flow_run_name, task_runner=fill_task_runner(get_settings()))
@@ -47,4 +53,5 @@ def run_fill_arcticdem(product: Product, window: PixelWindow, data_dir: Path, se
     """Run the flow for a cube window on the configured task runner (threads or Dask); raises what the run raised."""
     bounds = window_bounds(product.extent, window)
     runner = fill_task_runner(settings)
-    return fill_arcticdem.with_options(task_runner=runner)(int(product.resolution), bounds, str(data_dir))
+    params = {"resolution": int(product.resolution), "bounds": bounds, "data_dir": str(data_dir)}
+    return run_named(fill_arcticdem.with_options(task_runner=runner), params, name_for(params))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from prefect import flow
 
 from darts_aux.fill import FillContext, FillReport
@@ -9,22 +12,28 @@ from darts_aux.grid import PixelWindow
 from darts_aux.location import DataLocation, as_location
 from darts_aux.products import Product
 from darts_aux.settings import Settings, get_settings
+from darts_aux.wording import plural
 
 from .artifacts import publish_fill_artifacts
-from .runners import fill_task_runner
+from .runners import fill_task_runner, run_named
 from .tasks import fill_windows
 
 Window = tuple[int, int, int, int]
 """(row0, row1, col0, col1) of a cube window: a flow parameter that serialises."""
 
 
-def _flow_run_name() -> str:
+def name_for(params: Mapping[str, Any]) -> str:
     """'download arcticdem-32m: 7 chunks in 5 windows'."""
+    windows = params.get("windows") or []
+    chunks = plural(params.get("chunks", 0), "chunk")
+    return f"download {params['product']}: {chunks} in {plural(len(windows), 'window')}"
+
+
+def _flow_run_name() -> str:
+    """The run's name from its parameters (Prefect's flow_run_name hook)."""
     from prefect.runtime import flow_run
 
-    params = flow_run.parameters
-    windows = params.get("windows") or []
-    return f"download {params['product']}: {params.get('chunks', '?')} chunks in {len(windows)} windows"
+    return name_for(flow_run.parameters)
 
 
 @flow(name="download_chunks", flow_run_name=_flow_run_name, task_runner=fill_task_runner(get_settings()))
@@ -54,5 +63,6 @@ def run_download_chunks(product: Product, windows: list[PixelWindow], data_dir: 
     count = sum(len(grid.chunks(w)) for w in windows)
     plain = [(w.row0, w.row1, w.col0, w.col1) for w in windows]
     runner = fill_task_runner(settings)
-    return download_chunks.with_options(task_runner=runner)(product.key, plain, str(data_dir), count)
+    params = {"product": product.key, "windows": plain, "data_dir": str(data_dir), "chunks": count}
+    return run_named(download_chunks.with_options(task_runner=runner), params, name_for(params))
 

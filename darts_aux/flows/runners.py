@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from prefect import Flow
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from darts_aux.extras import require_extras
 from darts_aux.settings import Settings
+
+R = TypeVar("R")
+
+
+def run_named(flow: Flow[..., R], parameters: Mapping[str, Any], name: str) -> R:
+    """Run `flow` in this process as a flow run created under its final `name`; returns or raises what it does.
+
+    A flow called directly is created under a random name and renamed when it starts, so the UI and the event
+    feed first show the random one; the runs darts-aux starts itself carry their name from the start.
+    """
+    from prefect.flow_engine import run_flow
+
+    return run_flow(flow, flow_run=create_named_run(flow, parameters, name), parameters=dict(parameters))
+
+
+def create_named_run(flow: Flow[..., Any], parameters: Mapping[str, Any], name: str) -> Any:
+    """A Pending flow run of `flow` on the configured Prefect API, created under `name`."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Pending
+
+    with get_client(sync_client=True) as client:
+        return client.create_flow_run(flow, name=name, parameters=flow.serialize_parameters(dict(parameters)),
+                                      state=Pending())
 
 
 def thread_runner(workers: int) -> ThreadPoolTaskRunner:
