@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from darts_aux.settings import Settings
@@ -33,11 +36,14 @@ def dask_runner(settings: Settings) -> TaskRunner:
     )
 
 
-def fill_task_runner(settings: Settings) -> TaskRunner:
-    """The runner the settings ask for: 'threads' (download_workers threads) or 'dask'."""
-    if settings.task_runner == "dask":
-        return dask_runner(settings)
-    return thread_runner(settings.download_workers)
+def fill_task_runner(settings: Settings) -> TaskRunner[PrefectFuture[Any]]:
+    """The runner the settings ask for: 'threads' (download_workers threads) or 'dask'.
+
+    Typed as the flow decorator takes it: both runners' futures are PrefectFutures, but TaskRunner's type parameter
+    is invariant, so the runner is cast to the general type (as Prefect's own Flow does).
+    """
+    runner = dask_runner(settings) if settings.task_runner == "dask" else thread_runner(settings.download_workers)
+    return cast(TaskRunner[PrefectFuture[Any]], runner)
 
 
 def task_slots(settings: Settings) -> int:
