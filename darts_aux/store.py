@@ -223,7 +223,7 @@ class Cube:
 
         session = self.repo.writable_session(BRANCH)
         names = [v.name for v in self.product.variables]
-        arrays = sync(_open_arrays(session.store, names))
+        arrays = sync(_open_arrays(session.store, names, self.paths.root))
         for write in writes:
             # one round trip each: are any of the window's zarr chunks stored (then read them), write them all
             stored = sync(_read_if_stored(session.store, arrays, write.window))
@@ -276,10 +276,16 @@ class Cube:
         return self.repo.ancestry(branch=BRANCH)
 
 
-async def _open_arrays(store: Any, names: Sequence[str]) -> dict[str, AsyncArray]:
+async def _open_arrays(store: Any, names: Sequence[str], root: DataLocation) -> dict[str, AsyncArray]:
     """The cube's arrays in a writable session, opened once for all the chunks a commit writes."""
     group = await zarr.api.asynchronous.open_group(store=store, mode="r+")
-    return {name: await group.getitem(name) for name in names}  # type: ignore[misc]
+    arrays: dict[str, AsyncArray] = {}
+    for name in names:
+        node = await group.getitem(name)
+        if not isinstance(node, zarr.AsyncArray):
+            raise _not_an_array(root, name)
+        arrays[name] = node
+    return arrays
 
 
 async def _read_parts(store: Any, names: Sequence[str], parts: Sequence[PixelWindow]) -> Arrays:
@@ -476,9 +482,14 @@ def _variable_array(group: zarr.Group, name: str, root: DataLocation) -> zarr.Ar
     """A variable's array in the cube's group (a group in its place means the cube is not darts-aux's)."""
     node = group[name]
     if not isinstance(node, zarr.Array):
-        raise DataDirError(f"{root} holds a group {name!r} where a cube keeps an array; move that folder away or "
-                           f"pass another data_dir.")
+        raise _not_an_array(root, name)
     return node
+
+
+def _not_an_array(root: DataLocation, name: str) -> DataDirError:
+    """The error for a cube folder whose variable is a zarr group, not an array."""
+    return DataDirError(f"{root} holds a group {name!r} where a cube keeps an array; move that folder away or pass "
+                        f"another data_dir.")
 
 
 def _check_marker(paths: CubePaths, product: Product) -> None:
