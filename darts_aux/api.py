@@ -1,4 +1,6 @@
-"""The Python API, documented here in one place (each name is also importable from `darts_aux`):
+"""The Python API, documented here in one place; each name is also importable from `darts_aux`.
+
+The functions:
 
 - `load_arcticdem`, `load_tcvis`: a region of a cube, missing chunks filled first, or offline: read only.
 - `download_arcticdem`, `download_tcvis`: prefetch the chunks an area of interest's geometries intersect.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -390,7 +393,7 @@ CRS_COORD = "spatial_ref"
 """Name of the scalar coordinate holding the CRS (CF grid mapping), as odc-geo names it."""
 
 
-def geobox_coords(geobox: GeoBox) -> dict[str, xr.DataArray]:
+def geobox_coords(geobox: GeoBox) -> dict[Hashable, xr.DataArray]:
     """odc.geo.xr.xr_coords(geobox, crs_coord_name="spatial_ref") for the cube's axis-aligned window geoboxes.
 
     Built here because odc.geo.xr imports rasterio (and boto3), a tenth of a second a fresh process need not
@@ -401,13 +404,13 @@ def geobox_coords(geobox: GeoBox) -> dict[str, xr.DataArray]:
     import xarray as xr
 
     _install_odc_accessors(xr)
-    if not geobox.axis_aligned:  # never for a cube window; odc-geo's own (pixel) coordinates then
+    crs = geobox.crs
+    if not geobox.axis_aligned or crs is None:  # never for a cube window; odc-geo's own coordinates then
         from odc.geo.xr import xr_coords as odc_xr_coords
 
         return odc_xr_coords(geobox, crs_coord_name=CRS_COORD)
-    crs = geobox.crs
     attrs = {"crs": str(crs)}
-    coords: dict[str, xr.DataArray] = {}
+    coords: dict[Hashable, xr.DataArray] = {}
     for name, c in zip(geobox.dimensions, geobox.coordinates.values()):
         axis = _variable((name,), c.values, {"units": c.units, "resolution": c.resolution, **attrs})
         coords[name] = xr.DataArray(axis, coords={name: _variable((name,), c.values, {})}, dims=(name,))

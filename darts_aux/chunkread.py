@@ -67,7 +67,7 @@ def is_blosc_array(array: AsyncArray) -> bool:
     from zarr.core.chunk_grids import RegularChunkGrid
 
     metadata = array.metadata
-    codecs = getattr(metadata, "codecs", ())
+    codecs: tuple[object, ...] = getattr(metadata, "codecs", ())  # zarr v2 metadata has none
     if len(codecs) != 2 or not isinstance(codecs[0], BytesCodec) or not isinstance(codecs[1], BloscCodec):
         return False
     endian = codecs[0].endian
@@ -150,6 +150,6 @@ async def read_windows(arrays: Mapping[str, AsyncArray], parts: Sequence[PixelWi
     async def one(name: str, array: AsyncArray, part: PixelWindow) -> np.ndarray:
         if is_blosc_array(array):
             return await read_blosc_window(name, array, part, limit)
-        return await array.getitem(part.slices)
+        return np.asarray(await array.getitem(part.slices))
 
     return await asyncio.gather(*(one(name, array, part) for name, array in arrays.items() for part in parts))

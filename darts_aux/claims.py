@@ -284,12 +284,15 @@ class ChunkClaims:
 
     def _beat(self) -> None:
         """Refresh every held claim until the fill ends (a claim removed meanwhile is simply not refreshed)."""
+        files = self.files
+        if files is None:  # claims are off: none is ever held
+            return
         while not self._stop.wait(self.lease / 4):
             with self._guard:
                 held = dict(self._held)
             for chunk, body in held.items():
                 try:
-                    self.files.touch(_name(chunk), body)  # type: ignore[union-attr]
+                    files.touch(_name(chunk), body)
                 except OSError as error:
                     log.debug("chunk %s: claim not refreshed (%s)", chunk, error)
 

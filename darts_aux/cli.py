@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
@@ -21,8 +20,12 @@ from typer.core import TyperCommand, TyperGroup
 
 from .errors import DartsAuxError
 
+if TYPE_CHECKING:
+    # typer runs on its own copy of click: its commands are given that click's contexts and parameters
+    from typer._click import Context, Parameter
 
-def _plain_flags(params: list[click.Parameter]) -> list[click.Parameter]:
+
+def _plain_flags(params: list[Parameter]) -> list[Parameter]:
     """The parameters, with on/off flags shown without a value placeholder in --help (no `<bool>`)."""
     for param in params:
         if getattr(param, "is_flag", False):  # options only (typer's own click, so no isinstance test)
@@ -33,14 +36,14 @@ def _plain_flags(params: list[click.Parameter]) -> list[click.Parameter]:
 class _Command(TyperCommand):
     """A command whose --help shows flags as flags."""
 
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+    def get_params(self, ctx: Context) -> list[Parameter]:
         return _plain_flags(super().get_params(ctx))
 
 
 class _Group(TyperGroup):
     """A group of commands whose --help shows flags as flags."""
 
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+    def get_params(self, ctx: Context) -> list[Parameter]:
         return _plain_flags(super().get_params(ctx))
 
 
@@ -50,7 +53,7 @@ class _Commands(_Group):
     With --verbose the traceback is printed above that line.
     """
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Context) -> Any:
         try:
             return super().invoke(ctx)
         except DartsAuxError as error:
@@ -280,7 +283,7 @@ def demo(
     run_demo(out, inline=inline, console=console)
 
 
-def _fetch_aoi(product: ProductName, aoi: Path, resolution: int | None, buffer: int, data_dir: Path | None,
+def _fetch_aoi(product: ProductName, aoi: Path, resolution: int | None, buffer: int, data_dir: str | None,
                other_region: bool) -> None:
     """`fetch --aoi FILE`: download_arcticdem / download_tcvis over the file's geometries, then the report."""
     from .aoi import read_aoi_file

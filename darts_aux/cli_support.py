@@ -96,7 +96,7 @@ def parse_crs(text: str) -> str:
     return check_crs(text, CLI_WORDS)
 
 
-def check_bbox(bbox: BBox) -> BBox:
+def check_bbox(bbox: object) -> BBox:
     """A --bbox of four finite values with min < max on both axes."""
     return check_bounds(bbox, CLI_WORDS)
 
@@ -111,11 +111,12 @@ def read_geojson(path: Path) -> tuple[BBox, str | None]:
         raise InvalidRegionError(f"--geojson {path} is not GeoJSON (not valid JSON: {_first_line(error)}).") from None
     words = _file_words(path)
     document = geojson_document(text, words)
-    bounds = tuple(float(v) for v in geojson_shape(document, words).bounds)
+    left, bottom, right, top = (float(v) for v in geojson_shape(document, words).bounds)
+    bounds = (left, bottom, right, top)
     if not all(math.isfinite(v) for v in bounds) or bounds[0] >= bounds[2] or bounds[1] >= bounds[3]:
         raise EmptyRegionError(f"the geometry in --geojson {path} has no area (bounding box {_fmt(bounds)}); "
                                f"give a polygon.")
-    return bounds, geojson_crs(document, words)  # type: ignore[return-value]
+    return bounds, geojson_crs(document, words)
 
 
 def _file_words(path: Path) -> RegionWords:
@@ -435,7 +436,7 @@ def write_output(dataset: xr.Dataset, path: Path) -> str:
         else:
             write_geotiff(dataset, tmp)
     geobox = dataset.odc.geobox
-    names = ", ".join(dataset.data_vars)
+    names = ", ".join(map(str, dataset.data_vars))
     what = "NetCDF" if kind == "netcdf" else f"GeoTIFF ({geotiff_dtype(dataset)}, one band per variable)"
     crs = f"EPSG:{geobox.crs.epsg}" if geobox.crs.epsg is not None else "a CRS without EPSG code"
     return f"wrote {path}: {what}: {names}; {geobox.width} × {geobox.height} px, {crs}"

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from .grid import ChunkGrid, ChunkId, roi_window
 from .manifest import ChunkRecord, Manifest
-from .products import Product, arcticdem, tcvis
+from .products import Product, arcticdem, arcticdem_resolution, tcvis
 from .settings import reload_settings
 from .store import cube_paths
 
@@ -99,7 +99,7 @@ def _prefect_settings(home: Path) -> Iterator[None]:
     from prefect.settings import temporary_settings
 
     updates = {"home": str(home), "server.analytics_enabled": False, "server.ephemeral.startup_timeout_seconds": 120}
-    with temporary_settings(updates=updates, restore_defaults=PREFECT_SETTINGS_RESET):  # type: ignore[arg-type]
+    with temporary_settings(updates=updates, restore_defaults=PREFECT_SETTINGS_RESET):
         yield
 
 
@@ -173,7 +173,7 @@ def _load(region: DemoRegion, data_dir: Path) -> Any:
 
     if region.product.key.startswith("tcvis"):
         return load_tcvis(region.geobox, data_dir)
-    return load_arcticdem(region.geobox, data_dir, int(region.product.resolution))
+    return load_arcticdem(region.geobox, data_dir, arcticdem_resolution(region.product))
 
 
 def _quicklooks(region: DemoRegion, dataset: Any, data_dir: Path, out: Path) -> list[Path]:

@@ -261,6 +261,7 @@ class ProgressCounter:
 
     @property
     def total(self) -> int:
+        """Chunks the download covers."""
         return len(self.chunks)
 
     def done(self) -> int:

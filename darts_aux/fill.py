@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -249,8 +249,7 @@ def commit_chunks(ctx: FillContext, group: Sequence[StagedChunk]) -> dict[ChunkI
     Returns each chunk's record, or the error that still stopped its commit. A full disk fails them all at once.
     """
     def one_by_one() -> dict[ChunkId, ChunkRecord | Exception]:
-        return {s.chunk: _retried(ctx, "commit", f"chunk {s.chunk}", lambda s=s: commit(ctx, s))  # type: ignore[misc]
-                for s in group}
+        return {s.chunk: _retried(ctx, "commit", f"chunk {s.chunk}", partial(commit, ctx, s)) for s in group}
 
     if len(group) <= 1:
         return one_by_one()
@@ -284,9 +283,11 @@ def download_batch(ctx: FillContext, jobs: Sequence[ChunkJob]) -> tuple[ChunkOut
     """
     outcomes = []
     for job in jobs:
-        staged = _retried(ctx, "download", f"chunk {job.chunk}", lambda j=job: download(ctx, j))  # type: ignore[misc]
-        failed = isinstance(staged, BaseException)
-        outcomes.append(ChunkOutcome(job, error=staged) if failed else ChunkOutcome(job, staged=staged))
+        staged = _retried(ctx, "download", f"chunk {job.chunk}", partial(download, ctx, job))
+        if isinstance(staged, BaseException):
+            outcomes.append(ChunkOutcome(job, error=staged))
+        else:
+            outcomes.append(ChunkOutcome(job, staged=staged))
     return tuple(outcomes)
 
 
@@ -467,10 +468,12 @@ def run_inline(ctx: FillContext, window: PixelWindow) -> FillReport:
             results = commit_chunks(ctx, group)
         finally:
             claims.release(staged.chunk for staged in group)
-        for result in results.values():
+        records: dict[ChunkId, ChunkRecord] = {}
+        for chunk, result in results.items():
             if isinstance(result, Exception):
                 raise result
-        return [(staged, results[staged.chunk]) for staged in group]  # type: ignore[misc]
+            records[chunk] = result
+        return [(staged, records[staged.chunk]) for staged in group]
 
     def run(jobs: list[ChunkJob]) -> None:
         run_bounded(jobs, start, lambda running: next(as_completed(running)),

@@ -170,7 +170,7 @@ def _projected_bbox(geobox: GeoBox, extent: Extent) -> tuple[float, float, float
     """The geobox's footprint in the cube's CRS as a box; on a global lon/lat grid, unwrapped at ±180°."""
     projected = geobox.extent.to_crs(extent.crs, resolution="auto")
     if not extent.wrap_x or geobox.crs == extent.crs:
-        return tuple(projected.boundingbox)
+        return projected.boundingbox.bbox
     points = [xy for ring in _rings(projected.geom) for xy in ring]
     lons = [x for x, _ in points]
     if max(lons) - min(lons) > 180:  # the outline jumps across the antimeridian: continue east of 180°

@@ -8,8 +8,12 @@ that does not answer), so the caller gets one typed error that says what to do.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, TypeGuard
 
 from .errors import DartsAuxError, OrchestratorUnavailableError
+
+if TYPE_CHECKING:
+    import httpx
 
 PROBE_SECONDS = 5.0
 """How long the health request may take before the API counts as unreachable."""
@@ -71,18 +75,18 @@ def _chain(error: BaseException) -> list[BaseException]:
     return seen
 
 
-def _is_connect_error(error: BaseException) -> bool:
+def _is_connect_error(error: BaseException) -> TypeGuard[httpx.TransportError]:
     """True for httpx's failure to connect (refused, unreachable, or no connection within the timeout)."""
     import httpx
 
     return isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout))
 
 
-def _request_url(error: BaseException) -> str:
+def _request_url(error: httpx.TransportError) -> str:
     """The URL of the request an httpx error belongs to ('' when it has none)."""
     try:
-        return str(error.request.url)  # type: ignore[attr-defined]
-    except (AttributeError, RuntimeError):  # httpx raises RuntimeError for an error without its request
+        return str(error.request.url)
+    except RuntimeError:  # httpx raises RuntimeError for an error without its request
         return ""
 
 

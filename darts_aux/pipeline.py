@@ -22,7 +22,8 @@ def run_bounded(jobs: Iterable[J], start: Callable[[J], F], first_done: Callable
     Keeping few jobs in flight bounds the memory their results hold, and lets `finish` (the commits) run
     while later jobs (downloads) are still going, instead of after all of them.
     """
-    waiting, running = deque(jobs), {}
+    waiting = deque(jobs)
+    running: dict[F, J] = {}
     while waiting or running:
         while waiting and len(running) < max(1, limit):
             job = waiting.popleft()

@@ -13,7 +13,7 @@ from affine import Affine
 from .errors import InvalidResolutionError, UnknownEditionError
 
 ArcticDEMResolution = Literal[2, 10, 32]
-ARCTICDEM_RESOLUTIONS: tuple[int, ...] = (2, 10, 32)
+ARCTICDEM_RESOLUTIONS: tuple[ArcticDEMResolution, ...] = (2, 10, 32)
 ARCTICDEM_CRS = "EPSG:3413"
 
 
@@ -137,6 +137,15 @@ def arcticdem(resolution: int) -> Product:
         variables=_arcticdem_variables(),
         collection=f"arcticdem-mosaics-v4.1-{resolution}m",
     )
+
+
+def arcticdem_resolution(product: Product) -> ArcticDEMResolution:
+    """The resolution of an ArcticDEM cube as the literal the loaders and the flow take (2, 10 or 32)."""
+    for resolution in ARCTICDEM_RESOLUTIONS:
+        if product.key == f"arcticdem-{resolution}m":
+            return resolution
+    raise InvalidResolutionError(f"{product.key} is not an ArcticDEM cube; use one of arcticdem(2), arcticdem(10) "
+                                 f"or arcticdem(32).")
 
 
 TCVIS_EDITIONS: tuple[str, ...] = (

@@ -98,11 +98,20 @@ def check_bounds(bounds: object, words: RegionWords) -> Bounds:
 
 def _four_numbers(bounds: object, words: RegionWords) -> Bounds:
     """The bounds as four floats, or InvalidRegionError naming what was given."""
-    numeric = (isinstance(bounds, (Sequence, np.ndarray)) and not isinstance(bounds, (str, bytes))
-               and all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in bounds))
-    if not numeric or len(bounds) != 4:  # type: ignore[arg-type]
+    values = _real_numbers(bounds)
+    if values is None or len(values) != 4:
         raise InvalidRegionError(f"{words.bounds} must be four numbers ({words.order}), got {_short(bounds)}.")
-    return tuple(float(v) for v in bounds)  # type: ignore[union-attr,return-value]
+    left, bottom, right, top = values
+    return left, bottom, right, top
+
+
+def _real_numbers(value: object) -> tuple[float, ...] | None:
+    """The items of a sequence or array of real numbers (not booleans) as floats; None for anything else."""
+    if not isinstance(value, (Sequence, np.ndarray)) or isinstance(value, (str, bytes)):
+        return None
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in value):
+        return None
+    return tuple(float(v) for v in value)
 
 
 def check_crs(crs: object, words: RegionWords) -> str:
@@ -254,7 +263,7 @@ def shape_window(product: Product, region: geom.Geometry, buffer: object,
     with _earth_crs(product, region.crs, words):
         if not extent.wrap_x and region.crs != extent.crs:
             region = region.to_crs(extent.crs, resolution="auto")
-    bbox = tuple(region.boundingbox)
+    bbox = region.boundingbox.bbox
     if not all(math.isfinite(v) for v in bbox):
         raise _outside(product, bbox, str(region.crs), words)
     if bbox[2] <= bbox[0] or bbox[3] <= bbox[1]:

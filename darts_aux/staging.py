@@ -34,13 +34,13 @@ def stage(directory: DataLocation, name: str, arrays: dict[str, np.ndarray]) -> 
     path = directory / f"{name}.{_host()}.{os.getpid()}.{uuid.uuid4().hex[:12]}.npz"
     if isinstance(path, S3Location):
         buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
+        np.savez(buffer, allow_pickle=False, **arrays)
         path.write_bytes(buffer.getvalue())  # one PUT: all of it or nothing
         return path
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(handle, allow_pickle=False, **arrays)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk must not keep half a chunk
@@ -72,6 +72,7 @@ def discard(path: DataLocation) -> None:
 def sweep(directory: DataLocation, older_than: float = STALE_SECONDS,
           orphaned_after: float = ORPHAN_SECONDS) -> int:
     """Delete staged files left by killed runs; returns how many."""
+    entries: list[tuple[DataLocation, float]]
     if isinstance(directory, S3Location):
         entries = [(path, stat.st_mtime) for path, stat in directory.rglob_stats()]
     elif not directory.exists():

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import icechunk
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
+from zarr.codecs import BloscCname, BloscCodec, BloscShuffle, ZstdCodec
 
 from .claims import CLAIMS_DIR
 from .errors import DataDirError, DiskFullError, StoreError
@@ -72,7 +72,7 @@ def zarr_compressor(codec: Codec, dtype: str) -> BloscCodec | ZstdCodec:
     if codec.name == "zstd":
         return ZstdCodec(level=codec.level)
     return BloscCodec(
-        cname=codec.name.removeprefix("blosc-"),
+        cname=BloscCname(codec.name.removeprefix("blosc-")),
         clevel=codec.level,
         shuffle=BloscShuffle[codec.shuffle],
         typesize=np.dtype(dtype).itemsize,
@@ -200,7 +200,7 @@ class Cube:
             else self.repo.readonly_session(BRANCH)
         )
         group = zarr.open_group(session.store, mode="r")
-        return {v.name: group[v.name] for v in self.product.variables}
+        return {v.name: _variable_array(group, v.name, self.paths.root) for v in self.product.variables}
 
     def read(self, window: PixelWindow) -> Arrays:
         """Numpy arrays of every variable over a window, all from one snapshot."""
@@ -223,7 +223,7 @@ class Cube:
 
         session = self.repo.writable_session(BRANCH)
         names = [v.name for v in self.product.variables]
-        arrays = sync(_open_arrays(session.store, names))
+        arrays = sync(_open_arrays(session.store, names, self.paths.root))
         for write in writes:
             # one round trip each: are any of the window's zarr chunks stored (then read them), write them all
             stored = sync(_read_if_stored(session.store, arrays, write.window))
@@ -276,10 +276,16 @@ class Cube:
         return self.repo.ancestry(branch=BRANCH)
 
 
-async def _open_arrays(store: Any, names: Sequence[str]) -> dict[str, AsyncArray]:
+async def _open_arrays(store: Any, names: Sequence[str], root: DataLocation) -> dict[str, AsyncArray]:
     """The cube's arrays in a writable session, opened once for all the chunks a commit writes."""
     group = await zarr.api.asynchronous.open_group(store=store, mode="r+")
-    return {name: await group.getitem(name) for name in names}  # type: ignore[misc]
+    arrays: dict[str, AsyncArray] = {}
+    for name in names:
+        node = await group.getitem(name)
+        if not isinstance(node, zarr.AsyncArray):
+            raise _not_an_array(root, name)
+        arrays[name] = node
+    return arrays
 
 
 async def _read_parts(store: Any, names: Sequence[str], parts: Sequence[PixelWindow]) -> Arrays:
@@ -305,7 +311,7 @@ async def _read_if_stored(store: Any, arrays: Mapping[str, AsyncArray], window: 
     if not any(await asyncio.gather(*(store.exists(key) for key in keys))):
         return None
     read = await asyncio.gather(*(array.getitem(window.slices) for array in arrays.values()))
-    return dict(zip(arrays, read, strict=True))
+    return {name: np.asarray(data) for name, data in zip(arrays, read, strict=True)}
 
 
 async def _write_all(arrays: Mapping[str, AsyncArray], window: PixelWindow, merged: Arrays) -> None:
@@ -414,7 +420,7 @@ def foreign_entries(data_dir: DataLocation) -> list[str]:
     return [n for n in names if n not in DATA_DIR_PARTS and not re.match(_CUBE_FOLDER, n)]
 
 
-def check_writable(data_dir: Path, product: Product) -> None:
+def check_writable(data_dir: DataLocation | str, product: Product) -> None:
     """Fail before any download when the cube cannot be written: content, os.access, then a real write probe.
 
     The probe is a temporary file created and removed in the deepest folder that exists on the cube's path,
@@ -470,6 +476,20 @@ def _listing(names: list[str]) -> str:
     """'a', 'b', 'c' and 4 more."""
     shown = ", ".join(repr(n) for n in names[:3])
     return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _variable_array(group: zarr.Group, name: str, root: DataLocation) -> zarr.Array:
+    """A variable's array in the cube's group (a group in its place means the cube is not darts-aux's)."""
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise _not_an_array(root, name)
+    return node
+
+
+def _not_an_array(root: DataLocation, name: str) -> DataDirError:
+    """The error for a cube folder whose variable is a zarr group, not an array."""
+    return DataDirError(f"{root} holds a group {name!r} where a cube keeps an array; move that folder away or pass "
+                        f"another data_dir.")
 
 
 def _check_marker(paths: CubePaths, product: Product) -> None:
@@ -609,4 +629,4 @@ class WindowReader:
         r0, r1, _ = rows.indices(self.shape[0])
         c0, c1, _ = cols.indices(self.shape[1])
         w = self.window
-        return self.array[w.row0 + r0 : w.row0 + r1, w.col0 + c0 : w.col0 + c1]
+        return np.asarray(self.array[w.row0 + r0 : w.row0 + r1, w.col0 + c0 : w.col0 + c1])

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from .cubes import present_products, records_from_history
 from .grid import ChunkGrid, ChunkId
+from .location import DataLocation
 from .manifest import ChunkRecord, Manifest, utc_now
 from .products import Product
 from .store import Cube
@@ -46,7 +46,7 @@ class CubeVerdict:
         return not self.problems
 
 
-def verify_cube(data_dir: Path, product: Product, progress: Progress | None = None) -> CubeVerdict:
+def verify_cube(data_dir: DataLocation, product: Product, progress: Progress | None = None) -> CubeVerdict:
     """Check every committed or full row of a cube's manifest against the store's history and pixels."""
     cube = Cube.open(data_dir, product)
     grid = ChunkGrid(product)
@@ -81,7 +81,7 @@ def _unbacked(row: ChunkRecord, committed: ChunkRecord | None) -> str:
     return ""
 
 
-def repair(data_dir: Path, verdict: CubeVerdict) -> int:
+def repair(data_dir: DataLocation, verdict: CubeVerdict) -> int:
     """Record unbacked chunks as the store has them (partial), so the next load fetches the rest;
     returns rows written."""
     cube = Cube.open(data_dir, verdict.product)
@@ -102,6 +102,7 @@ def repair(data_dir: Path, verdict: CubeVerdict) -> int:
     return len(records)
 
 
-def verify_all(data_dir: Path, progress: Callable[[Product], Progress | None] | None = None) -> list[CubeVerdict]:
+def verify_all(data_dir: DataLocation, progress: Callable[[Product], Progress | None] | None = None
+               ) -> list[CubeVerdict]:
     """Verify every cube in a data directory."""
     return [verify_cube(data_dir, p, progress(p) if progress else None) for p in present_products(data_dir)]

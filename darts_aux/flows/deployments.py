@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,15 +87,24 @@ def runner_deployments(data_dir: str | Path | None = None) -> list[RunnerDeploym
         parameters = dict(spec.parameters)
         if data_dir is not None:
             parameters["data_dir"] = str(Path(data_dir).expanduser())
-        deployments.append(spec.load_flow().to_deployment(
+        deployments.append(_built(spec.load_flow().to_deployment(
             name=spec.name,
             description=spec.description,
             parameters=parameters,
             schedules=[Cron(spec.cron, timezone=TIMEZONE)] if spec.cron else None,
             tags=list(spec.tags),
             entrypoint_type=EntrypointType.MODULE_PATH,
-        ))
+        )))
     return deployments
+
+
+def _built(deployment: RunnerDeployment | Coroutine[Any, Any, RunnerDeployment]) -> RunnerDeployment:
+    """What `Flow.to_deployment` built: a RunnerDeployment, or a coroutine when called in a running event loop."""
+    if isinstance(deployment, Coroutine):
+        deployment.close()
+        raise ConfigurationError("the deployments are built outside a running event loop: call runner_deployments() "
+                                 "from synchronous code, not from an async function or a notebook cell.")
+    return deployment
 
 
 def serve_all(data_dir: str | None = None) -> None:

@@ -9,10 +9,14 @@ in the UI and in `prefect deployment run --watch`.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from prefect.states import Failed, State
 
 from darts_aux.errors import ConfigurationError, DartsAuxError, InvalidRequestError
+
+if TYPE_CHECKING:
+    from darts_aux.fill import FillReport
 
 USER_ERRORS: tuple[type[DartsAuxError], ...] = (InvalidRequestError, ConfigurationError)
 """Mistakes in what the run was given (parameters, settings, data directory): told in one line, not a traceback."""
@@ -32,6 +36,13 @@ def failed(error: DartsAuxError) -> State:
     quiet_user_error_tracebacks()
     get_run_logger().error("%s", error)
     return Failed(message=str(error), data=error)
+
+
+def fill_report(outcome: FillReport | State) -> FillReport:
+    """What a fill flow called in-process returned: its report (a run that ends Failed raises its error instead)."""
+    if isinstance(outcome, State):
+        raise RuntimeError(f"the fill flow run ended {outcome.name} without raising its error")
+    return outcome
 
 
 class UserErrorTracebacks(logging.Filter):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefect import flow, get_run_logger
 from prefect.states import State
@@ -20,6 +21,9 @@ from .failures import USER_ERRORS, failed
 from .roi import Buffer, Resolution, geometry_window
 from .runners import fill_task_runner
 from .tasks import FillOutcome, fill_windows
+
+if TYPE_CHECKING:
+    from odc.geo.geom import Geometry
 
 DEFAULT_REGIONS_FILE = "regions.geojson"
 NAME_COLUMNS = ("name", "id", "region")
@@ -67,7 +71,7 @@ def prefetch_regions(regions: str | None = None, arcticdem_resolutions: tuple[Re
         return failed(error)
 
 
-def _prefetch(products: list[Product], labelled: list[tuple[str, object]], directory: Path, settings: Settings,
+def _prefetch(products: list[Product], labelled: list[tuple[str, Geometry]], directory: Path, settings: Settings,
               buffer: int) -> dict[str, FillReport]:
     """Fill each cube over every region; a region outside one cube is logged and the rest still fill."""
     logger = get_run_logger()
@@ -92,7 +96,7 @@ def _prefetch(products: list[Product], labelled: list[tuple[str, object]], direc
     return {outcome.ctx.product.key: outcome.report for outcome in outcomes}
 
 
-def read_regions(path: Path) -> list[tuple[str, object]]:
+def read_regions(path: Path) -> list[tuple[str, Geometry]]:
     """The regions of a GeoJSON or GeoParquet file as (label, odc-geo Geometry), in file order."""
     import geopandas as gpd
     from odc.geo import geom

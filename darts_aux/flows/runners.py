@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from prefect import Flow
+from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from darts_aux.extras import require_extras
@@ -20,9 +21,10 @@ def run_named(flow: Flow[..., R], parameters: Mapping[str, Any], name: str) -> R
     A flow called directly is created under a random name and renamed when it starts, so the UI and the event
     feed first show the random one; the runs darts-aux starts itself carry their name from the start.
     """
-    from prefect.flow_engine import run_flow
+    from prefect.flow_engine import run_flow_sync
 
-    return run_flow(flow, flow_run=create_named_run(flow, parameters, name), parameters=dict(parameters))
+    result = run_flow_sync(flow, flow_run=create_named_run(flow, parameters, name), parameters=dict(parameters))
+    return cast(R, result)  # return_type "result": the flow's own return value (a failed run raises instead)
 
 
 def create_named_run(flow: Flow[..., Any], parameters: Mapping[str, Any], name: str) -> Any:
@@ -62,11 +64,14 @@ def dask_runner(settings: Settings) -> TaskRunner:
     )
 
 
-def fill_task_runner(settings: Settings) -> TaskRunner:
-    """The runner the settings ask for: 'threads' (download_workers threads) or 'dask'."""
-    if settings.task_runner == "dask":
-        return dask_runner(settings)
-    return thread_runner(settings.download_workers)
+def fill_task_runner(settings: Settings) -> TaskRunner[PrefectFuture[Any]]:
+    """The runner the settings ask for: 'threads' (download_workers threads) or 'dask'.
+
+    Typed as the flow decorator takes it: both runners' futures are PrefectFutures, but TaskRunner's type parameter
+    is invariant, so the runner is cast to the general type (as Prefect's own Flow does).
+    """
+    runner = dask_runner(settings) if settings.task_runner == "dask" else thread_runner(settings.download_workers)
+    return cast(TaskRunner[PrefectFuture[Any]], runner)
 
 
 def task_slots(settings: Settings) -> int:

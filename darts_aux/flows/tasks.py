@@ -205,8 +205,9 @@ def _fill_one(ctx: FillContext, window: PixelWindow, label: str
 
     def finish(batch: tuple[ChunkJob, ...], downloaded: PrefectFuture[Any]) -> None:
         name = f"commit-{batch_label(batch)}"
-        committed = commit_task.with_options(task_run_name=name, tags=commit_tagged).submit(ctx, downloaded)
-        committed.add_done_callback(lambda _, batch=batch: claims.release(job.chunk for job in batch))
+        committed = commit_task.with_options(task_run_name=name, tags=commit_tagged).submit(ctx, downloaded,
+                                                                                            return_state=False)
+        committed.add_done_callback(lambda _: claims.release(job.chunk for job in batch))
         commits.append((batch, committed))
 
     def run(jobs: list[ChunkJob]) -> None:
@@ -234,8 +235,8 @@ def _collect(report: FillReport, commits: list[tuple[tuple[ChunkJob, ...], Prefe
     for batch, future in commits:
         try:
             outcomes: tuple[ChunkOutcome, ...] = future.result()
-        except Exception as error:  # noqa: BLE001 - the whole task failed (e.g. a worker lost); its chunks did not
-            outcomes = tuple(ChunkOutcome(job, error=error) for job in batch)
+        except Exception as task_error:  # noqa: BLE001 - the whole task failed (e.g. a worker lost); its chunks did not
+            outcomes = tuple(ChunkOutcome(job, error=task_error) for job in batch)
         for outcome in outcomes:
             chunk = outcome.job.chunk
             staged, record, error = outcome.staged, outcome.record, outcome.error

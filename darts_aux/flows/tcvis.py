@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -11,10 +10,11 @@ from prefect.states import State
 
 from darts_aux.fill import FillReport, tcvis_context
 from darts_aux.grid import PixelWindow, window_bounds
+from darts_aux.location import DataLocation
 from darts_aux.products import Product, tcvis
 from darts_aux.settings import Settings, get_settings
 
-from .failures import USER_ERRORS, failed
+from .failures import USER_ERRORS, failed, fill_report
 from .roi import Bounds, Buffer, Geometry, fill_window_of, run_name
 from .runners import fill_task_runner, run_named
 from .tasks import fill_window
@@ -51,9 +51,9 @@ def fill_tcvis(bounds: Bounds | None = None, edition: str | None = None, data_di
         return failed(error)
 
 
-def run_fill_tcvis(product: Product, window: PixelWindow, data_dir: Path, settings: Settings) -> FillReport:
+def run_fill_tcvis(product: Product, window: PixelWindow, data_dir: DataLocation, settings: Settings) -> FillReport:
     """Run the flow for a cube window on the configured task runner (threads or Dask); raises what the run raised."""
     bounds = window_bounds(product.extent, window)
     runner = fill_task_runner(settings)
     params = {"bounds": bounds, "edition": product.collection, "data_dir": str(data_dir)}
-    return run_named(fill_tcvis.with_options(task_runner=runner), params, name_for(params))
+    return fill_report(run_named(fill_tcvis.with_options(task_runner=runner), params, name_for(params)))

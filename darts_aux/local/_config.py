@@ -9,7 +9,10 @@ import typing
 from collections.abc import Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+if TYPE_CHECKING:
+    from dataclasses import Field
 
 PID_HEADER = "x-server-pid"
 """Header of a server's health answer naming its process, so a parent knows the answer is from its own child."""
@@ -25,6 +28,8 @@ class SubprocessConfig:
 
     host: str
     port: int
+    if TYPE_CHECKING:
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]  # every subclass is a dataclass (asdict, fields)
 
     @property
     def public_base(self) -> str:
@@ -33,14 +38,14 @@ class SubprocessConfig:
 
     def dump(self, path: Path) -> None:
         """Write the config as JSON."""
-        path.write_text(json.dumps(asdict(self)))  # type: ignore[call-overload]
+        path.write_text(json.dumps(asdict(self)))
 
     @classmethod
     def load(cls, path: Path) -> Self:
         """Read a config written by `dump`; JSON lists become tuples where the field is a tuple."""
         raw: dict[str, Any] = json.loads(path.read_text())
         hints = typing.get_type_hints(cls)
-        tuples = {f.name for f in fields(cls) if typing.get_origin(hints[f.name]) is tuple}  # type: ignore[arg-type]
+        tuples = {f.name for f in fields(cls) if typing.get_origin(hints[f.name]) is tuple}
         return cls(**{name: tuple(value) if name in tuples else value for name, value in raw.items()})
 
 

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -52,7 +52,7 @@ def free_port(host: str = LOOPBACK) -> int:
         return int(sock.getsockname()[1])
 
 
-def _load_prctl() -> object | None:
+def _load_prctl() -> Callable[..., int] | None:
     """libc's prctl, looked up in the parent (no dlopen between fork and exec)."""
     try:
         return ctypes.CDLL(None, use_errno=True).prctl
@@ -66,7 +66,7 @@ _PRCTL = _load_prctl()
 def _die_with_parent() -> None:
     """In the child: get SIGTERM when the parent thread dies (Linux), so no server outlives a crash."""
     if _PRCTL is not None:
-        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)  # type: ignore[operator]
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def spawn(cmd: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

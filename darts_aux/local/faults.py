@@ -245,10 +245,13 @@ class FaultProxy(LocalServer):
     ) -> dict[str, Any]:
         """Change the fault plan at runtime; only the arguments given change. Returns the proxy's fault state."""
         changes: dict[str, Any] = {}
-        for key, value in (("probability", probability), ("kinds", kinds), ("stall_seconds", stall_seconds),
-                           ("statuses", statuses), ("script", script), ("path_prefix", path_prefix)):
+        for key, value in (("probability", probability), ("stall_seconds", stall_seconds),
+                           ("path_prefix", path_prefix)):
             if value is not None:
-                changes[key] = list(value) if key in ("kinds", "statuses", "script") else value
+                changes[key] = value
+        for key, values in (("kinds", kinds), ("statuses", statuses), ("script", script)):
+            if values is not None:
+                changes[key] = list(values)
         if seed is not None:
             changes["seed"] = seed
         return dict(self._admin_call("POST", changes))

@@ -99,7 +99,8 @@ def _unit(*key: object) -> tuple[float, float, float, float]:
     """Four stable pseudo-random numbers in [0, 1) derived from `key` (not Python's salted hash)."""
     digest = hashlib.blake2b(":".join(map(str, key)).encode(), digest_size=32).digest()
     ints = np.frombuffer(digest, dtype="<u8")
-    return tuple(float(v) / 2.0**64 for v in ints)  # type: ignore[return-value]
+    a, b, c, d = (float(v) / 2.0**64 for v in ints)
+    return a, b, c, d
 
 
 def _lattice_hole(i: int, j: int) -> Disc | None:

@@ -23,6 +23,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -151,7 +152,7 @@ def read_asset(href: str, window: Window, item: TileItem, dtype: str, product: P
         block_height, nodata = cog.retried(policy, lambda: cog.check(item, dtype, product))
         data = np.empty((int(window.height), int(window.width)), dtype=dtype) if out is None else out
         for part, rows in block_rows(window, block_height):
-            cog.retried(policy, lambda part=part, rows=rows: cog.read(part, data[rows]), part)
+            cog.retried(policy, partial(cog.read, part, data[rows]), part)
     finally:
         cog.close()
     return data, nodata

@@ -26,7 +26,7 @@ EE_DATA_HINT = ("check that DARTS_AUX_EE_URL is an Earth Engine endpoint and tha
 EE_SCOPES = ("https://www.googleapis.com/auth/earthengine", "https://www.googleapis.com/auth/cloud-platform")
 
 _init_lock = threading.Lock()
-_initialised_with: tuple[str, str, str | None] | None = None
+_initialised_with: tuple[str, str, str | None, float] | None = None
 _in_flight: threading.BoundedSemaphore | None = None
 _in_flight_size = 0
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import uuid
 import zipfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ class TileIndexSource:
         hits = frame[frame.intersects(box(*bounds))]
         urls = [checked_href(item_json_url(u), f"the tile index row of {dem_id}", "tile-index", INDEX_HINT,
                              HTTP_SCHEMES) for u, dem_id in zip(hits["s3url"], hits["dem_id"])]
-        items = [tile_item_from_stac(self.policy.call(lambda u=u: self._get_json(u), what=f"item {u}"), product)
+        items = [tile_item_from_stac(self.policy.call(partial(self._get_json, u), what=f"item {u}"), product)
                  for u in urls]
         log.info("tile index: %s of %s intersect the request", plural(len(items), "item"), product.collection)
         return items

@@ -200,6 +200,20 @@ def test_runner_deployments_carry_data_dir_schedules_and_module_entrypoints(tmp_
         assert all(s.schedule.timezone == "UTC" for s in deployment.schedules)
 
 
+def test_runner_deployments_inside_an_event_loop_say_to_build_them_from_synchronous_code() -> None:
+    """Inside a running event loop Prefect's to_deployment returns coroutines: refused, not handed to serve."""
+    import asyncio
+
+    from darts_aux.errors import ConfigurationError
+    from flows.deployments import runner_deployments
+
+    async def build() -> object:
+        return runner_deployments()
+
+    with pytest.raises(ConfigurationError, match="outside a running event loop.*from synchronous code"):
+        asyncio.run(build())
+
+
 def test_serve_all_without_a_prefect_server_says_how_to_start_one(monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 

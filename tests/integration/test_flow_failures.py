@@ -115,7 +115,8 @@ def _cli(args: dict[str, Any], data_dir: Path) -> None:
     if "geojson" in args:
         geojson = data_dir.parent / "roi.geojson"
         geojson.write_text(args["geojson"])
-    _region(ProductName("arcticdem"), args.get("bbox"), args.get("crs"), geojson, 32, args.get("buffer", 0), data_dir)
+    _region(ProductName("arcticdem"), args.get("bbox"), args.get("crs"), geojson, 32, args.get("buffer", 0),
+            str(data_dir))  # --data-dir arrives as text
 
 
 def _flow_logs(flow_run_id: Any) -> list[Any]:

@@ -89,3 +89,21 @@ def test_coordinates_are_odc_geos(product: object, window: PixelWindow) -> None:
         xr.testing.assert_identical(ours[name], theirs[name])
         assert list(ours[name].attrs.items()) == list(theirs[name].attrs.items())
         assert ours[name].dtype == theirs[name].dtype
+
+
+def test_coordinates_of_a_geobox_without_crs_are_odc_geos() -> None:
+    """A geobox that names no CRS gets odc-geo's own coordinates (no spatial_ref to describe), not an error."""
+    import xarray as xr
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+    from odc.geo.xr import xr_coords
+
+    from darts_aux.api import geobox_coords
+
+    geobox = GeoBox((3, 4), Affine(10.0, 0.0, 100.0, 0.0, -10.0, 200.0), None)
+    ours, theirs = geobox_coords(geobox), xr_coords(geobox, crs_coord_name="spatial_ref")
+    assert list(ours) == list(theirs) == ["y", "x"]
+    for name in theirs:
+        xr.testing.assert_identical(ours[name], theirs[name])
+    assert ours["x"].values.tolist() == [105.0, 115.0, 125.0, 135.0]
+    assert ours["y"].values.tolist() == [195.0, 185.0, 175.0]

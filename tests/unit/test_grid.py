@@ -10,7 +10,7 @@ from odc.geo.geobox import GeoBox
 
 from darts_aux.errors import EmptyRegionError, InvalidBufferError, InvalidResolutionError, OutsideExtentError
 from darts_aux.grid import ChunkGrid, ChunkId, PixelWindow, roi_window, window_bounds, window_from_bounds, window_geobox
-from darts_aux.products import arcticdem
+from darts_aux.products import arcticdem, arcticdem_resolution, tcvis
 
 
 @pytest.mark.parametrize(
@@ -30,6 +30,17 @@ def test_extents_match_the_pgc_tile_grid(resolution: int, shape: tuple[int, int]
 def test_unknown_resolution_is_rejected(bad: object) -> None:
     with pytest.raises(InvalidResolutionError, match="use one of 2, 10, 32"):
         arcticdem(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("resolution", [2, 10, 32])
+def test_arcticdem_resolution_is_the_cubes_own(resolution: int) -> None:
+    found = arcticdem_resolution(arcticdem(resolution))
+    assert found == resolution and type(found) is int
+
+
+def test_arcticdem_resolution_of_another_product_is_refused() -> None:
+    with pytest.raises(InvalidResolutionError, match="tcvis-2000-2019 is not an ArcticDEM cube"):
+        arcticdem_resolution(tcvis())
 
 
 def test_chunk_id_round_trips() -> None:
