@@ -205,7 +205,7 @@ def test_runner_deployments_inside_an_event_loop_say_to_build_them_from_synchron
     import asyncio
 
     from darts_aux.errors import ConfigurationError
-    from flows.deployments import runner_deployments
+    from darts_aux.flows.deployments import runner_deployments
 
     async def build() -> object:
         return runner_deployments()
