@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -59,7 +57,6 @@ NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
 """xarray's NetCDF writers, in order of preference, with the module each needs."""
 GEOTIFF_STRIP_ROWS = 2048
-POLL_SECONDS = 0.3
 
 
 class CliInputError(InvalidRequestError):
@@ -210,7 +207,12 @@ def fetch_region(region: Region, settings: Settings, console: Console) -> tuple[
     check_writable(region.data_dir, region.product)
     check_orchestrator(settings)
     create_data_dir(region.data_dir, console)
-    report = run_with_progress(lambda: fill(region.data_dir, region.product, region.window, settings), region, console)
+    from .grid import ChunkGrid
+    from .progress import ChunkProgress, run_with_progress
+
+    progress = ChunkProgress(region.data_dir, region.product, ChunkGrid(region.product).chunks(region.window))
+    report = run_with_progress(lambda: fill(region.data_dir, region.product, region.window, settings), progress,
+                               f"filling {region.product.key}", console)
     return report, True
 
 
@@ -252,68 +254,6 @@ def plan_lines(plan: FillPlan, region: Region) -> list[str]:
 def _plain(value: float, unit: str) -> str:
     """A coordinate as a plain number: metres to the metre with thousands separators, degrees to 1e-6."""
     return f"{value:,.6f}°" if unit == "°" else f"{value:,.0f}{unit}"
-
-
-def run_with_progress(work: Callable[[], FillReport], region: Region, console: Console) -> FillReport:
-    """Run a fill in a worker thread; advance a bar of chunks from the manifest rows written since it started."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    counter = ChunkCounter(region)
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["report"] = work()
-        except BaseException as error:  # noqa: BLE001 - handed to the main thread
-            outcome["error"] = error
-
-    worker = threading.Thread(target=run, name="darts-aux-fill", daemon=True)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
-               TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(f"filling {region.product.key}", total=counter.total, completed=counter.done())
-        worker.start()
-        while worker.is_alive():
-            worker.join(POLL_SECONDS)
-            progress.update(task, completed=counter.done())
-        if "report" in outcome:
-            progress.update(task, completed=counter.total)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["report"]
-
-
-class ChunkCounter:
-    """Chunks of a window that are done: full before the fill started, or given a manifest row since."""
-
-    def __init__(self, region: Region) -> None:
-        from .grid import ChunkGrid
-        from .manifest import Manifest, utc_now
-        from .store import cube_paths
-
-        self.chunks = set(ChunkGrid(region.product).chunks(region.window))
-        self.window = region.window
-        self.manifest = Manifest(cube_paths(region.data_dir, region.product).manifest, ChunkGrid(region.product))
-        self.started: datetime = utc_now()
-        self.full_before = {c for c, rec in self._latest().items() if rec.status == "full"}
-        self._last = len(self.full_before & self.chunks)
-
-    @property
-    def total(self) -> int:
-        return len(self.chunks)
-
-    def done(self) -> int:
-        """How many chunks are done now (never fewer than last time; a failed read keeps the last count)."""
-        try:
-            latest = self._latest()
-        except Exception:  # noqa: BLE001 - a segment being compacted away, a half-written file: try again next poll
-            return self._last
-        fresh = {c for c, rec in latest.items() if rec.checked_at >= self.started}
-        self._last = max(self._last, len((self.full_before | fresh) & self.chunks))
-        return self._last
-
-    def _latest(self) -> dict:
-        return self.manifest.latest(self.window)
 
 
 def summary_table(report: FillReport, region: Region, filled: bool, command: str = "fetch") -> Table:

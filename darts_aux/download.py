@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +28,6 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 log = logging.getLogger(__name__)
-POLL_SECONDS = 0.5
-"""How often the progress bar reads the manifest."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +104,8 @@ def download(product: Product, chunks: Sequence[ChunkId], data_dir: DataLocation
 
     started = time.perf_counter()
     todo_plan = plan(data_dir, product, chunks, settings.revisit_days * 86400)
-    fill_report, errors = None, []
+    fill_report: FillReport | None = None
+    errors: list[str] = []
     if todo_plan.todo:
         if settings.offline:
             raise OfflineError(f"DARTS_AUX_OFFLINE is set, so nothing is downloaded, yet {len(todo_plan.todo)} of "
@@ -122,7 +120,15 @@ def download(product: Product, chunks: Sequence[ChunkId], data_dir: DataLocation
             return run_fill(data_dir, product, windows, settings)
 
         show = sys.stderr.isatty() if progress is None else progress
-        fill_report, errors = with_progress(work, data_dir, product, todo_plan.todo) if show else work()
+        if show:
+            from rich.console import Console
+
+            from .progress import ChunkProgress, run_with_progress
+
+            fill_report, errors = run_with_progress(work, ChunkProgress(data_dir, product, todo_plan.todo),
+                                                    f"downloading {product.key}", Console(stderr=True))
+        else:
+            fill_report, errors = work()
     return build_report(data_dir, product, todo_plan, fill_report, errors, time.perf_counter() - started)
 
 
@@ -202,76 +208,13 @@ def build_report(data_dir: DataLocation, product: Product, todo_plan: Plan, fill
 
 def log_report(report: DownloadReport) -> None:
     """One line of prose: what the download did (a warning when something failed)."""
-    def count(n: int, noun: str = "chunk") -> str:
-        return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-    text = (f"{report.product}: {count(report.chunks)} in the area, {report.chunks_fetched} fetched, "
+    text = (f"{report.product}: {plural(report.chunks, 'chunk')} in the area, {report.chunks_fetched} fetched, "
             f"{report.chunks_already_full} already full, {report.chunks_partial} partial, "
             f"{report.bytes_read / 1e6:,.1f} MB read in {report.seconds:.1f} s")
     if report.failures:
-        log.warning("%s; %s (see report.failures)", text, count(len(report.failures), "failure"))
+        log.warning("%s; %s (see report.failures)", text, plural(len(report.failures), "failure"))
     else:
         log.info("%s", text)
-
-
-# -- progress ------------------------------------------------------------------------------------
-
-
-def with_progress(work: Callable[[], Any], data_dir: DataLocation, product: Product,
-                  chunks: Sequence[ChunkId]) -> Any:
-    """Run `work` in a thread while a bar on stderr counts the chunks given a manifest row since it started.
-
-    The manifest is the record of every fill (in-process, Prefect threads or remote Dask workers alike), so the
-    bar follows it rather than the fill's internals.
-    """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    counter = ProgressCounter(data_dir, product, chunks)
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = work()
-        except BaseException as error:  # noqa: BLE001 - handed to the calling thread
-            outcome["error"] = error
-
-    worker = threading.Thread(target=run, name="darts-aux-download", daemon=True)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
-               TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task(f"downloading {product.key}", total=counter.total)
-        worker.start()
-        while worker.is_alive():
-            worker.join(POLL_SECONDS)
-            bar.update(task, completed=counter.done())
-        bar.update(task, completed=counter.done())
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
-
-
-class ProgressCounter:
-    """How many of a download's chunks have a manifest row written since the download started."""
-
-    def __init__(self, data_dir: DataLocation, product: Product, chunks: Sequence[ChunkId]) -> None:
-        self.data_dir, self.product, self.chunks = data_dir, product, tuple(chunks)
-        self.started = utc_now()
-        self._last = 0
-
-    @property
-    def total(self) -> int:
-        """Chunks the download covers."""
-        return len(self.chunks)
-
-    def done(self) -> int:
-        """Chunks recorded since the start (never fewer than last time: a half-written segment is read next time)."""
-        try:
-            latest = latest_rows(self.data_dir, self.product, self.chunks)
-        except Exception:  # noqa: BLE001 - a segment being compacted away: count again at the next poll
-            return self._last
-        self._last = max(self._last, sum(1 for r in latest.values() if r.checked_at >= self.started))
-        return self._last
 
 
 def report_table(report: DownloadReport, data_dir: DataLocation | str) -> Any:
