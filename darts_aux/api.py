@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -227,15 +228,8 @@ def download_product(product: Product, aoi: AOI, data_dir: str | Path | None, cr
     chunks = aoi_chunks(product, aoi, crs, buffer)
     settings = _settings()
     directory = resolve_data_dir(data_dir, settings)
-    try:
+    with _disk_full_typed(f"the {product.key} download in {directory}"):
         return download(product, chunks, directory, settings, progress)
-    except DartsAuxError:
-        raise
-    except Exception as error:  # a full disk under staging or the store surfaces as a bare OSError
-        full = disk_full_error(error, f"the {product.key} download in {directory}")
-        if full is None:
-            raise
-        raise full from error
 
 
 def coverage(data_dir: str | Path | None, product: str, aoi: AOI | None = None, *,
@@ -307,19 +301,26 @@ def is_settled(data_dir: DataLocation, product: Product, window: PixelWindow, se
     return all(latest[c].is_settled(now, revisit) for c in chunks)
 
 
+@contextmanager
+def _disk_full_typed(what: str) -> Iterator[None]:
+    """A full disk under staging or the store surfaces as a bare OSError: raise it as DiskFullError naming `what`."""
+    try:
+        yield
+    except DartsAuxError:
+        raise
+    except Exception as error:
+        full = disk_full_error(error, what)
+        if full is None:
+            raise
+        raise full from error
+
+
 def fill(data_dir: DataLocation, product: Product, window: PixelWindow, settings: Settings) -> FillReport:
     """Fill the chunks of a window: through the product's Prefect flow, or inline when no Prefect API is set."""
     check_writable(data_dir, product)  # before the first request: an unwritable data_dir fails at once
     started = time.perf_counter()
-    try:
+    with _disk_full_typed(f"the {product.key} fill in {data_dir}"):
         report = _run_fill(data_dir, product, window, settings)
-    except DartsAuxError:
-        raise
-    except Exception as error:  # a full disk under staging or the store surfaces as a bare OSError
-        full = disk_full_error(error, f"the {product.key} fill in {data_dir}")
-        if full is None:
-            raise
-        raise full from error
     log.info("filled %s window %s in %.1f s", product.key, window, time.perf_counter() - started)
     return report
 
