@@ -93,3 +93,9 @@ def test_user_error_tracebacks_are_dropped_others_kept() -> None:
     assert quiet.filter(record(RuntimeError("a bug"))) is True
     plain_line = logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, "bounds are empty", None, None)
     assert quiet.filter(plain_line) is True
+
+
+def test_the_chunk_table_puts_its_numbers_before_the_item_lists(tmp_path: Path) -> None:
+    columns = list(chunk_table(_outcome(tmp_path))[0])
+    assert columns[:9] == ["chunk", "region", "action", "status", "coverage", "new_items", "bytes", "seconds", "error"]
+    assert columns[9:] == ["items_failed", "items_applied"]
