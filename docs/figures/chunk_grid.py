@@ -1,4 +1,4 @@
-"""Draw how the cube's fill chunks sit on PGC's 100 km tile grid (docs/img/chunk-grid.png).
+"""Draw how the cubes' fill chunks sit on PGC's tile grid (docs/img/chunk-grid.png).
 
 Run `uv run python docs/figures/chunk_grid.py` after a change to the products or the chunk grid; the chunk
 footprints come from darts_aux.grid itself, so the picture shows what the code does.
@@ -12,42 +12,54 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 
 from darts_aux.grid import ChunkGrid, bounds_window
 from darts_aux.products import arcticdem
 
 OUT = Path(__file__).resolve().parents[1] / "img" / "chunk-grid.png"
-BOX = (0.0, 0.0, 320_000.0, 320_000.0)
-"""A 320 × 320 km region from round coordinates, at 32 m."""
-VIEW = (-200_000.0, -200_000.0, 520_000.0, 520_000.0)
-TILE = 100_000.0
+PANELS = (
+    # resolution, tile edge (m), view, a region from round coordinates, note on the region's right edge
+    (32, 100_000.0, (-200_000.0, -200_000.0, 520_000.0, 520_000.0), (0.0, 0.0, 320_000.0, 320_000.0),
+     "the box ends 96 m past the chunk edge\nat x = 319,904 m: a third column of chunks"),
+    (2, 50_000.0, (-5_000.0, -5_000.0, 55_000.0, 55_000.0), (0.0, 0.0, 20_000.0, 20_000.0),
+     "a 20 km box from (0, 0) crosses the chunk\nedges at x = 9,900 m and 19,900 m"),
+)
 
 
-def main() -> None:
-    """Tiles in grey, the 32 m cube's 160 km fill chunks in blue, the chunks the box touches filled."""
-    product = arcticdem(32)
+def panel(ax: Axes, resolution: int, tile: float, view: tuple[float, ...], box: tuple[float, ...], note: str) -> None:
+    """One cube: tiles in grey, its 5000-pixel fill chunks in blue, the chunks the box touches filled."""
+    product = arcticdem(resolution)  # type: ignore[arg-type]
     grid = ChunkGrid(product)
-    fig, ax = plt.subplots(figsize=(7, 7), dpi=110)
-    left, bottom, right, top = VIEW
-    for k in range(int(left // TILE), int(right // TILE) + 1):
-        ax.axvline(k * TILE, color="0.75", lw=0.8)
-        ax.axhline(k * TILE, color="0.75", lw=0.8)
-    touched = set(grid.chunks(bounds_window(product.extent, BOX)))
-    for chunk in grid.chunks(bounds_window(product.extent, VIEW)):
+    left, bottom, right, top = view
+    for k in range(int(left // tile), int(right // tile) + 1):
+        ax.axvline(k * tile, color="0.75", lw=0.8)
+        ax.axhline(k * tile, color="0.75", lw=0.8)
+    touched = set(grid.chunks(bounds_window(product.extent, box)))  # type: ignore[arg-type]
+    for chunk in grid.chunks(bounds_window(product.extent, view)):  # type: ignore[arg-type]
         xs, ys = grid.footprint(chunk).exterior.xy
         ax.fill(xs, ys, facecolor="#9ecae1" if chunk in touched else "none", edgecolor="#08519c", lw=1.2)
-    bx0, by0, bx1, by1 = BOX
+    bx0, by0, bx1, by1 = box
     ax.plot([bx0, bx1, bx1, bx0, bx0], [by0, by0, by1, by1, by0], color="#d94801", lw=2)
-    ax.annotate("the box ends 96 m past the chunk edge\nat x = 319,904 m: a third column of chunks",
-                xy=(bx1, 200_000), xytext=(345_000, -150_000), fontsize=8,
-                arrowprops={"arrowstyle": "->", "color": "#d94801"})
+    ax.annotate(note, xy=(bx1, (by0 + by1) / 2), xytext=(bx1 + (right - bx1) * 0.1, bottom + (top - bottom) * 0.05),
+                fontsize=7, arrowprops={"arrowstyle": "->", "color": "#d94801"})
     ax.set_xlim(left, right)
     ax.set_ylim(bottom, top)
     ax.set_aspect("equal")
-    ax.set_title(f"ArcticDEM 32 m: {len(touched)} fill chunks (blue) for a 320 km box (orange);\n"
-                 "grey: PGC's 100 km tiles. Chunk edges follow the tiles' buffered corner.", fontsize=9)
+    side = (box[2] - box[0]) / 1000
+    ax.set_title(f"{resolution} m: chunks of {grid.chunk * resolution / 1000:.0f} km; a {side:.0f} km box "
+                 f"touches {len(touched)}", fontsize=9)
     ax.set_xlabel("x (EPSG:3413, m)")
     ax.set_ylabel("y (EPSG:3413, m)")
+
+
+def main() -> None:
+    """Both panels side by side."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6), dpi=100)
+    for ax, spec in zip(axes, PANELS, strict=True):
+        panel(ax, *spec)
+    fig.suptitle("Fill chunks (blue; touched: filled) on PGC's tiles (grey: 100 km tiles at 32 m, 50 km subtiles "
+                 "at 2 m);\nchunk edges follow the tiles' buffered corner, not round coordinates", fontsize=10)
     fig.tight_layout()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(OUT)
