@@ -2,8 +2,8 @@
 
 A package locked without a wheel for some CPython would be built from source on that Python (or fail to), which
 is what breaks an install where DARTS lives (Python 3.13). For each locked package that has no pure-Python wheel,
-this looks for an x86_64 manylinux wheel that CPython 3.11, 3.12 and 3.13 can install: its own `cpXY` tag or a
-stable-ABI (`abi3`) wheel built for an older one. Windows-only packages (pywin32 and the like) are skipped.
+this looks for an x86_64 manylinux wheel that CPython 3.11, 3.12 and 3.13 can install: its own `cpXY` tag, a
+stable-ABI (`abi3`) wheel built for an older one, or a `py3-none` wheel that uses no Python ABI at all. Windows-only packages (pywin32 and the like) are skipped.
 
     python .ci/lock_wheels.py [uv.lock]
 """
@@ -38,6 +38,8 @@ def installs_on(filename: str, version: tuple[int, int]) -> bool:
         return False
     own = f"cp{version[0]}{version[1]}"
     if own in pythons and own in abis:
+        return True
+    if "py3" in pythons and "none" in abis:  # a binary that loads no Python ABI (ruff's, watchdog's): any CPython 3
         return True
     stable = [p for p in pythons if p.startswith("cp3") and "abi3" in abis]
     return any(int(p[3:]) <= version[1] for p in stable)
