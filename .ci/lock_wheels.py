@@ -3,7 +3,8 @@
 A package locked without a wheel for some CPython would be built from source on that Python (or fail to), which
 is what breaks an install where DARTS lives (Python 3.13). For each locked package that has no pure-Python wheel,
 this looks for an x86_64 manylinux wheel that CPython 3.11, 3.12 and 3.13 can install: its own `cpXY` tag, a
-stable-ABI (`abi3`) wheel built for an older one, or a `py3-none` wheel that uses no Python ABI at all. Windows-only packages (pywin32 and the like) are skipped.
+stable-ABI (`abi3`) wheel built for an older one, or a `py3-none` wheel that uses no Python ABI at all.
+Windows-only packages (pywin32 and the like) are skipped.
 
     python .ci/lock_wheels.py [uv.lock]
 """
