@@ -16,10 +16,9 @@ from darts_aux.local._cli import (
     fail,
     print_exports,
     require_local_extra,
+    run_service,
     say,
-    serve_until_stopped,
     stop_on_sigterm,
-    stop_quietly,
     where,
 )
 from darts_aux.local._procs import PortInUseError, port_is_free
@@ -75,20 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     from darts_aux.local.spec import default_spec
 
     catalog = LocalCatalog(args.root, default_spec(), port=args.port)
-    try:
-        prepare(catalog)
-    except PortInUseError as error:
-        catalog.stop()
-        fail(busy_port_message(error))
-    except KeyboardInterrupt:
-        catalog.stop()
-        say("stopped before the catalog was ready")
-        raise SystemExit(130) from None
-    try:
-        describe(catalog)
-        serve_until_stopped(catalog, started)
-    finally:
-        stop_quietly(catalog)
+    run_service(catalog, lambda: prepare(catalog), lambda: describe(catalog), "the catalog", started)
 
 
 if __name__ == "__main__":

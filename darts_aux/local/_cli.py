@@ -11,7 +11,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NoReturn
 
 from darts_aux.local._procs import LOOPBACK, PortInUseError
@@ -112,3 +112,26 @@ def serve_until_stopped(server: LocalServer, started: float) -> None:
         return
     say("the server process ended on its own; stopping")
     raise SystemExit(1)
+
+
+def run_service(server: LocalServer, start: Callable[[], object], describe: Callable[[], None], what: str,
+                started: float) -> None:
+    """Start a local service, describe it and serve until stopped.
+
+    A busy port, or Ctrl-C before the service is ready, ends the process with one line (exit 2 or 130), and the
+    service is stopped whichever way serving ends.
+    """
+    try:
+        start()
+    except PortInUseError as error:
+        server.stop()
+        fail(busy_port_message(error))
+    except KeyboardInterrupt:
+        server.stop()
+        say(f"stopped before {what} was ready")
+        raise SystemExit(130) from None
+    try:
+        describe()
+        serve_until_stopped(server, started)
+    finally:
+        stop_quietly(server)

@@ -14,10 +14,9 @@ from darts_aux.local._cli import (
     fail,
     print_exports,
     require_local_extra,
+    run_service,
     say,
-    serve_until_stopped,
     stop_on_sigterm,
-    stop_quietly,
     where,
 )
 from darts_aux.local._procs import PortInUseError, port_is_free
@@ -56,18 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     local_ee = LocalEarthEngine(args.project, port=args.port)
     say(f"starting the local Earth Engine {where(args.port)}")
-    try:
-        local_ee.start()
-    except PortInUseError as error:
-        fail(busy_port_message(error))
-    except KeyboardInterrupt:
-        say("stopped before the server was ready")
-        raise SystemExit(130) from None
-    try:
-        describe(local_ee)
-        serve_until_stopped(local_ee, started)
-    finally:
-        stop_quietly(local_ee)
+    run_service(local_ee, local_ee.start, lambda: describe(local_ee), "the server", started)
 
 
 if __name__ == "__main__":
