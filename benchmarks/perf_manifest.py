@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 from common import CACHE, ROI_2M, roi_geobox, timed
 
-GRIDS = {"3600² (1.07 M chunks, as the issue counts)": 3600, "5000² (the cube's fill chunk)": 5000}
+GRIDS: dict[str, tuple[int, int | None]] = {
+    "3600² (1.07 M chunks, as the issue counts)": (3600, None),
+    "1000² (the cube's fill chunk), 1.07 M chunks around the ROI": (1000, 1034),
+    "1000², 5.7 M chunks (41 % of the extent, PGC's coverage)": (1000, 2386),
+}
+"""Label → (fill chunk, side in chunks of the square block of rows around the ROI; None: every chunk)."""
+QUICK_SKIP = ("1000², 5.7 M chunks (41 % of the extent, PGC's coverage)",)
 SEGMENTS_AFTER = 16
 """Small segments appended after the compaction (a fill adds one per chunk; compaction runs past 64)."""
 
@@ -24,8 +30,9 @@ def product_with_chunk(fill_chunk: int) -> Any:
     return replace(arcticdem(2), fill_chunk=fill_chunk, read_chunk=fill_chunk)
 
 
-def synthetic_table(grid: Any, seed: int = 5) -> Any:
-    """One row per chunk of the grid: ~60 % full, the rest partial with a covered polygon; GeoParquet schema."""
+def synthetic_table(grid: Any, seed: int = 5, block: tuple[int, int, int] | None = None) -> Any:
+    """One row per chunk of the grid (or of a square block (row0, col0, side) of it): ~60 % full, the rest partial
+    with a covered polygon; GeoParquet schema."""
     import pyarrow as pa
     import shapely
 
@@ -34,6 +41,10 @@ def synthetic_table(grid: Any, seed: int = 5) -> Any:
     rows, cols = grid.shape
     rng = np.random.default_rng(seed)
     r, c = np.divmod(np.arange(rows * cols, dtype=np.int64), cols)
+    if block is not None:
+        row0, col0, side = block
+        r, c = np.divmod(np.arange(side * side, dtype=np.int64), side)
+        r, c = r + row0, c + col0
     n = r.size
     e = grid.product.extent
     size = grid.chunk * e.resolution
@@ -71,7 +82,7 @@ def _flat(array: Any) -> Any:
     return array.combine_chunks() if hasattr(array, "combine_chunks") else array
 
 
-def build(root: Path, grid: Any) -> dict[str, Any]:
+def build(root: Path, grid: Any, block: tuple[int, int, int] | None = None) -> dict[str, Any]:
     """A manifest folder: the synthetic table as one old segment, folded by Manifest.compact, plus fresh segments."""
     import pyarrow.parquet as pq
 
@@ -82,7 +93,7 @@ def build(root: Path, grid: Any) -> dict[str, Any]:
     manifest = Manifest(root, grid)
     manifest.segments_dir.mkdir(parents=True)
     started = time.perf_counter()
-    table = synthetic_table(grid)
+    table = synthetic_table(grid, block=block)
     half = table.num_rows // 2  # two segments: compaction folds only when there is more than one file
     for part, rows in enumerate((table.slice(0, half), table.slice(half))):
         pq.write_table(rows, manifest.segments_dir / f"0000000000000000000{part}-0-bulk.parquet", compression="zstd")
@@ -109,17 +120,20 @@ def measure(runs: int, quick: bool = False, workdir: Path = CACHE / "bench-manif
     from darts_aux.manifest import Manifest
 
     out: dict[str, Any] = {}
-    for label, fill_chunk in GRIDS.items():
-        product = product_with_chunk(fill_chunk)
-        from darts_aux.grid import ChunkGrid
+    from darts_aux.grid import ChunkGrid
 
+    for label, (fill_chunk, side) in GRIDS.items():
+        if quick and label in QUICK_SKIP:
+            continue
+        product = product_with_chunk(fill_chunk)
         grid = ChunkGrid(product)
-        root = workdir / f"chunk{fill_chunk}"
-        info = build(root, grid)
+        window = roi_window(roi_geobox(ROI_2M), product.extent)
+        block = None if side is None else _block_around(grid, window, side)
+        root = workdir / f"chunk{fill_chunk}-{side or 'all'}"
+        info = build(root, grid, block)
         add = info.pop("_add")
         manifest = Manifest(root, grid)
-        window = roi_window(roi_geobox(ROI_2M), product.extent)
-        result = {"rows": grid.shape[0] * grid.shape[1], **info}
+        result = {"rows": grid.shape[0] * grid.shape[1] if block is None else side * side, **info}
         result["roi_query"] = timed(lambda m=manifest, w=window: not_full(m, w), runs).summary()
         result["load_table"] = timed(manifest.latest_table, runs).summary()
         result["load_records"] = timed(manifest.latest, 1, warmup=0).summary()
@@ -134,6 +148,14 @@ def measure(runs: int, quick: bool = False, workdir: Path = CACHE / "bench-manif
               f"load table {result['load_table']['median']:.2f} s ({result['load_table_segments']['median']:.2f} s), "
               f"records {result['load_records']['median']:.2f} s", flush=True)
     return out
+
+
+def _block_around(grid: Any, window: Any, side: int) -> tuple[int, int, int]:
+    """(row0, col0, side): a square block of chunks holding the ROI's chunks, inside the grid."""
+    first = grid.chunks(window)[0]
+    row0 = min(max(0, first.row - side // 2), grid.shape[0] - side)
+    col0 = min(max(0, first.col - side // 2), grid.shape[1] - side)
+    return row0, col0, side
 
 
 if __name__ == "__main__":

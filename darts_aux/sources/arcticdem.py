@@ -46,7 +46,8 @@ class ArcticDEMSource:
     def fetch(self, chunk: ChunkId, items: Sequence[SourceItem]) -> ChunkPixels:
         """Windowed range reads of each tile's part of the chunk, mosaicked in item-id order."""
         tiles = [item for item in items if isinstance(item, TileItem)]
-        return read_chunk(self.grid, chunk, tiles, self.policy, self.settings.http_timeout_seconds)
+        return read_chunk(self.grid, chunk, tiles, self.policy, self.settings.http_timeout_seconds,
+                          str(self.data_dir))
 
     def covered(self, chunk: ChunkId, items: Sequence[SourceItem]) -> shapely.Geometry:
         """The part of the chunk inside the tiles' rasters."""

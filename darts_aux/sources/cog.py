@@ -33,7 +33,9 @@ from ..grid import ChunkGrid, ChunkId, PixelWindow
 from ..mosaic import fill_gaps, nodata_to_fill
 from ..products import Product
 from ..retry import RetryPolicy, causes, is_transient
+from . import blocks
 from .base import ChunkPixels, ItemFailure, empty_chunk
+from .blocks import BlockGrid, BlockKey
 from .hrefs import check_redirects
 from .items import TileItem
 
@@ -80,8 +82,12 @@ def read_chunk(
     items: Sequence[TileItem],
     policy: RetryPolicy,
     timeout: float = 30.0,
+    scope: str = "",
 ) -> ChunkPixels:
     """Read each item's part of the chunk (only that window), mosaic in item order.
+
+    Blocks read for one chunk are kept a short while for the neighbouring chunks of the same `scope` (the data
+    directory), which need the blocks along their shared edge (see `blocks`).
 
     Items whose reads still fail transiently after the retries are listed in `failed` (the chunk stays partial);
     an item whose data can never be read raises SourceDataError.
@@ -101,7 +107,7 @@ def read_chunk(
             # the first item lands on an empty chunk, so it is read straight into it; later ones only fill its gaps
             into = None if result.applied else {name: array[target] for name, array in result.arrays.items()}
             try:
-                tiles = read_item(product, item, overlap, policy, timeout, into)
+                tiles = read_item(product, item, overlap, policy, timeout, into, scope)
             except SourceDataError:
                 raise
             except Exception as error:
@@ -124,7 +130,7 @@ def read_chunk(
 
 
 def read_item(product: Product, item: TileItem, overlap: PixelWindow, policy: RetryPolicy,
-              timeout: float, into: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+              timeout: float, into: Mapping[str, np.ndarray] | None = None, scope: str = "") -> dict[str, np.ndarray]:
     """One item's window of every variable's asset, nodata turned into the cube's fill value.
 
     With `into` (an array per variable, of the overlap's shape) the pixels are read into those arrays.
@@ -137,25 +143,55 @@ def read_item(product: Product, item: TileItem, overlap: PixelWindow, policy: Re
     for variable in product.variables:
         href = item.hrefs[variable.source_asset]
         target = None if into is None else into[variable.name]
-        data, nodata = read_asset(href, window, item, variable.dtype, product, policy, timeout, target)
+        data, nodata = read_asset(href, window, item, variable.dtype, product, policy, timeout, target, scope)
         source_nodata = variable.source_nodata if nodata is None else nodata
         out[variable.name] = nodata_to_fill(data, source_nodata, variable.fill_value)
     return out
 
 
 def read_asset(href: str, window: Window, item: TileItem, dtype: str, product: Product, policy: RetryPolicy,
-               timeout: float, out: np.ndarray | None = None) -> tuple[np.ndarray, float | None]:
-    """One COG's window: checked, then read one row of blocks at a time (into `out`, or a new array), each part
-    retried on its own. GDAL writes every row straight into its place: no array per row, no copy."""
+               timeout: float, out: np.ndarray | None = None, scope: str = "") -> tuple[np.ndarray, float | None]:
+    """One COG's window: checked, then read one row of blocks at a time (into `out`, or a new array).
+
+    Each row fetches only the blocks no recent read of the same scope fetched (`blocks.SHARED`), in runs of
+    adjacent blocks, each run retried on its own; the window's part of every block is then copied into place.
+    """
     cog = CogFile(href, timeout)
     try:
-        block_height, nodata = cog.retried(policy, lambda: cog.check(item, dtype, product))
+        grid, nodata = cog.retried(policy, lambda: cog.check(item, dtype, product))
         data = np.empty((int(window.height), int(window.width)), dtype=dtype) if out is None else out
-        for part, rows in block_rows(window, block_height):
-            cog.retried(policy, partial(cog.read, part, data[rows]), part)
+        row0, col0 = int(window.row_off), int(window.col_off)
+        row1, col1 = row0 + int(window.height), col0 + int(window.width)
+        read_run = partial(_read_block_run, cog, policy, grid)
+        for block_row in grid.rows(row0, row1):
+            keys = [(scope, href, block_row, col) for col in grid.cols(col0, col1)]
+            for key, block in blocks.SHARED.row(keys, read_run).items():
+                _paste(block, key, grid, data, (row0, col0, row1, col1))
     finally:
         cog.close()
     return data, nodata
+
+
+def _read_block_run(cog: CogFile, policy: RetryPolicy, grid: BlockGrid, run: list[BlockKey]) -> list[np.ndarray]:
+    """Adjacent blocks of one block row in one read (retried), cut into one array per block."""
+    from rasterio.windows import Window
+
+    block_row, first, last = run[0][2], run[0][3], run[-1][3]
+    col_off, row_off, width, height = grid.run_window(block_row, first, last)
+    part = Window(col_off, row_off, width, height)
+    pixels = cog.retried(policy, partial(cog.read, part), part)
+    step = grid.block_width
+    return [pixels[:, i * step:(i + 1) * step] for i in range(last - first + 1)]
+
+
+def _paste(block: np.ndarray, key: BlockKey, grid: BlockGrid, data: np.ndarray,
+           window: tuple[int, int, int, int]) -> None:
+    """Copy the part of one block inside the window (row0, col0, row1, col1) into its place in `data`."""
+    row0, col0, row1, col1 = window
+    top, left = key[2] * grid.block_height, key[3] * grid.block_width
+    r0, r1 = max(row0, top), min(row1, top + block.shape[0])
+    c0, c1 = max(col0, left), min(col1, left + block.shape[1])
+    data[r0 - row0:r1 - row0, c0 - col0:c1 - col0] = block[r0 - top:r1 - top, c0 - left:c1 - left]
 
 
 class CogFile:
@@ -205,11 +241,12 @@ class CogFile:
             self._src.close()
             self._src = None
 
-    def check(self, item: TileItem, dtype: str, product: Product) -> tuple[int, float | None]:
-        """Check the file is the tile the item describes; its block height and nodata value."""
+    def check(self, item: TileItem, dtype: str, product: Product) -> tuple[BlockGrid, float | None]:
+        """Check the file is the tile the item describes; its block layout and nodata value."""
         with self.opened() as src:
             check_tile(src, self.href, item, dtype, product)
-            return src.block_shapes[0][0], src.nodata
+            block_height, block_width = src.block_shapes[0]
+            return BlockGrid(src.height, src.width, block_height, block_width), src.nodata
 
     def read(self, part: Window, out: np.ndarray | None = None) -> np.ndarray:
         """One window of band 1 (into `out`, an array of the window's shape, when given).
@@ -258,16 +295,6 @@ class CogFile:
             return None
         return SourceDataError(f"{self.href} is truncated: its tiles reach byte {end:,} but the file has {size:,} "
                                f"bytes; {FIX_HINT}.", source=SOURCE)
-
-
-def block_rows(window: Window, block_height: int) -> Iterator[tuple[Window, slice]]:
-    """The window cut at the file's block-row boundaries: each part's window and its rows in the result."""
-    from rasterio.windows import Window
-
-    top, bottom = int(window.row_off), int(window.row_off + window.height)
-    edges = [top, *range((top // block_height + 1) * block_height, bottom, block_height), bottom]
-    for row0, row1 in itertools.pairwise(edges):
-        yield Window(window.col_off, row0, window.width, row1 - row0), slice(row0 - top, row1 - top)
 
 
 @contextmanager

@@ -14,7 +14,9 @@ from darts_aux.grid import ChunkGrid, ChunkId, roi_window
 from darts_aux.products import TCVIS_PIXEL, arcticdem, tcvis
 
 DEM = arcticdem(32)
-X0, Y0, SIDE = -4_000_096.0, 4_100_096.0, 160_000.0
+X0, Y0 = -4_000_096.0, 4_100_096.0
+SIDE = DEM.fill_chunk * DEM.resolution
+"""Edge of one fill chunk of the 32 m cube, in metres."""
 
 
 def chunk_bounds(row0: int, row1: int, col0: int, col1: int) -> tuple[float, float, float, float]:

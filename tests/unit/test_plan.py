@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from darts_aux.products import Product, arcticdem, tcvis
 from darts_aux.store import cube_paths
 
 WEEK = 7 * 86400
-ARCTICDEM_32 = arcticdem(32)
-CHUNK_METRES = 5000 * 32  # a 32 m fill chunk is 160 km across
+ARCTICDEM_32 = replace(arcticdem(32), fill_chunk=5000)
+"""The 32 m cube laid out in 5000² fill chunks (as TCVIS is): a grid coarse enough to write its edges out by hand."""
+CHUNK_METRES = 5000 * 32  # such a fill chunk is 160 km across
 
 
 def _window(bbox: tuple[float, float, float, float], product: Product = ARCTICDEM_32) -> PixelWindow:
