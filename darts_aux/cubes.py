@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from .claims import CLAIMS_DIR, DEFAULT_LEASE_SECONDS, ClaimHolder, live_claims
 from .grid import ChunkGrid, ChunkId
 from .location import DataLocation, S3Location
-from .manifest import ChunkRecord, Manifest
+from .manifest import ChunkRecord, Manifest, status_for, union_coverage
 from .products import ARCTICDEM_RESOLUTIONS, TCVIS_EDITIONS, Product, arcticdem, tcvis
-from .store import Cube, cube_exists, cube_paths
+from .store import LEGACY_FILL_CHUNK, Cube, cube_exists, cube_paths, record_fill_chunk
 
 
 @dataclass(frozen=True)
@@ -74,15 +74,19 @@ def compact_all(data_dir: DataLocation) -> list[tuple[str, int]]:
 
 
 def records_from_history(cube: Cube) -> list[ChunkRecord]:
-    """The latest chunk records the store's own commit metadata holds (newest commit per chunk wins)."""
+    """The latest chunk records the store's own commit metadata holds (newest commit per chunk wins).
+
+    Rows committed on another fill-chunk grid (cubes filled in 5000² px chunks before) are split into the
+    chunks of the cube's grid (`split_record`).
+    """
+    grid = ChunkGrid(cube.product)
     latest: dict[ChunkId, ChunkRecord] = {}
     for snapshot in cube.history():  # newest first
-        for row in commit_rows(snapshot.metadata or {}):
-            chunk = ChunkId.parse(row["chunk"])
-            if chunk in latest:
-                continue
-            latest[chunk] = ChunkRecord(
-                chunk=chunk,
+        meta = snapshot.metadata or {}
+        made_on = ChunkGrid(replace(cube.product, fill_chunk=int(meta.get("fill_chunk", LEGACY_FILL_CHUNK))))
+        for row in commit_rows(meta):
+            record = ChunkRecord(
+                chunk=ChunkId.parse(row["chunk"]),
                 status=row["status"],
                 items_applied=tuple(row.get("items_applied", ())),
                 items_failed=tuple(row.get("items_failed", ())),
@@ -92,7 +96,29 @@ def records_from_history(cube: Cube) -> list[ChunkRecord]:
                 covered=bytes.fromhex(row["covered"]) if row.get("covered") else None,
                 note=str(row.get("note") or ""),
             )
+            for part in split_record(record, made_on, grid):
+                latest.setdefault(part.chunk, part)
     return sorted(latest.values(), key=lambda record: record.chunk)
+
+
+def split_record(record: ChunkRecord, old: ChunkGrid, new: ChunkGrid) -> list[ChunkRecord]:
+    """A record of a chunk of `old` as records of the chunks of `new` inside it (old's chunk a multiple of new's).
+
+    A full chunk gives full sub-chunks; a partial one gives sub-chunks whose coverage is their share of its
+    covered part (full where that share is whole and no read failed).
+    """
+    if old.chunk == new.chunk:
+        return [record]
+    covered = record.covered_geometry(old)
+    parts = []
+    for chunk in new.chunks(old.window(record.chunk)):
+        if record.status == "full":
+            parts.append(replace(record, chunk=chunk, coverage=1.0, covered=None))
+            continue
+        coverage, part = union_coverage(new, chunk, None, covered)
+        parts.append(replace(record, chunk=chunk, status=status_for(coverage, record.items_failed), coverage=coverage,
+                             covered=part))
+    return parts
 
 
 def commit_rows(meta: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -108,11 +134,12 @@ def rebuild_all(data_dir: DataLocation) -> list[tuple[str, int]]:
     """Replace every cube's manifest by one rebuilt from the store's history; returns chunks recorded per cube.
 
     Partial chunks that were only searched (never committed) are not in the history: they are simply
-    searched again by the next fill.
+    searched again by the next fill. A cube filled on another fill-chunk grid is carried over to the product's
+    grid (its pixels are the same: the zarr chunks did not change), and its marker records the new grid last.
     """
     done = []
     for product in present_products(data_dir):
-        cube = Cube.open(data_dir, product)
+        cube = Cube.open(data_dir, product, any_grid=True)
         with cube.commit_lock():
             records = records_from_history(cube)
             manifest = Manifest(cube.paths.manifest, ChunkGrid(product))
@@ -121,5 +148,6 @@ def rebuild_all(data_dir: DataLocation) -> list[tuple[str, int]]:
             for path in old:
                 path.unlink(missing_ok=True)
             manifest.compact()
+            record_fill_chunk(cube.paths, product)
         done.append((product.key, len(records)))
     return done

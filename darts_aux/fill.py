@@ -339,7 +339,7 @@ def _merge_and_record(ctx: FillContext, group: Sequence[StagedChunk]) -> list[Ch
         records = [_new_record(ctx, staged, latest.get(staged.chunk)) for staged in group]
         if prepared is not None:
             chunks = {staged.chunk for staged in written}
-            meta = {"kind": "chunks", "product": ctx.product.key,
+            meta = {"kind": "chunks", "product": ctx.product.key, "fill_chunk": ctx.product.fill_chunk,
                     "chunks": [_commit_row(record) for record in records if record.chunk in chunks]}
             snapshot = cube.commit(writes, message, meta, prepared)
             log.info("chunk %s: snapshot %s committed; recording it in the manifest", _group_label(written), snapshot)

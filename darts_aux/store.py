@@ -43,6 +43,8 @@ STAGING_DIR = "staging"
 LOCK_FILE = "commit.lock"
 BRANCH = "main"
 CUBE_FORMAT = 1
+LEGACY_FILL_CHUNK = 5000
+"""The fill chunk of cubes made before the marker and the commits recorded theirs."""
 MAX_CONFLICT_REDOS = 50
 MANIFEST_SPLIT_CHUNKS = 25  # zarr chunks per axis in one icechunk manifest piece: one 2 m tile (benchmarks/README.md)
 CUBE_PARTS = frozenset({CUBE_MARKER, REPO_DIR, MANIFEST_DIR, STAGING_DIR, LOCK_FILE, CLAIMS_DIR, "cube.tmp"})
@@ -151,10 +153,10 @@ class Cube:
     # -- opening -------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, data_dir: DataLocation | str, product: Product) -> Cube:
-        """Open an existing cube for reading (no lock, no write)."""
+    def open(cls, data_dir: DataLocation | str, product: Product, any_grid: bool = False) -> Cube:
+        """Open an existing cube for reading (no lock, no write); `any_grid` also opens one of an older chunk grid."""
         paths = cube_paths(data_dir, product)
-        _check_marker(paths, product)
+        _check_marker(paths, product, any_grid)
         try:
             repo = icechunk.Repository.open(icechunk_storage(paths.repo))
         except icechunk.IcechunkError as error:
@@ -492,8 +494,21 @@ def _not_an_array(root: DataLocation, name: str) -> DataDirError:
                         f"another data_dir.")
 
 
-def _check_marker(paths: CubePaths, product: Product) -> None:
-    """Fail clearly when the folder holds no cube, or a cube of another product or format."""
+def marker_fill_chunk(paths: CubePaths) -> int | None:
+    """The fill chunk the cube's manifest is laid out in (None: no cube); cubes made before it was recorded: 5000."""
+    if not paths.marker.exists():
+        return None
+    return int(json.loads(paths.marker.read_text()).get("fill_chunk", LEGACY_FILL_CHUNK))
+
+
+def record_fill_chunk(paths: CubePaths, product: Product) -> None:
+    """Record in the marker that the cube's manifest is now laid out in the product's fill chunks."""
+    marker = json.loads(paths.marker.read_text())
+    _write_marker(paths, {**marker, "fill_chunk": product.fill_chunk})
+
+
+def _check_marker(paths: CubePaths, product: Product, any_grid: bool = False) -> None:
+    """Fail clearly when the folder holds no cube, a cube of another product or format, or of another chunk grid."""
     if not paths.marker.exists():
         raise StoreError(f"no cube at {paths.root}; it is created by the first load or fill.")
     try:
@@ -510,6 +525,13 @@ def _check_marker(paths: CubePaths, product: Product) -> None:
         raise DataDirError(
             f"{paths.root} holds {marker.get('product')!r} format {marker.get('format')!r}, not "
             f"{product.key!r} format {CUBE_FORMAT}; use another data_dir."
+        )
+    recorded = int(marker.get("fill_chunk", LEGACY_FILL_CHUNK))
+    if recorded != product.fill_chunk and not any_grid:
+        data_dir = str(paths.root)[: -len(paths.root.name) - 1]
+        raise DataDirError(
+            f"{paths.root} records its chunks as {recorded}² px, this version of darts-aux as {product.fill_chunk}² "
+            f"px; run `darts-aux manifest rebuild --data-dir {data_dir}` once to carry it over (the pixels stay)."
         )
 
 
@@ -552,13 +574,18 @@ def _create(paths: CubePaths, product: Product) -> None:
             continue
     marker = {"product": product.key, "format": CUBE_FORMAT, "crs": product.extent.crs,
               "shape": list(product.extent.shape), "fill_chunk": product.fill_chunk}
+    _write_marker(paths, marker)
+    log.info("created %s cube at %s in %.2f s", product.key, paths.root, time.perf_counter() - started)
+
+
+def _write_marker(paths: CubePaths, marker: dict[str, Any]) -> None:
+    """Write the marker whole or not at all (one PUT on object storage, a rename on disk)."""
     if isinstance(paths.marker, S3Location):
-        paths.marker.write_text(json.dumps(marker, indent=2))  # one PUT: all of it or nothing
+        paths.marker.write_text(json.dumps(marker, indent=2))
     else:
         tmp = paths.marker.with_suffix(".tmp")
         tmp.write_text(json.dumps(marker, indent=2))
         tmp.replace(paths.marker)
-    log.info("created %s cube at %s in %.2f s", product.key, paths.root, time.perf_counter() - started)
 
 
 def _create_repository(paths: CubePaths) -> icechunk.Repository:
