@@ -52,6 +52,7 @@ def rows_read(r: dict[str, Any]) -> list[Row]:
     fetched = f"{objects} chunk objects, {nbytes / 1e6:.0f} MB"
     wan, direct = r["peer_wan"]["median"], r["peer_direct"]["median"]
     fill, bare = r["cold_fill"]["fill_mpx_s"], r["cold_fill"]["bare_mpx_s"]
+    mpx = r["cold_fill"].get("pixels", 10**8) / 1e6
     fresh = r["fresh_process"]
     return [
         ("1 warm read, 10 km ROI at 2 m (125 MB)", f"{warm:.3f} s", f"raw file into a new array {raw:.3f} s",
@@ -74,7 +75,8 @@ def rows_read(r: dict[str, Any]) -> list[Row]:
          f"odc.stac.load {wan:.2f} s", f"{wan / warm:.0f}× faster", "≥ 10× faster", wan / warm >= 10),
         ("2 odc-stac peer on loopback (no shaping)", f"{warm:.3f} s", f"odc.stac.load {direct:.2f} s",
          f"{direct / warm:.0f}× faster", "(printed)", None),
-        ("3 cold fill of the ROI's 4 chunks (4 workers)", f"{fill:.1f} Mpx/s", f"bare rasterio reads {bare:.1f} Mpx/s",
+        (f"3 cold fill of the ROI's chunks ({mpx:.0f} Mpx, 4 workers)", f"{fill:.1f} Mpx/s",
+         f"bare rasterio reads {bare:.1f} Mpx/s",
          f"{fill / bare:.0%}", "≥ 70 %", fill / bare >= 0.70),
         ("6 fresh process: start + imports + fast-path load", f"{fresh['result_s']:.2f} s",
          f"until exit {fresh['exit_s']:.2f} s", "—", "≤ 1.5 s",
