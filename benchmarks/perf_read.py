@@ -494,7 +494,8 @@ def measure(runs: int, quick: bool) -> dict[str, Any]:
     with catalog(BENCH_CATALOG, bench_spec()) as cat:
         use_env(stac_url=cat.stac_url, orchestrator="inline")
         marker = warm_dir / "arcticdem-2m" / "cube.json"
-        if not marker.exists() or json.loads(marker.read_text()).get("fill_chunk") != product_and_window()[0].fill_chunk:
+        grain = product_and_window()[0].fill_chunk
+        if not marker.exists() or json.loads(marker.read_text()).get("fill_chunk") != grain:
             fill_once(warm_dir)  # none yet, or one filled on an older chunk grid
         print("  cold fill vs bare reads …", flush=True)
         out["cold_fill"] = cold_fill(cat, runs)
