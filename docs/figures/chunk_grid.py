@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
+from matplotlib.ticker import FuncFormatter
 
 from darts_aux.grid import ChunkGrid, bounds_window
 from darts_aux.products import arcticdem
@@ -20,15 +21,15 @@ from darts_aux.products import arcticdem
 OUT = Path(__file__).resolve().parents[1] / "img" / "chunk-grid.png"
 PANELS = (
     # resolution, tile edge (m), view, a region from round coordinates, note on the region's right edge
-    (32, 100_000.0, (-200_000.0, -200_000.0, 520_000.0, 520_000.0), (0.0, 0.0, 320_000.0, 320_000.0),
-     "the box ends 96 m past the chunk edge\nat x = 319,904 m: a third column of chunks"),
-    (2, 50_000.0, (-5_000.0, -5_000.0, 55_000.0, 55_000.0), (0.0, 0.0, 20_000.0, 20_000.0),
-     "a 20 km box from (0, 0) crosses the chunk\nedges at x = 9,900 m and 19,900 m"),
+    (32, 100_000.0, (-40_000.0, -40_000.0, 110_000.0, 110_000.0), (0.0, 0.0, 64_000.0, 64_000.0),
+     "(its right edge is 96 m past the chunk edge at x = 63,904 m)"),
+    (2, 50_000.0, (-1_000.0, -1_000.0, 11_500.0, 11_500.0), (0.0, 0.0, 10_000.0, 10_000.0),
+     "(it crosses the chunk edges at x = 1,900 m, 3,900 m … 9,900 m)"),
 )
 
 
 def panel(ax: Axes, resolution: int, tile: float, view: tuple[float, ...], box: tuple[float, ...], note: str) -> None:
-    """One cube: tiles in grey, its 5000-pixel fill chunks in blue, the chunks the box touches filled."""
+    """One cube: tiles in grey, its fill chunks in blue, the chunks the box touches filled."""
     product = arcticdem(resolution)  # type: ignore[arg-type]
     grid = ChunkGrid(product)
     left, bottom, right, top = view
@@ -41,28 +42,28 @@ def panel(ax: Axes, resolution: int, tile: float, view: tuple[float, ...], box: 
         ax.fill(xs, ys, facecolor="#9ecae1" if chunk in touched else "none", edgecolor="#08519c", lw=1.2)
     bx0, by0, bx1, by1 = box
     ax.plot([bx0, bx1, bx1, bx0, bx0], [by0, by0, by1, by1, by0], color="#d94801", lw=2)
-    ax.annotate(note, xy=(bx1, (by0 + by1) / 2), xytext=(bx1 + (right - bx1) * 0.1, bottom + (top - bottom) * 0.05),
-                fontsize=7, arrowprops={"arrowstyle": "->", "color": "#d94801"})
     ax.set_xlim(left, right)
     ax.set_ylim(bottom, top)
     ax.set_aspect("equal")
     side = (box[2] - box[0]) / 1000
     ax.set_title(f"{resolution} m: chunks of {grid.chunk * resolution / 1000:.0f} km; a {side:.0f} km box "
-                 f"touches {len(touched)}", fontsize=9)
-    ax.set_xlabel("x (EPSG:3413, m)")
-    ax.set_ylabel("y (EPSG:3413, m)")
+                 f"touches {len(touched)}\n{note}", fontsize=9)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value / 1000:g}"))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value / 1000:g}"))
+    ax.set_xlabel("x (EPSG:3413, km)")
+    ax.set_ylabel("y (EPSG:3413, km)")
 
 
 def main() -> None:
     """Both panels side by side."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 6), dpi=100)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6.6), dpi=100)
     for ax, spec in zip(axes, PANELS, strict=True):
         panel(ax, *spec)
     fig.suptitle("Fill chunks (blue; touched: filled) on PGC's tiles (grey: 100 km tiles at 32 m, 50 km subtiles "
                  "at 2 m);\nchunk edges follow the tiles' buffered corner, not round coordinates", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(OUT)
+    fig.savefig(OUT, bbox_inches="tight")
     print(f"wrote {OUT}")
 
 
