@@ -31,6 +31,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH_CATALOG, CACHE, ROI_2M, Meter, bench_spec, catalog, roi_geobox, use_env
 
+Box = tuple[float, float, float, float]
+"""(left, bottom, right, top) in EPSG:3413 metres."""
 PEER_VENV = CACHE / "peer-sgc-venv"
 PEER_PYTHON_BUILD = Path("/root/.pyenv/versions/3.13.0/bin/python3.13")
 """The interpreter the venv is made from: smart-geocubes' default threaded backend needs Python 3.13."""
@@ -165,7 +167,7 @@ def write_extent_files(stac_url: str, directory: Path) -> dict[str, int]:
 
 def peer_load(
     stac_url: str,
-    bounds: tuple[float, float, float, float],
+    bounds: Box,
     resolution: int,
     workdir: Path,
     out_dir: Path,
@@ -316,22 +318,24 @@ def warm_imports(data_dir: Path) -> None:
     load_arcticdem(roi_geobox((*corner, corner[0] + 200, corner[1] + 200)), data_dir, 2)
 
 
-def ours_cold_and_warm(cat: Any, bounds: tuple[float, float, float, float], data_dir: Path) -> tuple[Any, dict]:
+def ours_cold_and_warm(cat: Any, bounds: Box, data_dir: Path) -> tuple[Any, dict[str, Any]]:
     """darts-aux's load of `bounds` into an empty data dir, then again from the filled cube (same process)."""
     from darts_aux import load_arcticdem
 
     geobox = roi_geobox(bounds)
     cat.reset_log()
+    cpu = time.process_time()
     with Meter() as cold:
         dataset = load_arcticdem(geobox, data_dir, 2)
-    traffic = served(cat)
+    cold_cpu, traffic = time.process_time() - cpu, served(cat)
+    cpu = time.process_time()
     with Meter() as warm:
         load_arcticdem(geobox, data_dir, 2)
-    return dataset, {"cold_seconds": cold.wall, "cold_cpu": cold.cpu, "cold_foreign": cold.foreign,
-                     "warm_seconds": warm.wall, **traffic}
+    return dataset, {"cold_seconds": cold.wall, "cold_cpu_seconds": cold_cpu, "cold_foreign": cold.foreign,
+                     "warm_seconds": warm.wall, "warm_cpu_seconds": time.process_time() - cpu, **traffic}
 
 
-def peer_cold_and_warm(cat: Any, bounds: tuple[float, float, float, float], workdir: Path) -> dict[str, Any]:
+def peer_cold_and_warm(cat: Any, bounds: Box, workdir: Path) -> dict[str, Any]:
     """The peer's cold load (plus one warm load in the same process), then a warm load in a new process."""
     tiles = write_extent_files(cat.stac_url, workdir / "extent")
     cat.reset_log()
@@ -342,7 +346,7 @@ def peer_cold_and_warm(cat: Any, bounds: tuple[float, float, float, float], work
     return {"cold": cold, "warm_new_process": warm, "cold_foreign": meter.foreign, "extent_tiles": tiles, **traffic}
 
 
-def measure_box(cat: Any, name: str, bounds: tuple[float, float, float, float], scratch: Path) -> dict[str, Any]:
+def measure_box(cat: Any, name: str, bounds: Box, scratch: Path) -> dict[str, Any]:
     """darts-aux and the peer on one box, cold and warm, and the comparison of their pixels."""
     print(f"{name}: darts-aux, cold then warm …", flush=True)
     dataset, ours = ours_cold_and_warm(cat, bounds, scratch / f"darts-aux-{name}")
@@ -353,7 +357,7 @@ def measure_box(cat: Any, name: str, bounds: tuple[float, float, float, float], 
             "comparison_warm": compare(scratch / f"peer-{name}" / "out-warm", dataset)}
 
 
-def nodata_box(cat: Any, name: str, bounds: tuple[float, float, float, float], scratch: Path,
+def nodata_box(cat: Any, name: str, bounds: Box, scratch: Path,
                peer_workdir: Path) -> dict[str, Any]:
     """darts-aux cold and the peer warm (a new process on a cube that already holds the tile) on one box."""
     from darts_aux import load_arcticdem
@@ -364,7 +368,7 @@ def nodata_box(cat: Any, name: str, bounds: tuple[float, float, float, float], s
             "comparison": compare(peer_workdir / f"out-{name}", dataset)}
 
 
-def check(boxes: dict[str, tuple[float, float, float, float]]) -> dict[str, Any]:
+def check(boxes: dict[str, Box]) -> dict[str, Any]:
     """Start the benchmark catalog and measure every box; the results, also written to RESULTS."""
     python = ensure_peer_venv()
     results: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "load_before": os.getloadavg(),
@@ -393,14 +397,18 @@ def print_box(name: str, box: dict[str, Any]) -> None:
     ours, peer = box["ours"], box["peer"]
     cold, warm = peer["cold"], peer["warm_new_process"]
     mb = 1e6
-    print(f"{name}: darts-aux cold {ours['cold_seconds']:.2f} s ({ours['file_requests']} file requests, "
-          f"{ours['file_bytes'] / mb:.1f} MB), warm {ours['warm_seconds']:.3f} s.")
-    print(f"{name}: smart-geocubes cold {cold['load_seconds']:.1f} s ({peer['file_requests']} file requests, "
+    print(f"{name}: darts-aux cold {ours['cold_seconds']:.2f} s, {ours['cold_cpu_seconds']:.2f} CPU s "
+          f"({ours['file_requests']} file requests, {ours['file_bytes'] / mb:.1f} MB), "
+          f"warm {ours['warm_seconds']:.3f} s.")
+    print(f"{name}: smart-geocubes cold {cold['load_seconds']:.1f} s, {cold['load_cpu_seconds']:.1f} CPU s "
+          f"({peer['file_requests']} file requests, "
           f"{peer['file_bytes'] / mb:.1f} MB; accessor {cold['open_seconds']:.2f} s, empty cube "
           f"{cold['create_seconds']:.2f} s), warm {cold['warm_seconds'][0]:.3f} s in the same process and "
           f"{warm['load_seconds']:.3f} s in a new one.")
-    print(f"{name}: cold ratio {cold['load_seconds'] / ours['cold_seconds']:.1f}× (smart-geocubes / darts-aux), "
-          f"warm ratio {warm['load_seconds'] / ours['warm_seconds']:.1f}×.")
+    print(f"{name}: cold ratio {cold['load_seconds'] / ours['cold_seconds']:.1f}× wall, "
+          f"{cold['load_cpu_seconds'] / ours['cold_cpu_seconds']:.1f}× CPU (smart-geocubes / darts-aux); "
+          f"warm ratio {warm['load_seconds'] / ours['warm_seconds']:.1f}× wall (other processes used "
+          f"{ours['cold_foreign']:.0%} and {peer['cold_foreign']:.0%} of the cores during the cold loads).")
     for step in cold["steps"]:
         print(f"{name}:   smart-geocubes {step['action']} of {step['patch']}: {step['seconds']:.1f} s")
     print_comparison(name, box["comparison"])
@@ -417,7 +425,7 @@ def print_comparison(name: str, comparison: dict[str, Any]) -> None:
           f"{dem.get('different')} different; datamask {mask.get('equal')} of {mask.get('compared')} equal.")
 
 
-def _boxes(names: list[str]) -> Iterator[tuple[str, tuple[float, float, float, float]]]:
+def _boxes(names: list[str]) -> Iterator[tuple[str, Box]]:
     """The chosen boxes by name."""
     known = {"2km": SMALL_BOX, "10km": ROI_2M}
     for name in names:
