@@ -20,15 +20,15 @@ from darts_aux.products import arcticdem
 OUT = Path(__file__).resolve().parents[1] / "img" / "chunk-grid.png"
 PANELS = (
     # resolution, tile edge (m), view, a region from round coordinates, note on the region's right edge
-    (32, 100_000.0, (-200_000.0, -200_000.0, 520_000.0, 520_000.0), (0.0, 0.0, 320_000.0, 320_000.0),
-     "the box ends 96 m past the chunk edge\nat x = 319,904 m: a third column of chunks"),
-    (2, 50_000.0, (-5_000.0, -5_000.0, 55_000.0, 55_000.0), (0.0, 0.0, 20_000.0, 20_000.0),
-     "a 20 km box from (0, 0) crosses the chunk\nedges at x = 9,900 m and 19,900 m"),
+    (32, 100_000.0, (-40_000.0, -60_000.0, 130_000.0, 110_000.0), (0.0, 0.0, 64_000.0, 64_000.0),
+     "the box ends 96 m past the chunk edge\nat x = 63,904 m: a third column of chunks"),
+    (2, 50_000.0, (-2_000.0, -4_000.0, 11_000.0, 9_000.0), (0.0, 0.0, 4_000.0, 4_000.0),
+     "a 4 km box from (0, 0) crosses the chunk\nedges at x = 1,900 m and 3,900 m"),
 )
 
 
 def panel(ax: Axes, resolution: int, tile: float, view: tuple[float, ...], box: tuple[float, ...], note: str) -> None:
-    """One cube: tiles in grey, its 5000-pixel fill chunks in blue, the chunks the box touches filled."""
+    """One cube: tiles in grey, its fill chunks in blue, the chunks the box touches filled."""
     product = arcticdem(resolution)  # type: ignore[arg-type]
     grid = ChunkGrid(product)
     left, bottom, right, top = view
