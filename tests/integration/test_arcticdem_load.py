@@ -11,7 +11,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 
 from darts_aux import load_arcticdem
-from darts_aux.grid import ChunkGrid, PixelWindow, roi_window, window_geobox
+from darts_aux.grid import ChunkGrid, ChunkId, PixelWindow, roi_window, window_geobox
 from darts_aux.local import LocalCatalog
 from darts_aux.manifest import Manifest
 from darts_aux.products import arcticdem
@@ -20,11 +20,16 @@ from darts_aux.store import cube_paths
 
 from .conftest import formula_oracle, published_tiles, rasterio_mosaic
 
-# Around the corner of supertiles 71_46, 71_47, 72_46, 72_47 (x = 600 km, y = 3,100 km), crossing the
-# 32 m chunk borders at x = 639,904 m and y = 3,140,096 m.
-ROI_32M = GeoBox.from_bbox((590_000, 3_090_000, 650_000, 3_150_000), "EPSG:3413", resolution=32)
-# Around the 2 m subtile corner at (700 km, 3,200 km), crossing the 2 m chunk borders x = 699,900, y = 3,200,100.
-ROI_2M = GeoBox.from_bbox((698_000, 3_195_500, 704_500, 3_201_000), "EPSG:3413", resolution=2)
+# Around the corner of supertiles 71_46, 71_47, 72_46, 72_47 (x = 600 km, y = 3,100 km). A 32 m fill chunk is
+# 1000 px = 32 km across, its borders at x = -4,000,096 + 32,000·k and y = 4,100,096 − 32,000·k; the box crosses
+# exactly one of each, x = 607,904 m (between chunk columns 143 and 144) and y = 3,108,096 m (rows 30 and 31).
+ROI_32M = GeoBox.from_bbox((590_000, 3_090_000, 630_000, 3_130_000), "EPSG:3413", resolution=32)
+CHUNKS_32M = [ChunkId(row, col) for row in (30, 31) for col in (143, 144)]
+# Around the 2 m subtile corner at (700 km, 3,200 km). A 2 m fill chunk is 2 km across, its borders at
+# x = -4,000,100 + 2,000·k and y = 4,100,100 − 2,000·k; the box crosses exactly x = 699,900 (columns 2349 | 2350)
+# and y = 3,200,100 (rows 449 | 450).
+ROI_2M = GeoBox.from_bbox((698_500, 3_198_500, 701_500, 3_201_500), "EPSG:3413", resolution=2)
+CHUNKS_2M = [ChunkId(row, col) for row in (449, 450) for col in (2349, 2350)]
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,7 @@ def test_32m_equals_an_independent_rasterio_mosaic(filled_32m: Filled, catalog: 
     tiles = published_tiles(catalog, 32, filled_32m.window)
     assert len({t.supertile for t in tiles}) >= 4
     grid = ChunkGrid(arcticdem(32))
-    assert len(grid.chunks(filled_32m.window)) == 4
+    assert grid.chunks(filled_32m.window) == CHUNKS_32M
     oracle = rasterio_mosaic(catalog, 32, filled_32m.window)
     ds = filled_32m.dataset
     assert ds.dem.dtype == np.float32 and ds.datamask.dtype == np.uint8
@@ -162,7 +167,7 @@ def _check_other_crs(geobox: GeoBox, filled: Filled, catalog: LocalCatalog) -> N
 
 def test_2m_equals_an_independent_rasterio_mosaic(use_catalog: LocalCatalog, inline: None, tmp_path: Path) -> None:
     window = roi_window(ROI_2M, arcticdem(2).extent)
-    assert len(ChunkGrid(arcticdem(2)).chunks(window)) == 4
+    assert ChunkGrid(arcticdem(2)).chunks(window) == CHUNKS_2M
     tiles = published_tiles(use_catalog, 2, window)
     assert len(tiles) == 4
     ds = load_arcticdem(ROI_2M, tmp_path, 2)
@@ -176,4 +181,4 @@ def test_2m_equals_an_independent_rasterio_mosaic(use_catalog: LocalCatalog, inl
     assert ranged and all(r["range"] and r["status"] == 206 for r in ranged), "COGs are read with range requests only"
     assert {Path(r["path"]).name.split("_2m")[0] for r in ranged} == {t.tile_id for t in tiles}
     rows = Manifest(cube_paths(tmp_path, arcticdem(2)).manifest, ChunkGrid(arcticdem(2))).latest(window)
-    assert len(rows) == 4 and all(r.snapshot_id for r in rows.values())
+    assert sorted(rows) == CHUNKS_2M and all(r.snapshot_id for r in rows.values())

@@ -10,7 +10,7 @@ import pytest
 from odc.geo.geobox import GeoBox
 
 from darts_aux import load_arcticdem
-from darts_aux.grid import ChunkGrid, ChunkId, PixelWindow, roi_window, window_geobox
+from darts_aux.grid import ChunkGrid, ChunkId, PixelWindow, roi_window, window_bounds, window_geobox
 from darts_aux.local import LocalCatalog, default_spec
 from darts_aux.manifest import Manifest
 from darts_aux.products import arcticdem
@@ -29,10 +29,11 @@ def _chunk_at(x: float, y: float) -> ChunkId:
     return chunk
 
 
-# The chunk holding (720 km, 3,150 km) spans supertiles 72_47, 72_48, 73_47 and 73_48.
-SHARED = _chunk_at(720_000, 3_150_000)
-# A region inside SHARED over 72_47 only.
-ROI_FIRST = GeoBox.from_bbox((650_000, 3_150_000, 690_000, 3_190_000), "EPSG:3413", resolution=32)
+# The chunk holding the corner where supertiles 72_47, 72_48, 73_47 and 73_48 meet (700 km, 3,200 km) spans all
+# four: chunk r0028c0146 covers x 671,904 … 703,904 m and y 3,172,096 … 3,204,096 m (32 km = 1000 px of 32 m).
+SHARED = _chunk_at(700_000, 3_200_000)
+# A region inside SHARED over 72_47 only (west of x = 699,904 m and south of y = 3,199,904 m, its neighbours' edges).
+ROI_FIRST = GeoBox.from_bbox((676_000, 3_176_000, 696_000, 3_196_000), "EPSG:3413", resolution=32)
 # The catalog's east edge: no tile east of supertile column 49 (x > 900,096 m).
 EAST_EDGE = 900_096
 
@@ -91,13 +92,17 @@ def test_missing_tile_leaves_chunk_partial_then_arrival_turns_it_full(
 def test_chunk_beyond_the_coverage_edge_stays_partial_and_is_not_searched_again(
     use_catalog: LocalCatalog, inline: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    coastal = GeoBox.from_bbox((EAST_EDGE - 20_000, 3_150_000, EAST_EDGE + 20_000, 3_170_000), "EPSG:3413",
+    # Inside chunk r0029c0153 (x 895,904 … 927,904 m, y 3,140,096 … 3,172,096 m), across the east edge.
+    coastal = GeoBox.from_bbox((EAST_EDGE - 3_000, 3_150_000, EAST_EDGE + 20_000, 3_170_000), "EPSG:3413",
                                resolution=32)
     (chunk,) = GRID.chunks(roi_window(coastal, PRODUCT.extent))
+    chunk_left, _, chunk_right, _ = window_bounds(PRODUCT.extent, GRID.window(chunk))
+    inside = (EAST_EDGE - chunk_left) / (chunk_right - chunk_left)  # tiles cover the chunk's full height there
+    assert 0 < inside < 1
     ds = load_arcticdem(coastal, tmp_path, 32)
     rows = _manifest(tmp_path).latest()
     assert list(rows) == [chunk]
-    assert rows[chunk].status == "partial" and 0.5 < rows[chunk].coverage < 0.7 and rows[chunk].snapshot_id
+    assert rows[chunk].status == "partial" and rows[chunk].coverage == pytest.approx(inside) and rows[chunk].snapshot_id
     assert np.isnan(ds.dem.sel(x=slice(EAST_EDGE + 16, None)).values).all()
     assert np.isfinite(ds.dem.sel(x=slice(None, EAST_EDGE - 16)).values).any()
 

@@ -57,8 +57,10 @@ from .conftest import formula_oracle
 
 DEM_32 = arcticdem(32)
 GRID_32 = ChunkGrid(DEM_32)
-BBOX_A = (650_000, 3_150_000, 660_000, 3_160_000)  # inside 32 m chunk r0005c0029
-BBOX_B = (590_000, 3_090_000, 600_000, 3_100_000)  # inside 32 m chunk r0006c0028
+BBOX_A = (650_000, 3_150_000, 660_000, 3_160_000)  # inside 32 m chunk r0029c0145 (chunks are 32 km across)
+BBOX_B = (590_000, 3_090_000, 600_000, 3_100_000)  # inside 32 m chunk r0031c0143
+STAGED_CHUNK_BYTES = DEM_32.fill_chunk ** 2 * DEM_32.bytes_per_pixel
+"""Size of one staged 32 m chunk: an uncompressed .npz of its float32 dem and uint8 datamask (plus small headers)."""
 INSIDE = GeoBox.from_bbox(BBOX_A, "EPSG:3413", resolution=32)
 OTHER_CHUNK = GeoBox.from_bbox(BBOX_B, "EPSG:3413", resolution=32)
 ALASKA = GeoBox.from_bbox((-150.3, 69.0, -150.1, 69.1), "EPSG:4326", resolution=TCVIS_PIXEL)
@@ -164,7 +166,7 @@ def sources(
 
 @pytest.fixture(scope="module")
 def filled_dir(catalog: LocalCatalog, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data directory holding a 32 m cube with chunk r0005c0029 filled (copy it before changing anything)."""
+    """A data directory holding a 32 m cube with chunk r0029c0145 filled (copy it before changing anything)."""
     data_dir = tmp_path_factory.mktemp("filled") / "data"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DARTS_AUX_STAC_URL", catalog.stac_url)
@@ -477,14 +479,17 @@ def _assert_manifest_claims_only_committed_snapshots(data_dir: Path) -> None:
 def test_disk_full_during_commit(use_catalog: LocalCatalog, inline: None, tmp_path: Path) -> None:
     """A tmpfs with no room for a commit (an in-process fill keeps the download in memory): DiskFullError, the cube
     as it was, rerun fills."""
-    with small_disk(tmp_path / "disk", "600m") as disk:
+    with small_disk(tmp_path / "disk", "64m") as disk:
         data_dir = disk / "data"
+        free_before = _free_bytes(disk)
         first = load_arcticdem(INSIDE, data_dir, 32)
+        one_fill = free_before - _free_bytes(disk)  # what creating the cube and committing one chunk took
+        assert one_fill > 2**20, "a 32 m chunk's objects take megabytes"
         tip = Cube.open(data_dir, DEM_32).snapshot_id()
         rows_before = _manifest_rows(data_dir)
         filler = disk / "filler"
-        with open(filler, "wb") as handle:  # leave 8 MiB: not enough for ~70 MB of chunk objects
-            handle.write(bytes(_free_bytes(disk) - 8 * 2**20))
+        with open(filler, "wb") as handle:  # leave a quarter of what the first chunk took: too little for the next
+            handle.write(bytes(_free_bytes(disk) - one_fill // 4))
 
         with pytest.raises(DiskFullError, match=r"the disk is full.*free space or choose another data_dir") as raised:
             load_arcticdem(OTHER_CHUNK, data_dir, 32)
@@ -536,7 +541,8 @@ def test_file_size_limit_while_staging(use_catalog: LocalCatalog, prefect_server
     env = {**os.environ, "DARTS_AUX_STAC_URL": use_catalog.stac_url, "DARTS_AUX_ORCHESTRATOR": "prefect",
            "PREFECT_API_URL": str(PREFECT_API_URL.value()), "DARTS_AUX_RETRIES": "0",
            "DARTS_AUX_DATA_DIR": str(data_dir)}
-    result = subprocess.run([sys.executable, "-c", _LIMITED_LOAD, str(data_dir), str(16 * 2**20), json.dumps(BBOX_A)],
+    limit = STAGED_CHUNK_BYTES // 2  # below the staged chunk, above every other file the fill writes
+    result = subprocess.run([sys.executable, "-c", _LIMITED_LOAD, str(data_dir), str(limit), json.dumps(BBOX_A)],
                             env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 3, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     outcome = json.loads(result.stdout.strip().splitlines()[-1])

@@ -13,7 +13,7 @@ from darts_aux import load_arcticdem, staging
 from darts_aux.cubes import commit_rows
 from darts_aux.errors import SourceDataError, StoreError
 from darts_aux.fill import arcticdem_context, chunks_per_commit, commit_batch, discover, download_batch
-from darts_aux.grid import ChunkGrid, roi_window, window_bounds
+from darts_aux.grid import ChunkGrid, ChunkId, PixelWindow, roi_window, window_bounds
 from darts_aux.local import LocalCatalog, TileRef
 from darts_aux.local.stac_items import render_item
 from darts_aux.manifest import Manifest
@@ -26,8 +26,10 @@ from .conftest import CATALOG_ROOT, formula_oracle
 
 PRODUCT = arcticdem(10)
 BROKEN, GOOD = TileRef.parse("72_47_10m_v4.1"), TileRef.parse("72_48_10m_v4.1")
-# 10 m chunks are 50 km: this ROI spans 3 × 2 of them, some over the broken tile, some over the good one only.
-ROI = GeoBox.from_bbox((660_000, 3_150_000, 790_000, 3_190_000), "EPSG:3413", resolution=10)
+# 10 m chunks are 10 km, their borders at x = -4,000,100 + 10,000·k and y = 4,100,100 − 10,000·k: this ROI spans
+# columns 468…473 (x 679,900 … 739,900) and rows 90…91 (y 3,180,100 … 3,200,100). Columns 468–470 reach the broken
+# tile (x ≤ 700,100), columns 471–473 lie over the good one only; the rows reach the 10 m data around (700, 3200) km.
+ROI = GeoBox.from_bbox((680_000, 3_181_000, 730_000, 3_199_000), "EPSG:3413", resolution=10)
 
 
 def _task_run_names(flow_run_id: object, expected: int) -> list[str]:
@@ -59,7 +61,7 @@ def test_a_batch_commits_its_good_chunks_when_one_chunk_cannot_be_read(
     chunks = grid.chunks(window)
     bad = sorted(c for c in chunks if _overlaps(grid, c, BROKEN))
     good = sorted(c for c in chunks if c not in bad)
-    assert len(bad) >= 2 and len(good) >= 2
+    assert [c.col for c in bad] == [468, 469, 470] * 2 and [c.col for c in good] == [471, 472, 473] * 2
     data_dir = tmp_path / "data"
     with ServedItems(tmp_path / "served", lambda url: [render_item(BROKEN, url), render_item(GOOD, url)],
                      [CATALOG_ROOT]) as served:
@@ -86,9 +88,9 @@ def test_a_batch_commits_its_good_chunks_when_one_chunk_cannot_be_read(
         assert all(rows[c].items_applied == (GOOD.item_id,) and rows[c].status == "full" for c in good)
         commits = {s.id: sorted(row["chunk"] for row in commit_rows(s.metadata or {}))
                    for s in Cube.open(data_dir, PRODUCT).history()}
-        per_commit = chunks_per_commit(PRODUCT)  # two 125 MB chunks
+        per_commit = chunks_per_commit(PRODUCT)
         expected = [sorted(str(c) for c in good[i:i + per_commit]) for i in range(0, len(good), per_commit)]
-        assert sorted(c for c in commits.values() if c) == sorted(expected), "the batch's chunks, two per commit"
+        assert sorted(c for c in commits.values() if c) == sorted(expected), "the batch's chunks, grouped per commit"
         assert all(str(c) in commits[rows[c].snapshot_id] for c in good), "each row names the commit holding it"
         for chunk in good:
             area = grid.window(chunk)
@@ -103,16 +105,20 @@ def test_a_batch_whose_joint_commit_fails_commits_each_sound_chunk_alone(use_cat
                                                                        tmp_path: Path) -> None:
     ctx = arcticdem_context(32, tmp_path)
     grid = ctx.grid
-    window = roi_window(GeoBox.from_bbox((785_000, 3_130_000, 810_000, 3_155_000), "EPSG:3413", resolution=32),
-                        ctx.product.extent)
+    # 1000² px × 5 bytes = 5 MB per 32 m chunk: 256 MiB would take 53 of them, so the cap of 16 per commit applies.
+    per_commit = chunks_per_commit(ctx.product)
+    assert per_commit == 16
+    # Two rows of chunks, one commit's worth and two more: the batch is committed as 16 chunks, then 2.
+    first, last = grid.window(ChunkId(29, 140)), grid.window(ChunkId(30, 140 + per_commit // 2))
+    window = PixelWindow(first.row0, last.row1, first.col0, last.col1)
     downloaded = download_batch(ctx, discover(ctx, window).jobs)
-    assert len(downloaded) == 4 and all(o.staged and o.staged.path for o in downloaded)
+    assert len(downloaded) == per_commit + 2 and all(o.staged and o.staged.path for o in downloaded)
     damaged = downloaded[1].staged
     assert damaged is not None and damaged.path
     staging.locate(ctx.paths.staging, damaged.path).write_bytes(b"not an npz file")
 
     outcomes = commit_batch(ctx, downloaded)
-    assert [o.error is not None for o in outcomes] == [False, True, False, False]
+    assert [o.error is not None for o in outcomes] == [i == 1 for i in range(per_commit + 2)]
     assert isinstance(outcomes[1].error, StoreError) and "downloads it again" in str(outcomes[1].error)
     rows = Manifest(ctx.paths.manifest, grid).latest()
     sound = [o.job.chunk for o in outcomes if o.error is None]
@@ -121,9 +127,9 @@ def test_a_batch_whose_joint_commit_fails_commits_each_sound_chunk_alone(use_cat
     cube = Cube.open(tmp_path, ctx.product)
     commits = sorted(sorted(row["chunk"] for row in commit_rows(s.metadata or {})) for s in cube.history())
     chunks = [str(o.job.chunk) for o in outcomes]
-    assert chunks_per_commit(ctx.product) == 2
-    # chunks 0 and 1 failed their joint commit (1 is damaged): 0 committed alone; 2 and 3 together
-    assert [c for c in commits if c] == sorted([[chunks[0]], sorted(chunks[2:])])
+    # chunks 0…15 failed their joint commit (1 is damaged): each sound one committed alone; 16 and 17 together
+    alone = [[chunk] for i, chunk in enumerate(chunks[:per_commit]) if i != 1]
+    assert [c for c in commits if c] == sorted([*alone, sorted(chunks[per_commit:])])
     for chunk in sound:
         dem, mask = formula_oracle(use_catalog, 32, grid.window(chunk))
         stored = cube.read(grid.window(chunk))

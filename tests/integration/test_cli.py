@@ -32,10 +32,13 @@ from darts_aux.store import cube_paths
 from .conftest import formula_oracle
 
 ARCTICDEM_32 = arcticdem(32)
-# 32 m, across the chunk border x = 639,904 m: two chunks, both inside the published tiles (full).
-BBOX_2_CHUNKS = (600_000, 3_100_000, 680_000, 3_130_000)
-# 32 m, inside chunk r0005c0029 only.
-BBOX_1_CHUNK = (650_000, 3_150_000, 690_000, 3_170_000)
+# 32 m chunks are 32 km across: chunk column 145 spans x 639,904 … 671,904 m, chunk row 29 y 3,140,096 …
+# 3,172,096 m and row 30 the 32 km south of it. Both boxes below hold some of the catalog's nodata holes.
+# Across the chunk border x = 639,904 m: chunks r0030c0144 and r0030c0145, both inside the published tiles (full).
+# 30 km wide, it would fit in one chunk column were it aligned with the grid.
+BBOX_2_CHUNKS = (635_000, 3_112_000, 665_000, 3_138_000)
+# Inside chunk r0029c0145 only (north of BBOX_2_CHUNKS' east chunk).
+BBOX_1_CHUNK = (645_000, 3_145_000, 670_000, 3_170_000)
 TCVIS = tcvis()
 _CORNER_LON = TCVIS.extent.x0 + 125 * TCVIS.fill_chunk * TCVIS_PIXEL
 _CORNER_LAT = TCVIS.extent.y0 - 18 * TCVIS.fill_chunk * TCVIS_PIXEL

@@ -29,9 +29,13 @@ from darts_aux.store import cube_paths
 from .test_cli import BBOX_1_CHUNK, BBOX_2_CHUNKS, _assert_coverage_png, _bbox_args, _table_row, _window
 
 ARCTICDEM_32 = arcticdem(32)
-BOX_320_KM = (0.0, 0.0, 320_000.0, 320_000.0)
-# BBOX_2_CHUNKS widened east across x = 799,904: its two chunks and one more.
-BBOX_3_CHUNKS = (600_000, 3_100_000, 820_000, 3_130_000)
+# Two 32 m chunks (32 km) on a side, but the chunk edges lie at x = -96 m + k × 32,000 m and y = 4,096 m +
+# k × 32,000 m: the box touches chunk rows 126…128 and columns 125…127, x -96 … 95,904 m, y -27,904 … 68,096 m.
+BOX_64_KM = (0.0, 0.0, 64_000.0, 64_000.0)
+# BBOX_2_CHUNKS widened east across x = 671,904: its two chunks and one more (r0030c0146).
+BBOX_3_CHUNKS = (635_000, 3_112_000, 680_000, 3_138_000)
+CHUNK_MB = ARCTICDEM_32.fill_chunk ** 2 * ARCTICDEM_32.bytes_per_pixel / 1e6
+"""What the plan estimates a fill reads per chunk searched: its pixels, uncompressed (5.0 MB)."""
 runner = CliRunner()
 
 
@@ -75,14 +79,15 @@ def _assert_geoparquet(path: object, manifest: Manifest, epsg: int = 3413) -> gp
 # -- the plan (--dry-run) ------------------------------------------------------------------------
 
 
-def test_dry_run_of_a_320_km_box_shows_9_chunks_and_asks_nothing(use_catalog: LocalCatalog, tmp_path: Path) -> None:
+def test_dry_run_of_a_64_km_box_shows_9_chunks_and_asks_nothing(use_catalog: LocalCatalog, tmp_path: Path) -> None:
     data_dir = tmp_path / "new"
-    result = _invoke("fetch", "arcticdem", *_bbox_args(BOX_320_KM), "--dry-run", "--data-dir", str(data_dir))
+    result = _invoke("fetch", "arcticdem", *_bbox_args(BOX_64_KM), "--dry-run", "--data-dir", str(data_dir))
     out = " ".join(result.stdout.split())
     assert ("plan for arcticdem-32m: 9 chunks over the region (3 × 3), 0 full, 0 partial, 9 not fetched yet; a fill "
-            "searches 9 chunks and reads about 1,125.0 MB of pixels") in out
-    assert "the chunks cover x -96 m … 479,904 m and y -59,904 m … 420,096 m (EPSG:3413)" in out
-    assert "fits in 4 chunks, but this one touches 9: chunk edges lie at x = -96 m + k × 160,000 m" in out
+            f"searches 9 chunks and reads about {9 * CHUNK_MB:,.1f} MB of pixels") in out
+    assert "the chunks cover x -96 m … 95,904 m and y -27,904 m … 68,096 m (EPSG:3413)" in out
+    assert ("fits in 4 chunks, but this one touches 9: chunk edges lie at x = -96 m + k × 32,000 m and "
+            "y = 4,096 m + k × 32,000 m") in out
     assert f"dry run: nothing was downloaded or written; data directory {data_dir} does not exist yet" in out
     assert "e+" not in out
     assert use_catalog.requests() == [], "a dry run asks no source"
@@ -99,7 +104,7 @@ def test_dry_run_counts_full_chunks_and_writes_nothing(use_catalog: LocalCatalog
 
     wider = _invoke("fetch", "arcticdem", *_bbox_args(BBOX_3_CHUNKS), "--dry-run", "--data-dir", str(data_dir))
     assert ("3 chunks over the region (1 × 3), 2 full, 0 partial, 1 not fetched yet; a fill searches 1 chunk and "
-            "reads about 125.0 MB of pixels") in " ".join(wider.stdout.split())
+            f"reads about {CHUNK_MB:,.1f} MB of pixels") in " ".join(wider.stdout.split())
     last = wider.stdout.strip().splitlines()[-1]
     assert last == f"dry run: nothing was downloaded or written; data directory {data_dir}"
     settled = _invoke("fetch", "arcticdem", *_bbox_args(BBOX_2_CHUNKS), "--dry-run", "--data-dir", str(data_dir))
@@ -160,7 +165,8 @@ def test_automatic_compaction_keeps_geoparquet(use_catalog: LocalCatalog, inline
     before = manifest.latest()
 
     _invoke("fetch", "arcticdem", *_bbox_args(BBOX_2_CHUNKS), "--data-dir", str(data_dir))  # its commit compacts
-    files = manifest.files()  # compacted at a commit; a later commit of the fill may add a segment
+    # Compacted at the fill's first commit; the second of its two chunks may come in a later commit, one segment.
+    files = manifest.files()
     assert files[0].name.startswith("compacted-") and len(files) <= 2, [f.name for f in files]
     frames = [_assert_geoparquet(path, manifest) for path in files]
     fetched = ChunkGrid(ARCTICDEM_32).chunks(_window(ARCTICDEM_32, BBOX_2_CHUNKS, "EPSG:3413"))
@@ -279,6 +285,6 @@ def test_a_fill_flow_logs_its_plan_before_any_request(use_catalog: LocalCatalog,
     assert (first.name, first.task_run_id) == ("darts_aux.plan", None), [(log.name, log.message) for log in ours]
     assert first.message.startswith(
         "plan for arcticdem-32m: 2 chunks over the region (1 × 2), 0 full, 0 partial, 2 not fetched yet; a fill "
-        "searches 2 chunks and reads about 250.0 MB of pixels; a region of this size fits in 1 chunk, but this one "
-        "touches 2: chunk edges lie at x = -96 m + k × 160,000 m")
+        f"searches 2 chunks and reads about {2 * CHUNK_MB:,.1f} MB of pixels; a region of this size fits in 1 chunk, "
+        "but this one touches 2: chunk edges lie at x = -96 m + k × 32,000 m")
     assert first.timestamp.timestamp() < first_request, "the plan is logged before the first request to the catalog"

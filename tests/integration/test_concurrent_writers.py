@@ -72,12 +72,24 @@ def _settings(stac_url: str) -> dict[str, str]:
     return {"stac_url": stac_url, "orchestrator": "inline", "retry_delay_seconds": "0.05", "revisit_days": "0"}
 
 
+CHUNK_METRES = PRODUCT.fill_chunk * PRODUCT.resolution
+"""Edge of a 32 m chunk (32 km)."""
+SUPERTILE_CORNERS = [(x, y) for y in (3_200_000.0, 3_100_000.0) for x in (600_000.0, 700_000.0)]
+"""Corners of four supertiles inside the block: each view publishes a different quarter of the tiles, so writers
+sharing the chunk that holds such a corner contribute different tiles to it."""
+
+
+def _chunk_at(x: float, y: float) -> ChunkId:
+    (chunk,) = GRID.chunks(bounds_window(PRODUCT.extent, (x - 1, y - 1, x + 1, y + 1)))
+    return chunk
+
+
 def _random_roi(rng: random.Random, shared: ChunkId) -> tuple[float, float, float, float]:
-    """A box of 10–120 km around a random point of the shared chunk, kept inside the data area."""
+    """A box of 1/16 to 3/4 of a chunk's edge around a random point of the shared chunk, kept inside the data area."""
     left, bottom, right, top = GRID.footprint(shared).bounds
     x = rng.uniform(max(left, DATA_X[0]), min(right, DATA_X[1]))
     y = rng.uniform(max(bottom, DATA_Y[0]), min(top, DATA_Y[1]))
-    half_w, half_h = rng.uniform(5_000, 60_000), rng.uniform(5_000, 60_000)
+    half_w, half_h = (rng.uniform(CHUNK_METRES / 32, CHUNK_METRES * 3 / 8) for _ in range(2))
     return (max(x - half_w, DATA_X[0]), max(y - half_h, DATA_Y[0]),
             min(x + half_w, DATA_X[1]), min(y + half_h, DATA_Y[1]))
 
@@ -104,7 +116,8 @@ def _covers_chunk(tiles: set[str], window: PixelWindow) -> bool:
 def test_four_processes_sharing_partial_chunks_lose_nothing(catalog: LocalCatalog, views: list[LocalCatalog],
                                                             pool: multiprocessing.pool.Pool, tmp_path: Path) -> None:
     rng = random.Random(20261124)
-    shared_chunks = [ChunkId(r, c) for r in (5, 6) for c in (28, 29)]
+    shared_chunks = [_chunk_at(x, y) for x, y in SUPERTILE_CORNERS]
+    assert len(set(shared_chunks)) == 4
     oracles: dict[tuple[ChunkId, frozenset[str]], dict[str, np.ndarray]] = {}
     checked_chunks = 0
     for round_ in range(ROUNDS):

@@ -19,10 +19,10 @@ from darts_aux.manifest import Manifest
 from darts_aux.products import arcticdem
 from darts_aux.store import cube_paths
 
-X0, Y0, SIDE = -4_000_096.0, 4_100_096.0, 5000 * 32.0
-"""The 32 m cube's chunk grid from its published numbers (DESIGN §3)."""
-INSIDE = box(600_000, 3_200_000, 602_000, 3_202_000)  # chunk r0005c0028: inside the catalog, full of tiles
-OUTSIDE = box(1_060_000, 2_310_000, 1_062_000, 2_312_000)  # chunk r0011c0031: no tile anywhere near
+X0, Y0, SIDE = -4_000_096.0, 4_100_096.0, arcticdem(32).fill_chunk * 32.0
+"""The 32 m cube's chunk grid from its published numbers (DESIGN §3): chunks of 1000 px, 32 km, from its corner."""
+INSIDE = box(600_000, 3_200_000, 602_000, 3_202_000)  # chunk r0028c0143: inside the catalog, full of tiles
+OUTSIDE = box(1_060_000, 2_310_000, 1_062_000, 2_312_000)  # chunk r0055c0158: no tile anywhere near
 
 
 def chunk_box(row: int, col: int) -> shapely.Geometry:
@@ -46,12 +46,12 @@ def test_coverage_is_the_manifest_as_a_geodataframe(fetched: Path) -> None:
     frame = coverage(fetched, "arcticdem-32m")
     assert list(frame.columns) == ["chunk_id", "status", "items", "items_failed", "coverage", "checked_at",
                                    "snapshot_id", "note", "geometry"]
-    assert frame.crs.to_epsg() == 3413 and list(frame.chunk_id) == ["r0005c0028", "r0011c0031"]
+    assert frame.crs.to_epsg() == 3413 and list(frame.chunk_id) == ["r0028c0143", "r0055c0158"]
     assert list(frame.status) == ["full", "partial"]
-    assert frame.geometry.iloc[0].equals(chunk_box(5, 28)) and frame.geometry.iloc[1].equals(chunk_box(11, 31))
+    assert frame.geometry.iloc[0].equals(chunk_box(28, 143)) and frame.geometry.iloc[1].equals(chunk_box(55, 158))
     product = arcticdem(32)
     latest = Manifest(cube_paths(fetched, product).manifest, ChunkGrid(product)).latest()
-    full, partial = latest[ChunkId(5, 28)], latest[ChunkId(11, 31)]
+    full, partial = latest[ChunkId(28, 143)], latest[ChunkId(55, 158)]
     assert frame["items"].iloc[0] == list(full.items_applied) and len(full.items_applied) >= 1
     assert frame["items"].iloc[1] == [] and frame.coverage.tolist() == [1.0, 0.0]
     assert frame.checked_at.tolist() == [full.checked_at, partial.checked_at]
@@ -59,10 +59,11 @@ def test_coverage_is_the_manifest_as_a_geodataframe(fetched: Path) -> None:
 
 
 def test_coverage_clipped_to_an_aoi_adds_the_missing_chunks(fetched: Path) -> None:
-    aoi = gpd.GeoSeries([INSIDE, box(760_000, 3_200_000, 762_000, 3_202_000)], crs=3413).to_crs(4326)
+    never_fetched = box(760_000, 3_200_000, 762_000, 3_202_000)  # chunk r0028c0148, east of INSIDE's
+    aoi = gpd.GeoSeries([INSIDE, never_fetched], crs=3413).to_crs(4326)
     frame = coverage(fetched, "arcticdem-32m", aoi)
-    assert list(frame.chunk_id) == ["r0005c0028", "r0005c0029"]
-    assert list(frame.status) == ["full", "missing"] and frame.geometry.iloc[1].equals(chunk_box(5, 29))
+    assert list(frame.chunk_id) == ["r0028c0143", "r0028c0148"]
+    assert list(frame.status) == ["full", "missing"] and frame.geometry.iloc[1].equals(chunk_box(28, 148))
     import matplotlib
 
     matplotlib.use("Agg")

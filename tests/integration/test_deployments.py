@@ -33,9 +33,11 @@ from .conftest import CATALOG_ROOT, REPO_ROOT, formula_oracle, point_at
 
 ARCTICDEM_32 = arcticdem(32)
 TO_LONLAT = Transformer.from_crs("EPSG:3413", "EPSG:4326", always_xy=True)
-# Inside the 32 m chunk west of the supertile corner (700 km, 3,200 km): one chunk at every resolution.
-REGION_3413 = (702_000.0, 3_196_000.0, 704_000.0, 3_198_000.0)
-HELD_BACK = "72_48_32m_v4.1"
+# Next to the supertile corner (700 km, 3,200 km), 500 m inside one chunk at every resolution: the 2 m chunk
+# x 701,900 … 703,900 m, y 3,196,100 … 3,198,100 m lies in the 10 m chunk x 699,900 … 709,900, y 3,190,100 …
+# 3,200,100 and in the 32 m chunk x 671,904 … 703,904, y 3,172,096 … 3,204,096.
+REGION_3413 = (702_400.0, 3_196_600.0, 703_400.0, 3_197_600.0)
+HELD_BACK = "72_49_32m_v4.1"  # x 800–900 km, y 3,100–3,200 km: the south half of the catalog's east edge there
 EAST_EDGE = 900_096  # no tile east of here: a chunk across it stays partial
 AD_HOC_ROI = {"fill-arcticdem": "bounds", "fill-tcvis": "geometry"}
 """The two ad hoc deployments need a region at trigger time; everything else runs on its parameters alone."""
@@ -397,8 +399,10 @@ def test_revisit_partial_chunks_turns_a_partial_chunk_full_once_its_tile_arrives
 
     catalog, data_dir, grid = held_back_catalog, tmp_path / "data", ChunkGrid(ARCTICDEM_32)
     # Three chunks: SHARED lacks the held-back tile, COAST crosses the catalog's east edge, FULL is whole.
-    shared_roi = GeoBox.from_bbox((650_000, 3_150_000, 690_000, 3_190_000), "EPSG:3413", resolution=32)
-    coast_roi = GeoBox.from_bbox((EAST_EDGE - 20_000, 3_150_000, EAST_EDGE + 20_000, 3_170_000), "EPSG:3413",
+    # SHARED is r0028c0152 (x 863,904 … 895,904 m, y 3,172,096 … 3,204,096 m): 73_49 covers its north strip, the
+    # held-back 72_49 the rest. COAST is r0028c0153, east of it, across the edge; both tiles reach into it.
+    shared_roi = GeoBox.from_bbox((870_000, 3_180_000, 890_000, 3_200_000), "EPSG:3413", resolution=32)
+    coast_roi = GeoBox.from_bbox((EAST_EDGE - 3_000, 3_180_000, EAST_EDGE + 20_000, 3_200_000), "EPSG:3413",
                                  resolution=32)
     full_roi = GeoBox.from_bbox((560_000, 3_050_000, 570_000, 3_060_000), "EPSG:3413", resolution=32)
     (shared,) = grid.chunks(roi_window(shared_roi, ARCTICDEM_32.extent))
@@ -587,12 +591,12 @@ def test_served_fill_arcticdem_triggered_through_the_api_publishes_artifacts(
             assert all(served[s.name].parameters == {**s.parameters, "data_dir": str(data_dir)} for s in DEPLOYMENTS)
             assert served["fill-arcticdem"].work_pool_name is None, "served: the runner, not a worker, runs it"
             catalog.reset_log()
-            bounds = [650_000.0, 3_150_000.0, 690_000.0, 3_190_000.0]
+            bounds = [676_000.0, 3_176_000.0, 696_000.0, 3_196_000.0]  # inside 32 m chunk r0028c0146
             flow_run = run_deployment("fill_arcticdem/fill-arcticdem", parameters={"bounds": bounds},
                                       timeout=180, poll_interval=1)
             assert flow_run.state is not None and flow_run.state.is_completed(), (
                 flow_run.state, (tmp_path / "serve.log").read_text()[-4000:])
-            assert flow_run.name == "arcticdem-32m 40×40 km"
+            assert flow_run.name == "arcticdem-32m 20×20 km"
             assert flow_run.parameters == {"resolution": 32, "bounds": bounds, "data_dir": str(data_dir)}
             with get_client(sync_client=True) as client:
                 artifacts = {a.key: a for a in client.read_artifacts(

@@ -31,10 +31,13 @@ from darts_aux.store import cube_paths
 
 from .conftest import formula_oracle
 
-# The 32 m cube's chunk grid as DESIGN §3 and the product define it: 5000 px of 32 m from the extent's corner.
-X0, Y0, SIDE = -4_000_096.0, 4_100_096.0, 5000 * 32.0
-# A 304 km diagonal corridor (4 km wide) across the local catalog: 5 of the 9 chunks of its bounding box.
-CORRIDOR_3413 = LineString([(470_000, 2_960_000), (690_000, 3_170_000)]).buffer(2_000).segmentize(1_000)
+# The 32 m cube's chunk grid as DESIGN §3 and the product define it: 1000 px of 32 m (32 km) from the extent's corner.
+X0, Y0, SIDE = -4_000_096.0, 4_100_096.0, arcticdem(32).fill_chunk * 32.0
+# An 89 km diagonal corridor (4 km wide) across the catalog's south edge (y = 2,899,904 m): 5 of the 9 chunks of its
+# bounding box (chunk rows 35–37, columns 139–141). It runs through chunks (37, 139) and (37, 140), across that edge,
+# then (36, 140), (35, 140) and (35, 141), crossing each chunk border at least 8 km from a chunk corner.
+CORRIDOR_3413 = LineString([(476_000, 2_892_000), (516_000, 2_972_000)]).buffer(2_000).segmentize(1_000)
+SPLIT_X = 496_000  # where the corridor is cut into the AOI's two rows
 UTM = "EPSG:32651"  # the catalog lies in Yakutia, UTM zone 51 N
 
 
@@ -82,8 +85,8 @@ class Corridor:
 def corridor(catalog: LocalCatalog, tmp_path_factory: pytest.TempPathFactory) -> Corridor:
     """The corridor, given in EPSG:4326 as a GeoDataFrame of two rows (its halves), prefetched in-process."""
     data_dir = tmp_path_factory.mktemp("download") / "data"
-    halves = [CORRIDOR_3413.intersection(box(0, 0, 580_000, 9e6)),
-              CORRIDOR_3413.intersection(box(580_000, 0, 9e6, 9e6))]
+    halves = [CORRIDOR_3413.intersection(box(0, 0, SPLIT_X, 9e6)),
+              CORRIDOR_3413.intersection(box(SPLIT_X, 0, 9e6, 9e6))]
     aoi = gpd.GeoDataFrame({"name": ["south-west", "north-east"]}, geometry=halves, crs="EPSG:3413").to_crs(4326)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DARTS_AUX_STAC_URL", catalog.stac_url)
@@ -111,7 +114,7 @@ def test_corridor_fills_exactly_the_chunks_under_it(corridor: Corridor) -> None:
 
 
 def test_corridor_pixels_equal_the_terrain_formula_offline(corridor: Corridor, use_catalog: LocalCatalog) -> None:
-    geobox = GeoBox.from_bbox((579_000, 3_064_000, 581_000, 3_066_000), "EPSG:3413", resolution=32)
+    geobox = GeoBox.from_bbox((499_000, 2_939_000, 501_000, 2_941_000), "EPSG:3413", resolution=32)
     assert CORRIDOR_3413.contains(box(*geobox.boundingbox))
     ds = load_arcticdem(geobox, corridor.data_dir, 32, offline=True)
     dem, mask = formula_oracle(use_catalog, 32, roi_window(geobox, arcticdem(32).extent))
@@ -131,10 +134,12 @@ def test_fifty_scattered_footprints_fill_only_their_chunks(corridor: Corridor, u
                                                            inline: None, capsys: pytest.CaptureFixture[str]) -> None:
     """Footprints in two corridor chunks (one full, one partial) and in three chunks far outside the catalog."""
     rng = np.random.default_rng(22)
-    centres = [*((rng.uniform(475_000, 478_000), rng.uniform(2_965_000, 2_975_000)) for _ in range(20)),
-               *((rng.uniform(650_000, 680_000), rng.uniform(3_130_000, 3_135_000)) for _ in range(15)),
-               *((x + rng.uniform(0, 20_000), y + rng.uniform(0, 20_000))
-                 for x, y in [(1_050_000, 2_300_000), (1_400_000, 1_720_000), (250_000, 1_400_000)] for _ in range(5))]
+    # Each group's 2 km squares stay at least 2 km inside its chunk: partial (37, 139), full (36, 140), and three
+    # chunks with no tile near, (56, 157), (74, 168) and (84, 132), 5–25 km from each one's south-west corner.
+    far = [(X0 + col * SIDE + 5_000, Y0 - (row + 1) * SIDE + 5_000) for row, col in [(56, 157), (74, 168), (84, 132)]]
+    centres = [*((rng.uniform(452_000, 475_000), rng.uniform(2_888_000, 2_912_000)) for _ in range(20)),
+               *((rng.uniform(484_000, 508_000), rng.uniform(2_920_000, 2_944_000)) for _ in range(15)),
+               *((x + rng.uniform(0, 20_000), y + rng.uniform(0, 20_000)) for x, y in far for _ in range(5))]
     squares = [box(x - 1_000, y - 1_000, x + 1_000, y + 1_000) for x, y in centres]  # 2 km scene footprints
     aoi = gpd.GeoDataFrame({"scene": range(50)}, geometry=squares, crs=3413).to_crs(UTM)
     expected = oracle_chunks(aoi)
@@ -160,7 +165,8 @@ def test_every_aoi_kind_needs_the_same_chunks(corridor: Corridor, use_catalog: L
         args = {"crs": aoi[1]} if isinstance(aoi, tuple) else {}
         report = download_arcticdem(aoi[0] if isinstance(aoi, tuple) else aoi, corridor.data_dir, 32, **args)
         assert (report.chunks, report.chunks_already_full, report.chunks_partial, report.chunks_fetched) == (5, 3, 2, 0)
-    one_chunk = download_arcticdem((480_000, 2_990_000, 630_000, 3_130_000), corridor.data_dir, 32, crs="EPSG:3413")
+    # Inside the corridor's full chunk (36, 140): x 479,904 … 511,904 m, y 2,916,096 … 2,948,096 m.
+    one_chunk = download_arcticdem((484_000, 2_920_000, 508_000, 2_944_000), corridor.data_dir, 32, crs="EPSG:3413")
     assert (one_chunk.chunks, one_chunk.chunks_already_full) == (1, 1)
     assert use_catalog.requests() == []
 

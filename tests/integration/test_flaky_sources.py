@@ -41,9 +41,9 @@ RETRIES = 3
 TIMEOUT = {"arcticdem": 1, "earthengine": 4}
 """Seconds; a local Earth Engine answer takes ~0.7 s to compute on two busy cores, several on overloaded ones."""
 PROBABILITY = 0.3
-# 32 m: across the chunk border x = 639,904 m (2 chunks over supertiles 72/73 × 45–48).
+# 32 m: across the chunk borders x = 639,904 m and y = 3,172,096 m (4 chunks of 32 km, over supertiles 72_47, 73_47).
 ROI_32M = GeoBox.from_bbox((620_000, 3_145_000, 660_000, 3_175_000), "EPSG:3413", resolution=32)
-# 2 m: around the subtile corner at (700 km, 3,200 km), across 2 m chunk borders (4 chunks, 4 subtiles).
+# 2 m: around the subtile corner at (700 km, 3,200 km), across 2 m chunk borders (4 × 4 chunks of 2 km, 4 subtiles).
 ROI_2M = GeoBox.from_bbox((698_000, 3_195_500, 704_500, 3_201_000), "EPSG:3413", resolution=2)
 # TCVIS: inside one chunk in northern Alaska (4 computePixels requests).
 TCVIS_PRODUCT = tcvis()

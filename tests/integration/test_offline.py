@@ -43,10 +43,13 @@ from .test_tcvis import oracle as tcvis_oracle
 DEM = arcticdem(32)
 GRID = ChunkGrid(DEM)
 # Across the catalog's coast (y = 3,300,096 m is a 32 m chunk border; no tile lies north of it) and the chunk
-# border x = 639,904 m: two chunks full of tiles, two partial with no data at all.
+# border x = 639,904 m: two chunks full of tiles, two partial with no data at all (chunk rows 24–25, columns
+# 144–145; a 32 m chunk is 32 km across).
 COAST = GeoBox.from_bbox((630_000, 3_290_000, 650_000, 3_310_000), "EPSG:3413", resolution=32)
-# The same two columns one chunk row further south: chunks the prefetch never touched.
-SOUTH = GeoBox.from_bbox((630_000, 3_130_000, 650_000, 3_150_000), "EPSG:3413", resolution=32)
+# The same two columns one chunk row further south (row 26: y 3,236,096 … 3,268,096 m): chunks the prefetch never
+# touched, x 607,904 … 671,904 m.
+SOUTH = GeoBox.from_bbox((630_000, 3_240_000, 650_000, 3_260_000), "EPSG:3413", resolution=32)
+SOUTH_CHUNKS_BBOX = "607904 3236096 671904 3268096"
 
 
 @dataclass
@@ -139,7 +142,7 @@ def test_missing_chunks_fail_at_once_naming_the_command_and_the_call_that_prefet
     data_dir = tmp_path / "copy"
     shutil.copytree(prefetched.data_dir, data_dir)
     before = sorted(p.relative_to(data_dir) for p in data_dir.rglob("*"))
-    both = GeoBox.from_bbox((630_000, 3_130_000, 650_000, 3_310_000), "EPSG:3413", resolution=32)
+    both = GeoBox.from_bbox((630_000, 3_240_000, 650_000, 3_310_000), "EPSG:3413", resolution=32)  # COAST + SOUTH
     with no_network(monkeypatch) as guard, pytest.raises(OfflineError) as raised:
         load_arcticdem(both, data_dir, 32, offline=True)
     assert guard.attempts == [] and expired.requests() == []
@@ -149,9 +152,10 @@ def test_missing_chunks_fail_at_once_naming_the_command_and_the_call_that_prefet
     assert "\n" not in message
     command = message.split("`")[1]
     call = message.split("`")[3]
-    assert command == (f"darts-aux fetch arcticdem --resolution 32 --bbox 479904 2980096 799904 3140096 "
+    assert command == (f"darts-aux fetch arcticdem --resolution 32 --bbox {SOUTH_CHUNKS_BBOX} "
                        f"--crs EPSG:3413 --data-dir {data_dir}")
-    assert call == f"download_arcticdem((479904, 2980096, 799904, 3140096), {str(data_dir)!r}, 32, crs='EPSG:3413')"
+    assert call == (f"download_arcticdem(({SOUTH_CHUNKS_BBOX.replace(' ', ', ')}), {str(data_dir)!r}, 32, "
+                    "crs='EPSG:3413')")
 
     result = CliRunner().invoke(app, shlex.split(command)[1:])  # the command as printed prefetches the chunks
     assert result.exit_code == 0, result.output
@@ -210,8 +214,8 @@ def test_offline_load_on_a_read_only_data_dir(prefetched: Prefetched, expired: L
         with no_network(monkeypatch) as guard:
             ds = load_arcticdem(COAST, data_dir, 32, offline=True)
             with pytest.raises(OfflineError, match="1 of 1 chunk of the arcticdem-32m cube"):
-                load_arcticdem(GeoBox.from_bbox((700_000, 3_100_000, 710_000, 3_110_000), "EPSG:3413",
-                                                resolution=32), data_dir, 32, offline=True)
+                load_arcticdem(GeoBox.from_bbox((680_000, 3_115_000, 690_000, 3_125_000), "EPSG:3413",
+                                                resolution=32), data_dir, 32, offline=True)  # inside r0030c0146
     assert guard.attempts == [] and expired.requests() == []
     xr.testing.assert_identical(ds, prefetched.online)
 
@@ -228,7 +232,7 @@ def test_offline_load_of_a_cube_on_s3(expired: LocalCatalog, s3_server: S3Server
     assert guard.attempts == [] and expired.requests() == []
     xr.testing.assert_identical(ds, online)
     assert f"--data-dir {s3_data_dir}" in str(raised.value)
-    assert f"download_arcticdem((479904, 2980096, 799904, 3140096), '{s3_data_dir}', 32" in str(raised.value)
+    assert f"download_arcticdem(({SOUTH_CHUNKS_BBOX.replace(' ', ', ')}), '{s3_data_dir}', 32" in str(raised.value)
     assert len(Manifest(cube_paths(as_location(s3_data_dir), DEM).manifest, GRID).latest()) == 4
 
 

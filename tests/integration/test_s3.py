@@ -24,8 +24,9 @@ from .conftest import formula_oracle, point_at, rasterio_mosaic
 from .test_tcvis import BANDS, ROI_4_CHUNKS
 from .test_tcvis import oracle as tcvis_oracle
 
-# Four 32 m chunks around the corner of supertiles 71_46 … 72_47 (as in test_arcticdem_load.py).
-ROI_32M = GeoBox.from_bbox((590_000, 3_090_000, 650_000, 3_150_000), "EPSG:3413", resolution=32)
+# Four 32 m chunks (rows 30–31, columns 143–144) around the corner of supertiles 71_46 … 72_47 (as in
+# test_arcticdem_load.py).
+ROI_32M = GeoBox.from_bbox((590_000, 3_090_000, 630_000, 3_130_000), "EPSG:3413", resolution=32)
 
 
 @pytest.fixture
@@ -103,7 +104,8 @@ def test_two_processes_filling_overlapping_rois_on_s3_lose_nothing(use_catalog: 
                                                                    s3_data_dir: str) -> None:
     """Two spawned processes fill overlapping 32 m ROIs (2 chunks each, one shared) into one S3 cube at once."""
     product = arcticdem(32)
-    rois = [(590_000.0, 3_090_000.0, 650_000.0, 3_130_000.0), (645_000.0, 3_090_000.0, 660_000.0, 3_150_000.0)]
+    # 32 km chunks: the first ROI spans r0030c0143 and r0030c0144, the second r0029c0144 and r0030c0144.
+    rois = [(595_000.0, 3_112_000.0, 620_000.0, 3_135_000.0), (615_000.0, 3_112_000.0, 630_000.0, 3_150_000.0)]
     settings = {"stac_url": use_catalog.stac_url, "orchestrator": "inline", "retry_delay_seconds": "0.05"}
     start_at = time.time() + 6.0  # both processes imported and waiting: the fills start together
     context = multiprocessing.get_context("spawn")
@@ -216,9 +218,9 @@ def test_manifests_on_s3_stay_geoparquet_after_automatic_and_manual_compaction(
     assert len(manifest.files()) == COMPACT_AFTER_SEGMENTS + 1
     recorded = set(manifest.latest())
 
-    east = GeoBox.from_bbox((785_000, 3_130_000, 810_000, 3_155_000), "EPSG:3413", resolution=32)  # 2 new chunks
+    east = GeoBox.from_bbox((785_000, 3_145_000, 810_000, 3_155_000), "EPSG:3413", resolution=32)  # r0029c0149+1
     load_arcticdem(east, s3_data_dir, 32)  # the fill's commit folds the segments
-    files = manifest.files()
+    files = manifest.files()  # compacted at its first commit; the second chunk may add one segment after that
     assert files[0].name.startswith("compacted-") and len(files) <= 2, [f.name for f in files]
     frames = [_geopandas_on_s3(path, s3_server) for path in files]
     assert all(frame.crs.to_epsg() == 3413 for frame in frames)
