@@ -221,14 +221,18 @@ def rasterio_mosaic(root: Path) -> np.ndarray:
 
 
 @pytest.fixture
-def inline_fills(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fills run in-process; the products this test registers are forgotten after it (other modules list cubes)."""
+def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The products a test registers are forgotten after it (other modules list the known cubes)."""
     from darts_aux import registry
 
+    monkeypatch.setattr(registry, "_registered", dict(registry._registered))
+
+
+@pytest.fixture
+def inline_fills(fresh_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fills run in-process."""
     monkeypatch.setenv("DARTS_AUX_ORCHESTRATOR", "inline")
     reload_settings()
-    monkeypatch.setattr(registry, "_registered", dict(registry._registered))
-    yield
 
 
 # -- the tests --------------------------------------------------------------------------------------------------
@@ -269,6 +273,20 @@ def test_the_registered_product_is_known_to_status(served: ServedCollection, inl
     statuses = {status.product.key: status for status in cube_statuses(as_location(tmp_path / "data"))}
     assert list(statuses) == [product.key]
     assert statuses[product.key].full + statuses[product.key].partial == 12  # 3 × 4 fill chunks of 1000² px
+
+
+def test_through_prefect_a_registered_product_fills_with_the_download_chunks_flow(
+        served: ServedCollection, fresh_registry: None, forget_new_flow_runs: None, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+
+    product = register_product(utm_product(served.stac_url))
+
+    dataset = load(product, region_geobox(), tmp_path / "data")
+
+    np.testing.assert_array_equal(dataset.elevation.values, rasterio_mosaic(served.root))
+    with get_client(sync_client=True) as client:
+        names = [run.name for run in client.read_flow_runs()]
+    assert f"download {product.key}: 12 chunks in 1 window" in names
 
 
 ENTRY_POINT_MODULE = """
