@@ -275,6 +275,20 @@ def test_the_registered_product_is_known_to_status(served: ServedCollection, inl
     assert statuses[product.key].full + statuses[product.key].partial == 12  # 3 × 4 fill chunks of 1000² px
 
 
+def test_offline_a_never_fetched_region_names_the_load_that_prefetches_it(served: ServedCollection,
+                                                                         inline_fills: None, tmp_path: Path) -> None:
+    from darts_aux.errors import OfflineError
+
+    product = register_product(utm_product(served.stac_url))
+    served.reset_log()
+    hint = (f"with `load('test-utm51-10m', GeoBox.from_bbox((340000, 7830000, 380000, 7860000), 'EPSG:32651', "
+            f"resolution=10), '{tmp_path / 'data'}')`, then load again.")
+    with pytest.raises(OfflineError, match="12 of 12 chunks of the test-utm51-10m cube") as raised:
+        load(product, region_geobox(), tmp_path / "data", offline=True)
+    assert str(raised.value).endswith(hint)
+    assert served.requests() == []
+
+
 def test_through_prefect_a_registered_product_fills_with_the_download_chunks_flow(
         served: ServedCollection, fresh_registry: None, forget_new_flow_runs: None, tmp_path: Path) -> None:
     from prefect.client.orchestration import get_client
