@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import EntryPoint, entry_points
-from threading import Lock
+from threading import RLock
 
 from .errors import InvalidRequestError
 from .products import (
@@ -45,7 +45,9 @@ class ProductDeclarationError(InvalidRequestError):
 
 _registered: dict[str, Product] = {}
 _entry_points_read = False
-_lock = Lock()
+_reading = False
+_lock = RLock()
+"""Re-entrant: an entry point's callable may itself call `register_product` while the group is read."""
 
 
 def builtin_products() -> list[Product]:
@@ -130,16 +132,24 @@ def _add(product: Product, origin: str) -> None:
 
 
 def _read_entry_points() -> None:
-    """Register the products of the `darts_aux.products` entry points, once per process."""
-    global _entry_points_read
+    """Register the products of the `darts_aux.products` entry points, once per process.
+
+    A failing entry point raises at every lookup until it is fixed; a lookup made by an entry point's own callable
+    while the group is being read sees the products known so far.
+    """
+    global _entry_points_read, _reading
     with _lock:
-        if _entry_points_read:
+        if _entry_points_read or _reading:
             return
-        for entry in entry_points(group=ENTRY_POINT_GROUP):  # a failure raises at every lookup until it is fixed
-            for product in _declared_by(entry):
-                check_declaration(product)
-                _add(product, f"entry point {entry.name} = {entry.value}")
-        _entry_points_read = True
+        _reading = True
+        try:
+            for entry in entry_points(group=ENTRY_POINT_GROUP):
+                for product in _declared_by(entry):
+                    check_declaration(product)
+                    _add(product, f"entry point {entry.name} = {entry.value}")
+            _entry_points_read = True
+        finally:
+            _reading = False
 
 
 def _declared_by(entry: EntryPoint) -> Iterable[Product]:

@@ -220,6 +220,18 @@ def test_a_broken_entry_point_is_named_with_what_to_do(tmp_path: Path, monkeypat
         product_by_key("arcticdem-32m")
 
 
+def test_an_entry_point_may_register_its_products_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = DECLARING_MODULE + """
+    from darts_aux import register_product
+
+    def registering():
+        return register_product(one())
+    """
+    installed(tmp_path, "pkg_registering", module, "registering = pkg_registering:registering")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert product_by_key("pkg-one").collection == "pkg-collection"
+
+
 def test_an_entry_point_returning_something_else_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     installed(tmp_path, "pkg_wrong", "def declared():\n    return ['not a product']\n", "wrong = pkg_wrong:declared")
     monkeypatch.syspath_prepend(str(tmp_path))
