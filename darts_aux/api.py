@@ -3,6 +3,7 @@
 The functions:
 
 - `load_arcticdem`, `load_tcvis`: a region of a cube, missing chunks filled first, or offline: read only.
+- `load`: the same for any product, given as a declaration or by key (built-in, registered or installed).
 - `download_arcticdem`, `download_tcvis`: prefetch the chunks an area of interest's geometries intersect.
 - `coverage`: what a cube holds, as a GeoDataFrame of chunk footprints.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,13 +126,41 @@ def load_tcvis(geobox: GeoBox, data_dir: str | Path | None = None, buffer: int =
     return load(tcvis(get_settings().tcvis_edition), geobox, data_dir, buffer, persist, offline)
 
 
-def load(product: Product, geobox: GeoBox, data_dir: str | Path | None, buffer: int, persist: bool,
-         offline: bool = False) -> xr.Dataset:
-    """Crop a product's cube to a geobox (+buffer), filling missing chunks first (offline: refusing them).
+def load(product: Product | str, geobox: GeoBox, data_dir: str | Path | None = None, buffer: int = 0,
+         persist: bool = True, offline: bool = False) -> xr.Dataset:
+    """Any product's variables over a geobox, on its cube grid: missing chunks filled first, or offline: read only.
 
-    Every argument is checked before anything is read, written or requested (darts_aux.validate). The settings
-    are read only when the manifest does not settle the window (the fast path stays free of pydantic).
+    The generic form of `load_arcticdem` and `load_tcvis`, for the built-in cubes and for products registered with
+    `register_product` or declared by an installed package (entry point group `darts_aux.products`; see
+    docs/adding-a-product.md). The geobox (any CRS) is taken to the cube's CRS and pixel grid and padded by
+    `buffer` cube pixels; the cube is cropped to that window, never resampled. Every argument is checked before
+    anything is read, written or requested.
+
+    Args:
+        product: A Product declaration, or the key of a known one ('arcticdem-32m', 'tcvis-2000-2019', a
+            registered key; 'tcvis' is the edition in DARTS_AUX_TCVIS_EDITION).
+        geobox: The region, an odc-geo GeoBox in any CRS.
+        data_dir: A folder or an `s3://bucket/prefix` URL; None uses DARTS_AUX_DATA_DIR.
+        buffer: Cube pixels added on every side of the region.
+        persist: True returns numpy-backed variables, False lazy dask-backed ones.
+        offline: Download nothing (also DARTS_AUX_OFFLINE=1): chunks the cube holds are read as they are; a chunk
+            never fetched raises OfflineError at once.
+
+    Returns:
+        An xarray Dataset of the product's variables (no-data pixels hold each variable's fill value) with the
+        cube grid's coordinates and a `spatial_ref` coordinate.
+
+    Raises:
+        InvalidRequestError: An argument cannot be served, or the key names no known product (UnknownProductError).
+        OfflineError: Offline, and chunks of the region were never fetched.
+        SourceError: A source failed after retries (the chunks it could fill are kept).
+
+    Example:
+        >>> from odc.geo.geobox import GeoBox
+        >>> geobox = GeoBox.from_bbox((600_000, 3_150_000, 610_000, 3_160_000), "EPSG:3413", resolution=32)
+        >>> ds = load("arcticdem-32m", geobox, "/data/darts-aux", offline=True)  # doctest: +SKIP
     """
+    product = product if isinstance(product, Product) else product_named(product)
     persist = check_persist(persist)
     offline = check_offline(offline)
     window = region_window(product, geobox, buffer)
@@ -144,6 +173,17 @@ def load(product: Product, geobox: GeoBox, data_dir: str | Path | None, buffer: 
             report = fill(directory, product, window, settings)
             report.raise_for_failures()
     return read_dataset(directory, product, window, persist)
+
+
+def product_named(key: str) -> Product:
+    """A known product by its key; 'tcvis' is the edition in DARTS_AUX_TCVIS_EDITION (the settings read only then)."""
+    if not isinstance(key, str):
+        raise InvalidRequestError(f"product must be a Product or a product key (str), got {type(key).__name__}.")
+    if key == "tcvis":
+        return tcvis(_settings().tcvis_edition)
+    from .registry import product_by_key
+
+    return product_by_key(key)
 
 
 def download_arcticdem(aoi: AOI, data_dir: str | Path | None, resolution: ArcticDEMResolution, *, crs: Any = None,
@@ -334,12 +374,8 @@ def _run_fill(data_dir: DataLocation, product: Product, window: PixelWindow, set
 
         api_url = prefect_api_url()
         check_prefect_api(api_url)  # one quick request: an API that does not answer fails here, in one line
-        if product.key.startswith("tcvis"):
-            from .flows.tcvis import run_fill_tcvis as run_flow
-        else:
-            from .flows.arcticdem import run_fill_arcticdem as run_flow
         try:
-            return run_flow(product, window, data_dir, settings)
+            return _flow_runner(product)(product, window, data_dir, settings)
         except Exception as error:
             unavailable = as_unavailable(error, api_url)
             if unavailable is None:
@@ -349,6 +385,27 @@ def _run_fill(data_dir: DataLocation, product: Product, window: PixelWindow, set
 
     log_fill_plan(data_dir, product, window, settings.revisit_days * 86400)
     return run_inline(FillContext(product, data_dir, settings), window)
+
+
+def _flow_runner(product: Product) -> Callable[[Product, PixelWindow, DataLocation, Settings], FillReport]:
+    """The Prefect flow that fills a window of the product: its family's own flow, else `download_chunks`."""
+    if product.family == "tcvis":
+        from .flows.tcvis import run_fill_tcvis
+
+        return run_fill_tcvis
+    if product.family == "arcticdem":
+        from .flows.arcticdem import run_fill_arcticdem
+
+        return run_fill_arcticdem
+    return _run_download_flow
+
+
+def _run_download_flow(product: Product, window: PixelWindow, data_dir: DataLocation, settings: Settings
+                       ) -> FillReport:
+    """The generic `download_chunks` flow over one window (it finds the product again by its key)."""
+    from .flows.download import run_download_chunks
+
+    return run_download_chunks(product, [window], data_dir, settings)
 
 
 def use_prefect(settings: Settings) -> bool:

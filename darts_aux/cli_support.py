@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import DartsAuxError, DataDirError, EmptyRegionError, InvalidRegionError, InvalidRequestError
 from .extras import require_extras
-from .products import ARCTICDEM_CRS, Product, arcticdem, tcvis
+from .products import Product, arcticdem, tcvis
 from .region import (
     CLI_WORDS,
     RegionWords,
@@ -51,7 +51,6 @@ BBox = tuple[float, float, float, float]
 """(min x, min y, max x, max y) in the region's CRS."""
 ProductName = Literal["arcticdem", "tcvis"]
 DEFAULT_ARCTICDEM_RESOLUTION = 32
-DEFAULT_CRS: dict[str, str] = {"arcticdem": ARCTICDEM_CRS, "tcvis": "EPSG:4326"}
 GEOJSON_CRS = "EPSG:4326"
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
@@ -124,7 +123,7 @@ def _file_words(path: Path) -> RegionWords:
 
 
 def region_geobox(product: Product, *, bbox: BBox | None, crs: str | None, geojson: Path | None) -> GeoBox:
-    """The region of a command as a GeoBox: --bbox in --crs (default by product), or a GeoJSON file's bounding box.
+    """The region of a command as a GeoBox: --bbox in --crs (default: the cube's CRS), or a GeoJSON file's bounding box.
 
     The CRS of a GeoJSON file is its `crs` member, else --crs, else EPSG:4326. The region is checked against the
     cube here, as every door checks it (darts_aux.region), so a mistake is told in the options' words.
@@ -140,7 +139,7 @@ def region_geobox(product: Product, *, bbox: BBox | None, crs: str | None, geojs
                                      f"drop --crs.")
         geobox = bbox_geobox(product, box, file_crs or given_crs or GEOJSON_CRS)
     else:
-        geobox = bbox_geobox(product, check_bbox(bbox), given_crs or DEFAULT_CRS[_product_name(product)])
+        geobox = bbox_geobox(product, check_bbox(bbox), given_crs or product.extent.crs)
     geobox_window(product, geobox, 0, CLI_WORDS)
     return geobox
 
@@ -155,10 +154,6 @@ def bbox_geobox(product: Product, bbox: BBox, crs: str) -> GeoBox:
     if parse_crs(crs) == parse_crs(product.extent.crs):
         return GeoBox.from_bbox(bbox, crs, resolution=product.resolution)
     return GeoBox.from_bbox(bbox, crs, tight=True, shape=(1, 1))
-
-
-def _product_name(product: Product) -> str:
-    return "tcvis" if product.key.startswith("tcvis") else "arcticdem"
 
 
 # -- fills ---------------------------------------------------------------------------------------

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidRequestError
 from .grid import ChunkGrid, ChunkId
 from .location import DataLocation
 from .manifest import Manifest
-from .products import ARCTICDEM_RESOLUTIONS, TCVIS_EDITIONS, Product, arcticdem, tcvis, tcvis_edition_years
+from .products import Product, tcvis
 from .store import check_cube_folder, cube_exists, cube_paths
 
 if TYPE_CHECKING:
@@ -26,18 +25,24 @@ MISSING = "missing"
 
 
 def product_named(name: str | Product, tcvis_edition: str) -> Product:
-    """A cube by its key ('arcticdem-32m', 'tcvis-2000-2019'), or 'tcvis' for the edition in `tcvis_edition`."""
+    """A cube by its key ('arcticdem-32m', 'tcvis-2000-2019', a registered one), or 'tcvis' for `tcvis_edition`."""
     if isinstance(name, Product):
         return name
     if name == "tcvis":
         return tcvis(tcvis_edition)
-    for product in [*(arcticdem(r) for r in ARCTICDEM_RESOLUTIONS), *(tcvis(e) for e in TCVIS_EDITIONS)]:
-        if name == product.key:
-            return product
-    keys = [f"arcticdem-{r}m" for r in ARCTICDEM_RESOLUTIONS] + [f"tcvis-{tcvis_edition_years(e)}"
-                                                                 for e in TCVIS_EDITIONS]
-    raise InvalidRequestError(f"unknown cube {name!r}; pass one of {', '.join(keys)} (or 'tcvis' for the edition "
-                              "in DARTS_AUX_TCVIS_EDITION).")
+    from .registry import UnknownProductError, product_by_key
+
+    try:
+        return product_by_key(name)
+    except UnknownProductError:
+        raise UnknownProductError(f"unknown cube {name!r}; pass one of {', '.join(_keys())} (or 'tcvis' for the "
+                                  f"edition in DARTS_AUX_TCVIS_EDITION).") from None
+
+
+def _keys() -> list[str]:
+    from .registry import known_products
+
+    return [product.key for product in known_products()]
 
 
 def coverage_frame(data_dir: DataLocation, product: Product, aoi: Any = None, crs: Any = None) -> gpd.GeoDataFrame:

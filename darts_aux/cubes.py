@@ -11,7 +11,7 @@ from .claims import CLAIMS_DIR, DEFAULT_LEASE_SECONDS, ClaimHolder, live_claims
 from .grid import ChunkGrid, ChunkId
 from .location import DataLocation, S3Location
 from .manifest import ChunkRecord, Manifest, status_for, union_coverage
-from .products import ARCTICDEM_RESOLUTIONS, TCVIS_EDITIONS, Product, arcticdem, tcvis
+from .products import Product
 from .store import LEGACY_FILL_CHUNK, Cube, cube_exists, cube_paths, record_fill_chunk
 
 
@@ -30,8 +30,10 @@ class CubeStatus:
 
 
 def known_products() -> list[Product]:
-    """Every product a data directory may hold."""
-    return [*(arcticdem(r) for r in ARCTICDEM_RESOLUTIONS), *(tcvis(e) for e in TCVIS_EDITIONS)]
+    """Every product a data directory may hold: the built-in ones, then registered and installed ones."""
+    from .registry import known_products as every_product
+
+    return every_product()
 
 
 def present_products(data_dir: DataLocation) -> Iterator[Product]:

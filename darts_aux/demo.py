@@ -17,7 +17,7 @@ from rich.table import Table
 
 from .grid import ChunkGrid, ChunkId, roi_window
 from .manifest import ChunkRecord, Manifest
-from .products import Product, arcticdem, arcticdem_resolution, tcvis
+from .products import Product, arcticdem, tcvis
 from .settings import reload_settings
 from .store import cube_paths
 
@@ -129,7 +129,7 @@ def _run_regions(out: Path, *, inline: bool, console: Console, prefect_home: Pat
         pictures: list[Path] = []
         for region in demo_regions():
             requests_of: Callable[[], list[dict[str, Any]]] = (
-                earth_engine.requests if region.product.key.startswith("tcvis") else catalog.requests)
+                earth_engine.requests if region.product.source == "earth-engine" else catalog.requests)
             for attempt in ("first", "again"):
                 catalog.reset_log()
                 earth_engine.reset_log()
@@ -169,22 +169,20 @@ def _configure(catalog: Any, earth_engine: Any, inline: bool) -> None:
 
 
 def _load(region: DemoRegion, data_dir: Path) -> Any:
-    from . import load_arcticdem, load_tcvis
+    from .api import load
 
-    if region.product.key.startswith("tcvis"):
-        return load_tcvis(region.geobox, data_dir)
-    return load_arcticdem(region.geobox, data_dir, arcticdem_resolution(region.product))
+    return load(region.product, region.geobox, data_dir)
 
 
 def _quicklooks(region: DemoRegion, dataset: Any, data_dir: Path, out: Path) -> list[Path]:
     from .quicklook import write_coverage_png, write_hillshade_png, write_rgb_png
 
     slug = region.product.key
-    if slug.startswith("tcvis"):
-        picture = write_rgb_png(dataset, out / f"{slug}-rgb.png", f"{region.name}: TCB/TCG/TCW trends as RGB")
-    else:
+    if "dem" in dataset.data_vars:  # a DEM: its hillshade; TCVIS: its three trend bands as colours
         picture = write_hillshade_png(dataset.dem.values, region.product.resolution, out / f"{slug}-hillshade.png",
                                       region.name)
+    else:
+        picture = write_rgb_png(dataset, out / f"{slug}-rgb.png", f"{region.name}: TCB/TCG/TCW trends as RGB")
     manifest = Manifest(cube_paths(data_dir, region.product).manifest, ChunkGrid(region.product))
     coverage = write_coverage_png(manifest.files(), out / f"{slug}-coverage.png", f"{slug} manifest: chunks by status")
     return [picture, coverage]

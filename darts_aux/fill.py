@@ -153,14 +153,10 @@ class FillContext:
         return Manifest(self.paths.manifest, self.grid)
 
     def source(self) -> ChunkSource:
-        """The product's pixel source, configured from the settings."""
-        if self.product.key.startswith("tcvis"):
-            from .sources.tcvis import TCVISSource
+        """The pixel source of the product's declared source kind, configured from the settings."""
+        from .sources.kinds import chunk_source
 
-            return TCVISSource(self.product, self.settings, self.policy)
-        from .sources.arcticdem import ArcticDEMSource
-
-        return ArcticDEMSource(self.product, self.settings, self.data_dir, self.policy)
+        return chunk_source(self.product, self.settings, self.data_dir, self.policy)
 
 
 @lru_cache(maxsize=32)

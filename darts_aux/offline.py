@@ -60,10 +60,19 @@ def offline_error(data_dir: DataLocation, product: Product, window: PixelWindow,
         f"{len(missing)} of {total} {noun} of the {product.key} cube this region needs were never fetched "
         f"(or reads of them failed), and "
         f"offline loads (offline=True or DARTS_AUX_OFFLINE=1) download nothing; prefetch them on a machine with "
-        f"internet with `{fetch_command(product, data_dir, bounds)}` or "
-        f"`{download_call(product, data_dir, bounds)}`, then load again.",
+        f"internet with {prefetch_hint(product, data_dir, bounds)}, then load again.",
         missing=len(missing),
     )
+
+
+def prefetch_hint(product: Product, data_dir: DataLocation, bounds: tuple[float, ...]) -> str:
+    """The command and call that prefetch a box: `darts-aux fetch` and download_<family> for the built-in families,
+    a load that may download for other products."""
+    if product.family is None:
+        box = ", ".join(_number(v) for v in bounds)
+        return (f"`load({product.key!r}, GeoBox.from_bbox(({box}), {product.extent.crs!r}, "
+                f"resolution={_number(product.resolution)}), {str(data_dir)!r})`")
+    return f"`{fetch_command(product, data_dir, bounds)}` or `{download_call(product, data_dir, bounds)}`"
 
 
 def missing_bounds(product: Product, window: PixelWindow, missing: list[ChunkId]) -> tuple[float, ...]:
@@ -86,7 +95,7 @@ def missing_bounds(product: Product, window: PixelWindow, missing: list[ChunkId]
 
 def family(product: Product) -> str:
     """'arcticdem' or 'tcvis': the product's name on the command line and in download_<name>."""
-    return product.key.split("-", 1)[0]
+    return product.family or product.key
 
 
 def fetch_command(product: Product, data_dir: DataLocation, bounds: tuple[float, ...]) -> str:

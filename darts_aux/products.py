@@ -15,6 +15,9 @@ from .errors import InvalidResolutionError, UnknownEditionError
 ArcticDEMResolution = Literal[2, 10, 32]
 ARCTICDEM_RESOLUTIONS: tuple[ArcticDEMResolution, ...] = (2, 10, 32)
 ARCTICDEM_CRS = "EPSG:3413"
+SourceKind = Literal["stac-cog", "earth-engine"]
+"""How a product's pixels arrive (see `Product.source`)."""
+SOURCE_KINDS: tuple[SourceKind, ...] = ("stac-cog", "earth-engine")
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,13 @@ class Variable:
     fill_value: float | int
     """Value of pixels without data in the cube (NaN for floats: 0 m is a real elevation)."""
     source_asset: str
+    """The source's name for this variable: a STAC asset key ('stac-cog'), an Earth Engine band ('earth-engine')."""
     source_nodata: float | int
+    """The source value meaning no data, used when a COG declares no nodata of its own (a COG's nodata tag wins).
+
+    Pixels holding it become `fill_value` in the cube, so a product needs no mask asset: validity is read from
+    the data asset itself. A variable that is its own mask (ArcticDEM's `datamask`) states 0 here and 0 as fill.
+    """
     codec: Codec
 
 
@@ -79,6 +88,24 @@ class Product:
     """Where pixels come from: a STAC collection id, or an Earth Engine ImageCollection id."""
     merge: Literal["fill-gaps", "replace"] = "fill-gaps"
     """How a commit combines new pixels with a chunk: fill only its empty pixels, or replace it whole."""
+    source: SourceKind = "stac-cog"
+    """How pixels arrive. 'stac-cog': a STAC collection of single-band COG tiles on the cube's grid (same CRS and
+    pixel size, aligned to the extent's corner; tiles may overlap), read by HTTP range requests and mosaicked in
+    item-id order, a later tile filling only the no-data pixels of earlier ones. 'earth-engine': an Earth Engine
+    ImageCollection, mosaicked and computed for exactly each chunk's grid."""
+    stac_url: str | None = None
+    """The STAC API root of a 'stac-cog' product; None: the configured catalog (DARTS_AUX_STAC_URL, or PGC's tile
+    index with DARTS_AUX_DISCOVERY=tile-index)."""
+    family: str | None = None
+    """The built-in family ('arcticdem', 'tcvis') whose Prefect flow, command-line name and demo pictures serve the
+    cube; None for other products, which the generic `download_chunks` flow fills."""
+    title: str = ""
+    """A human-readable name for listings; empty: the key."""
+
+    @property
+    def display_name(self) -> str:
+        """The title, else the key."""
+        return self.title or self.key
 
     @property
     def resolution(self) -> float:
@@ -139,13 +166,16 @@ def arcticdem(resolution: int) -> Product:
         read_chunk=_READ_CHUNK,
         variables=_arcticdem_variables(),
         collection=f"arcticdem-mosaics-v4.1-{resolution}m",
+        source="stac-cog",
+        family="arcticdem",
+        title=f"ArcticDEM v4.1 mosaic, {resolution} m",
     )
 
 
 def arcticdem_resolution(product: Product) -> ArcticDEMResolution:
     """The resolution of an ArcticDEM cube as the literal the loaders and the flow take (2, 10 or 32)."""
     for resolution in ARCTICDEM_RESOLUTIONS:
-        if product.key == f"arcticdem-{resolution}m":
+        if product.family == "arcticdem" and product.resolution == resolution:
             return resolution
     raise InvalidResolutionError(f"{product.key} is not an ArcticDEM cube; use one of arcticdem(2), arcticdem(10) "
                                  f"or arcticdem(32).")
@@ -203,4 +233,7 @@ def tcvis(edition: str = DEFAULT_TCVIS_EDITION) -> Product:
         variables=(*variables, Variable(VALID_VARIABLE, "uint8", 0, VALID_VARIABLE, 0, _BAND_CODEC)),
         collection=full,
         merge="replace",
+        source="earth-engine",
+        family="tcvis",
+        title=f"TCVIS Tasseled-Cap trends {tcvis_edition_years(full)}",
     )

@@ -394,7 +394,8 @@ def check_cube_folder(data_dir: DataLocation | str, product: Product) -> None:
     if paths.marker.exists():
         _check_marker(paths, product)
         return
-    foreign = foreign_entries(as_location(data_dir))
+    # The product's own folder may be half made (no marker yet) while its first fill runs: its content is checked next.
+    foreign = [name for name in foreign_entries(as_location(data_dir)) if name != product.key]
     if foreign:
         raise DataDirError(
             f"data_dir {data_dir} is not empty and holds no darts-aux cube ({_listing(foreign)}); nothing was "

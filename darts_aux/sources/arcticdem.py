@@ -1,54 +1,10 @@
-"""ArcticDEM as a ChunkSource: tiles found by one STAC search (or the tile index), read as COG windows."""
+"""ArcticDEM's source: a 'stac-cog' product, read by the generic STAC + COG source."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from .stac_cog import StacCogSource
 
-import shapely
+ArcticDEMSource = StacCogSource
+"""ArcticDEM cubes fill from PGC's STAC API (or tile index) with the generic STAC + COG source."""
 
-from ..grid import ChunkGrid, ChunkId, window_bounds
-from ..location import DataLocation
-from ..products import Product
-from ..retry import RetryPolicy
-from ..settings import Settings
-from .base import ChunkPixels, SourceItem
-from .cog import read_chunk
-from .items import TileItem, assign_items, covered
-from .stac import ItemSource, StacApiSource, search_or_raise
-
-
-class ArcticDEMSource:
-    """Tiles of one ArcticDEM resolution, from the configured catalog."""
-
-    def __init__(self, product: Product, settings: Settings, data_dir: DataLocation, policy: RetryPolicy) -> None:
-        self.product = product
-        self.grid = ChunkGrid(product)
-        self.settings = settings
-        self.policy = policy
-        self.data_dir = data_dir
-        self.name = "stac" if settings.discovery == "stac" else "tile-index"
-        self.url = settings.stac_url if settings.discovery == "stac" else settings.tile_index_url
-
-    def _catalog(self) -> ItemSource:
-        if self.settings.discovery == "tile-index":
-            from .tile_index import TileIndexSource
-
-            return TileIndexSource(self.settings.tile_index_url, self.data_dir, self.policy,
-                                   self.settings.http_timeout_seconds)
-        return StacApiSource(self.settings.stac_url, self.policy, self.settings.http_timeout_seconds)
-
-    def items(self, chunks: Sequence[ChunkId]) -> dict[ChunkId, tuple[SourceItem, ...]]:
-        """One search over the chunks' bounding box, then items assigned to chunks by their pixel windows."""
-        union = self.grid.covering(chunks)
-        found = search_or_raise(self._catalog(), self.product, window_bounds(self.product.extent, union), self.url)
-        return dict(assign_items(self.grid, chunks, found))
-
-    def fetch(self, chunk: ChunkId, items: Sequence[SourceItem]) -> ChunkPixels:
-        """Windowed range reads of each tile's part of the chunk, mosaicked in item-id order."""
-        tiles = [item for item in items if isinstance(item, TileItem)]
-        return read_chunk(self.grid, chunk, tiles, self.policy, self.settings.http_timeout_seconds,
-                          str(self.data_dir))
-
-    def covered(self, chunk: ChunkId, items: Sequence[SourceItem]) -> shapely.Geometry:
-        """The part of the chunk inside the tiles' rasters."""
-        return covered(self.grid, chunk, [item for item in items if isinstance(item, TileItem)])
+__all__ = ["ArcticDEMSource"]

@@ -12,7 +12,7 @@ import pytest
 import darts_aux
 
 PUBLIC = ["DartsAuxError", "DownloadReport", "OfflineError", "coverage", "download_arcticdem", "download_tcvis",
-          "load_arcticdem", "load_tcvis"]
+          "load", "load_arcticdem", "load_tcvis", "register_product"]
 FUNCTIONS = [name for name in PUBLIC if name[0].islower()]
 
 CHILD = """
