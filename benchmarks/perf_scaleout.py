@@ -201,13 +201,15 @@ def prefetch(world: World, cat: Any, data_dir: Path) -> dict[str, Any]:
                              f"{report.failures}")
     return {"seconds": round(meter.wall, 3), "chunks": report.chunks_fetched, "foreign": round(meter.foreign, 3),
             "chunks_per_min": round(report.chunks_fetched / meter.wall * 60, 2), **link_use(cat),
-            "pixels_mb": report.bytes_read / 1e6, "load": load_average()}
+            "cpu_s": round(meter.cpu, 1), "pixels_mb": report.bytes_read / 1e6, "load": load_average()}
 
 
 def link_use(cat: Any) -> dict[str, Any]:
     """Requests to the file server since its log was reset, and the bytes it sent."""
     files = cat.requests("files")
-    return {"file_requests": len(files), "link_mb": round(sum(r["bytes"] or 0 for r in files) / 1e6, 2)}
+    megabytes = sum(r["bytes"] or 0 for r in files) / 1e6
+    return {"file_requests": len(files), "link_mb": round(megabytes, 2),
+            "link_floor_s": round(megabytes * 1e6 / WAN_BANDWIDTH, 2)}
 
 
 def union_window(world: World) -> Any:
@@ -243,36 +245,54 @@ def tiles_read_by_rasterio(world: World, cat: Any, window: Any) -> dict[str, np.
     return out
 
 
-def check_cube(world: World, cat: Any, data_dir: Path) -> int:
+@dataclass(frozen=True)
+class Bench:
+    """The running world: its catalog behind the link, the STAC API URL through it, and the oracle (read once)."""
+
+    world: World
+    cat: Any
+    stac_url: str
+    window: Any
+    """The cube window of the scenes' common bounding box."""
+    expected: dict[str, np.ndarray]
+    """rasterio's reading of the tiles over `window`."""
+
+    def expected_in(self, window: Any) -> dict[str, np.ndarray]:
+        """The oracle's pixels of a window inside `window`."""
+        rows = slice(window.row0 - self.window.row0, window.row1 - self.window.row0)
+        cols = slice(window.col0 - self.window.col0, window.col1 - self.window.col0)
+        return {name: values[rows, cols] for name, values in self.expected.items()}
+
+
+def check_cube(bench: Bench, data_dir: Path) -> int:
     """Raise unless the cube equals rasterio's reading of the tiles over the scenes' bounding box; pixels checked."""
     from darts_aux.products import arcticdem
     from darts_aux.store import Cube
 
-    window = union_window(world)
-    got = Cube.open(data_dir, arcticdem(world.resolution)).read(window)
-    expected = tiles_read_by_rasterio(world, cat, window)
-    for name, values in expected.items():
+    got = Cube.open(data_dir, arcticdem(bench.world.resolution)).read(bench.window)
+    for name, values in bench.expected.items():
         if not np.array_equal(got[name], values, equal_nan=True):
             raise AssertionError(f"the cube's {name} differs from rasterio's reading of the tiles")
-    return int(np.prod(window.shape))
+    return int(np.prod(bench.window.shape))
 
 
 # -- the clusters ------------------------------------------------------------------------------------------------
 
 
-def timed_prefetch(world: World, cat: Any, label: str) -> dict[str, Any]:
+def timed_prefetch(bench: Bench, label: str) -> dict[str, Any]:
     """The prefetch into a fresh folder, then the check of its cube; the folder is removed after."""
     data_dir = DATA / f"{label}-{os.getpid()}"
-    result = prefetch(world, cat, data_dir)
-    result["pixels_checked"] = check_cube(world, cat, data_dir)
+    result = prefetch(bench.world, bench.cat, data_dir)
+    result["pixels_checked"] = check_cube(bench, data_dir)
     shutil.rmtree(data_dir, ignore_errors=True)
     print(f"  {label}: {result['chunks']} chunks in {result['seconds']:.1f} s = {result['chunks_per_min']:.1f} "
-          f"chunks/min ({result['file_requests']} requests, {result['link_mb']:.0f} MB over the link; load "
-          f"{result['load']:.1f}), cube exact", flush=True)
+          f"chunks/min ({result['file_requests']} requests, {result['link_mb']:.0f} MB over the link, "
+          f"{result['cpu_s']:.0f} CPU s; others used {result['foreign']:.0%} of the cores, load {result['load']:.1f}); "
+          f"cube exact", flush=True)
     return result
 
 
-def on_dask(world: World, cat: Any, workers: int) -> dict[str, Any]:
+def on_dask(bench: Bench, workers: int) -> dict[str, Any]:
     """A LocalCluster of `workers` processes (one thread each) on loopback, warmed, then the timed prefetch."""
     from distributed import Client, LocalCluster
 
@@ -280,10 +300,10 @@ def on_dask(world: World, cat: Any, workers: int) -> dict[str, Any]:
                       dashboard_address=None) as cluster, Client(cluster) as client:
         client.run(warm_worker, 0.0)
         use_env(task_runner="dask", dask_address=cluster.scheduler_address, dask_workers=str(workers))
-        return timed_prefetch(world, cat, f"dask-{workers}")
+        return timed_prefetch(bench, f"dask-{workers}")
 
 
-def on_ray(world: World, cat: Any, workers: int) -> dict[str, Any]:
+def on_ray(bench: Bench, workers: int) -> dict[str, Any]:
     """A local Ray instance of `workers` CPUs started here (the runner joins it), warmed, then the timed prefetch."""
     import ray
 
@@ -292,24 +312,24 @@ def on_ray(world: World, cat: Any, workers: int) -> dict[str, Any]:
         warm = ray.remote(warm_worker)
         ray.get([warm.options(num_cpus=1).remote(1.0) for _ in range(workers)])
         use_env(task_runner="ray", ray_workers=str(workers))
-        return timed_prefetch(world, cat, f"ray-{workers}")
+        return timed_prefetch(bench, f"ray-{workers}")
     finally:
         ray.shutdown()
 
 
-def on_ray_own_instance(world: World, cat: Any, workers: int) -> dict[str, Any]:
+def on_ray_own_instance(bench: Bench, workers: int) -> dict[str, Any]:
     """The task runner's own local instance (started and stopped by the flow run): includes Ray's start."""
     import ray
 
     assert not ray.is_initialized()
     use_env(task_runner="ray", ray_workers=str(workers))
-    return timed_prefetch(world, cat, f"ray-{workers}-own-instance")
+    return timed_prefetch(bench, f"ray-{workers}-own-instance")
 
 
-def sweep(label: str, run: Callable[[World, Any, int], dict[str, Any]], world: World, cat: Any,
-          sizes: tuple[int, ...]) -> dict[str, Any]:
-    """One engine at every size; throughput relative to one worker."""
-    results = {str(n): run(world, cat, n) for n in sizes}
+def sweep(label: str, run: Callable[[Bench, int], dict[str, Any]], bench: Bench, sizes: tuple[int, ...]
+          ) -> dict[str, Any]:
+    """One engine at every size; throughput relative to the smallest."""
+    results = {str(n): run(bench, n) for n in sizes}
     base = results[str(sizes[0])]["chunks_per_min"]
     for result in results.values():
         result["speedup"] = round(result["chunks_per_min"] / base, 2)
@@ -337,15 +357,17 @@ def load_scene(settings: dict[str, str], data_dir: str, bounds: tuple[float, flo
             "ended": time.time()}
 
 
-def darts_pattern(world: World, cat: Any, stac_url: str) -> dict[str, Any]:
+def darts_pattern(bench: Bench) -> dict[str, Any]:
     """All scenes as Ray tasks at once, one shared data dir, over the link: wall time, chunks, exact per scene."""
     import ray
 
     from darts_aux.grid import bounds_window
+    from darts_aux.products import arcticdem
 
+    world, extent = bench.world, arcticdem(bench.world.resolution).extent
     data_dir = DATA / f"darts-{os.getpid()}"
     shutil.rmtree(data_dir, ignore_errors=True)
-    settings = {"DARTS_AUX_STAC_URL": stac_url, "DARTS_AUX_ORCHESTRATOR": "inline"}
+    settings = {"DARTS_AUX_STAC_URL": bench.stac_url, "DARTS_AUX_ORCHESTRATOR": "inline"}
     share = RAY_CPUS_FOR_SCENES / len(world.scenes)
     ray.init(num_cpus=RAY_CPUS_FOR_SCENES, include_dashboard=False, logging_level="warning", log_to_driver=False)
     try:
@@ -353,7 +375,7 @@ def darts_pattern(world: World, cat: Any, stac_url: str) -> dict[str, Any]:
         ray.get([warm.options(num_cpus=share).remote(1.0) for _ in world.scenes])
         load = ray.remote(load_scene)
         wait_quiet()
-        cat.reset_log()
+        bench.cat.reset_log()
         start_at = time.time() + 1.0
         with Meter() as meter:
             results = ray.get([load.options(num_cpus=share).remote(settings, str(data_dir), b, world.resolution,
@@ -362,15 +384,13 @@ def darts_pattern(world: World, cat: Any, stac_url: str) -> dict[str, Any]:
         ray.shutdown()
     seconds = max(r["ended"] for r in results) - start_at
     for bounds, result in zip(world.scenes.values(), results, strict=True):
-        from darts_aux.products import arcticdem
-
-        expected = tiles_read_by_rasterio(world, cat, bounds_window(arcticdem(world.resolution).extent, bounds))
+        expected = bench.expected_in(bounds_window(extent, bounds))
         if not all(np.array_equal(result[n], expected[n], equal_nan=True) for n in expected):
             raise AssertionError(f"a scene task's pixels differ from rasterio's reading of the tiles: {bounds}")
     shutil.rmtree(data_dir, ignore_errors=True)
     chunks = len(scene_chunks(world))
     out = {"tasks": len(results), "chunks": chunks, "seconds": round(seconds, 3), "foreign": round(meter.foreign, 3),
-           "chunks_per_min": round(chunks / seconds * 60, 2), **link_use(cat), "load": load_average()}
+           "chunks_per_min": round(chunks / seconds * 60, 2), **link_use(bench.cat), "load": load_average()}
     print(f"  DARTS pattern: {len(results)} scene tasks on Ray, {chunks} chunks in {seconds:.1f} s = "
           f"{out['chunks_per_min']:.1f} chunks/min ({out['file_requests']} requests, {out['link_mb']:.0f} MB over "
           f"the link), every scene exact", flush=True)
@@ -400,13 +420,15 @@ def measure(runs: int, quick: bool, world: World | None = None) -> dict[str, Any
     out: dict[str, Any] = {"scenes": len(world.scenes), "chunks": len(scene_chunks(world)), "sizes": list(sizes)}
     with world_behind_wan(world) as (cat, stac_url), ray_on_loopback(), prefect_server():
         use_env(stac_url=stac_url, orchestrator="prefect")
+        window = union_window(world)
+        bench = Bench(world, cat, stac_url, window, tiles_read_by_rasterio(world, cat, window))
         out["link"] = link_check(stac_url)
         print(f"  {out['scenes']} scenes over {out['chunks']} chunks; the link: {out['link']['request_ms']:.0f} ms "
               f"per request", flush=True)
-        out["dask"] = sweep("dask", on_dask, world, cat, sizes)
-        out["ray"] = sweep("ray", on_ray, world, cat, sizes)
-        out["ray_own_instance"] = on_ray_own_instance(world, cat, sizes[-1])
-        out["darts_pattern"] = darts_pattern(world, cat, stac_url)
+        out["dask"] = sweep("dask", on_dask, bench, sizes)
+        out["ray"] = sweep("ray", on_ray, bench, sizes)
+        out["ray_own_instance"] = on_ray_own_instance(bench, sizes[-1])
+        out["darts_pattern"] = darts_pattern(bench)
     return out
 
 
