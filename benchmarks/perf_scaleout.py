@@ -10,7 +10,8 @@ every request of the workers to the COG server crosses the shaped link. The clus
 each worker has imported darts-aux and Prefect (a warm cluster, as a long-lived one is); the time is the whole flow
 run: discovery, downloads, commits. Afterwards the cube is compared pixel for pixel with rasterio's reading of the
 tiles' files over the scenes' bounding box. One more Ray run lets the task runner start its own local instance
-(DARTS_AUX_RAY_WORKERS, no address): that time includes starting Ray and its workers' imports.
+(DARTS_AUX_RAY_WORKERS, no address): that time includes starting Ray and its workers' imports (and its CPU seconds
+miss those workers: they have exited when the run ends).
 
 DARTS's pattern: one Ray task per scene, all at once, each calling `load_arcticdem` on its scene (in-process fills,
 no Prefect) into one data dir, over the same link; every scene's pixels are checked against rasterio.
@@ -412,8 +413,11 @@ def prefect_server() -> Iterator[None]:
 
 
 def measure(runs: int, quick: bool, world: World | None = None) -> dict[str, Any]:
-    """Dask and Ray at each size, the runner's own Ray instance, and DARTS's pattern (`runs` is not used: one
-    timed prefetch per size keeps the section within ~5 minutes)."""
+    """Dask and Ray at each size, the runner's own Ray instance (not with `quick`), and DARTS's pattern.
+
+    `runs` is not used: one timed prefetch per size keeps the section within ~5 minutes on a quiet machine (10.8
+    minutes measured while other processes kept 45-89 % of the 2 cores busy).
+    """
     world = world or bench_world()
     sizes = QUICK_SIZES if quick else SIZES
     DATA.mkdir(parents=True, exist_ok=True)
@@ -427,7 +431,8 @@ def measure(runs: int, quick: bool, world: World | None = None) -> dict[str, Any
               f"per request", flush=True)
         out["dask"] = sweep("dask", on_dask, bench, sizes)
         out["ray"] = sweep("ray", on_ray, bench, sizes)
-        out["ray_own_instance"] = on_ray_own_instance(bench, sizes[-1])
+        if not quick:
+            out["ray_own_instance"] = on_ray_own_instance(bench, sizes[-1])
         out["darts_pattern"] = darts_pattern(bench)
     return out
 
@@ -436,5 +441,6 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES} instead of {SIZES}")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"sizes {QUICK_SIZES} instead of {SIZES}, without the runner's own Ray instance")
     print(json.dumps(measure(1, parser.parse_args().quick), indent=1, default=str))
