@@ -189,19 +189,31 @@ def test_download_on_ray_through_a_prefect_server_is_exact(ray_instance: Any, us
 
 
 def load_scene(settings: dict[str, str], data_dir: str, bounds: tuple[float, float, float, float],
-               start_at: float) -> dict[str, Any]:
-    """A DARTS scene task: `load_arcticdem` of the scene's footprint from `start_at` on (imports done before)."""
+               gate: str, parties: int) -> dict[str, Any]:
+    """A DARTS scene task: `load_arcticdem` of the scene's footprint once `parties` tasks reached the `gate` folder
+    (imports done before)."""
     from darts_aux import load_arcticdem
 
     for key, value in settings.items():
         os.environ[key] = value
     reload_settings()
     geobox = GeoBox.from_bbox(bounds, "EPSG:3413", resolution=2)
-    time.sleep(max(0.0, start_at - time.time()))
+    wait_at_gate(Path(gate), parties)
     started = time.time()
     data = load_arcticdem(geobox, Path(data_dir), 2)
     return {"dem": data["dem"].values, "datamask": data["datamask"].values, "pid": os.getpid(),
             "started": started, "ended": time.time()}
+
+
+def wait_at_gate(gate: Path, parties: int, timeout: float = 120.0) -> None:
+    """Arrive at a folder shared by the tasks of this machine, then wait until `parties` tasks have arrived."""
+    gate.mkdir(parents=True, exist_ok=True)
+    (gate / str(os.getpid())).touch()
+    deadline = time.monotonic() + timeout
+    while len(list(gate.iterdir())) < parties:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(list(gate.iterdir()))} of {parties} tasks reached {gate}")
+        time.sleep(0.02)
 
 
 def _tif_reads(catalog: LocalCatalog) -> Counter[tuple[str, str]]:
@@ -228,15 +240,15 @@ def test_darts_scene_tasks_on_ray_share_one_cube_and_fetch_each_chunk_once(
 
     use_catalog.reset_log()
     alone = tuple(window_bounds(PRODUCT.extent, union_window()))
-    ray_instance.get(load.remote(settings, str(tmp_path / "alone"), alone, 0.0))
+    ray_instance.get(load.remote(settings, str(tmp_path / "alone"), alone, str(tmp_path / "gate-alone"), 1))
     baseline = _tif_reads(use_catalog)
     assert baseline
 
     use_catalog.reset_log()
     shared = str(tmp_path / "shared")
-    start_at = time.time() + 8.0  # every task's worker has started and imported by then
-    results = ray_instance.get([load.options(num_cpus=RAY_CPUS / len(SCENES)).remote(settings, shared, bounds,
-                                                                                     start_at)
+    gate = str(tmp_path / "gate")
+    results = ray_instance.get([load.options(num_cpus=RAY_CPUS / len(SCENES)).remote(settings, shared, bounds, gate,
+                                                                                     len(SCENES))
                                 for bounds in SCENES.values()])
     assert max(r["started"] for r in results) < min(r["ended"] for r in results), "the four loads overlapped"
     assert len({r["pid"] for r in results}) == len(SCENES), "each scene in its own Ray worker process"
