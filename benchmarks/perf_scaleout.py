@@ -415,8 +415,8 @@ def prefect_server() -> Iterator[None]:
 def measure(runs: int, quick: bool, world: World | None = None) -> dict[str, Any]:
     """Dask and Ray at each size, the runner's own Ray instance (not with `quick`), and DARTS's pattern.
 
-    `runs` is not used: one timed prefetch per size keeps the section within ~5 minutes on a quiet machine (10.8
-    minutes measured while other processes kept 45-89 % of the 2 cores busy).
+    `runs` is not used: one timed prefetch per size keeps the section near 5 minutes (5.9 measured at load 4-10;
+    10.8 while other processes kept 45-89 % of the 2 cores busy).
     """
     world = world or bench_world()
     sizes = QUICK_SIZES if quick else SIZES
