@@ -3,6 +3,7 @@
     uv run python benchmarks/run.py            # full run (~5-10 min, quiet 2-core machine), writes perf_results.json
     uv run python benchmarks/run.py --quick    # short pass (~4 min), writes perf_results_quick.json
     uv run python benchmarks/run.py --only manifest read
+    uv run python benchmarks/run.py --only scaleout   # Dask and Ray clusters over a WAN-shaped link (~5 min)
 
 Prints one table: target, measured median, peer/baseline, ratio, goal, met ✓/✗.
 """
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_average
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("manifest", "read", "tcvis", "prefect")
+SECTIONS = ("manifest", "read", "tcvis", "prefect", "scaleout")
 Row = tuple[str, str, str, str, str, bool | None]
 
 
@@ -127,9 +128,31 @@ def rows_tcvis(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def rows_scaleout(r: dict[str, Any]) -> list[Row]:
+    """Scale-out: chunks per minute of one prefetch on Dask and Ray at each size, over the WAN link."""
+    link = f"{r['link']['rtt_ms']:.0f} ms RTT, ≤ {r['link']['bandwidth_mbs']:.0f} MB/s"
+    out: list[Row] = []
+    for engine in ("dask", "ray"):
+        sizes = r[engine]["sizes"]
+        for size, m in sizes.items():
+            out.append((f"8 scale-out prefetch on {engine}, {size} worker{'s' * (size != '1')} ({link})",
+                        f"{m['chunks_per_min']:.1f} chunks/min", f"{m['chunks']} chunks in {m['seconds']:.1f} s",
+                        f"{m['speedup']:.2f}× one worker", "(printed; exact)", None))
+    own, darts = r.get("ray_own_instance"), r["darts_pattern"]
+    if own:
+        out.append(("8 same on the Ray runner's own local instance (includes starting Ray)",
+                    f"{own['chunks_per_min']:.1f} chunks/min", f"{own['seconds']:.1f} s", "—", "(printed; exact)",
+                    None))
+    out.append((f"8 DARTS pattern: {darts['tasks']} scene tasks on Ray into one cube",
+                f"{darts['chunks_per_min']:.1f} chunks/min", f"{darts['chunks']} chunks in {darts['seconds']:.1f} s",
+                "—", "(printed; exact)", None))
+    return out
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
-    "read": rows_read, "manifest": rows_manifest, "prefect": rows_prefect, "tcvis": rows_tcvis}
-ORDER = ("read", "prefect", "manifest", "tcvis")
+    "read": rows_read, "manifest": rows_manifest, "prefect": rows_prefect, "tcvis": rows_tcvis,
+    "scaleout": rows_scaleout}
+ORDER = ("read", "prefect", "manifest", "tcvis", "scaleout")
 
 
 def table(results: dict[str, Any]) -> str:

@@ -1,8 +1,8 @@
 """The optional parts of darts-aux: which extra installs which modules, and one line saying which to install.
 
 A plain `pip install darts-aux` loads and fills cubes and runs the flows. Pictures (`[viz]`), NetCDF output
-(`[netcdf]`), Dask task runners (`[dask]`) and the embedded local services of the demo and the tests
-(`[local]`) come with extras; a door that needs one checks for it first, before any work starts.
+(`[netcdf]`), the Dask and Ray task runners (`[dask]`, `[ray]`) and the embedded local services of the demo and
+the tests (`[local]`) come with extras; a door that needs one checks for it first, before any work starts.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "viz": ("matplotlib",),
     "netcdf": ("h5netcdf", "h5py"),
     "dask": ("prefect_dask",),
+    "ray": ("prefect_ray", "ray"),
 }
 """The importable modules each extra of pyproject.toml installs."""
 

@@ -64,14 +64,19 @@ class Settings(BaseSettings):
     s3_region: str | None = Field(None, description="Region of the bucket; unset: AWS_REGION, else us-east-1.")
     s3_access_key_id: str | None = Field(None, description="Access key; unset: AWS_ACCESS_KEY_ID or the SDK's chain.")
     s3_secret_access_key: SecretStr | None = Field(None, description="Secret key; unset: AWS_SECRET_ACCESS_KEY.")
-    task_runner: Literal["threads", "dask"] = Field(
+    task_runner: Literal["threads", "dask", "ray"] = Field(
         "threads",
-        description="Task runner of the Prefect fill flows: a thread pool in the flow's process, or Dask "
-        "(a local cluster, or the scheduler at DARTS_AUX_DASK_ADDRESS).",
+        description="Task runner of the Prefect fill flows: a thread pool in the flow's process, Dask (a local "
+        "cluster, or the scheduler at DARTS_AUX_DASK_ADDRESS) or Ray (a local instance, or the cluster at "
+        "DARTS_AUX_RAY_ADDRESS); Dask and Ray need a running Prefect server (PREFECT_API_URL).",
     )
     dask_address: str | None = Field(None, description="Address of an existing Dask scheduler (tcp://host:8786).")
     dask_workers: int = Field(2, ge=1, le=256, description="Worker processes of a local Dask cluster; with "
                               "DARTS_AUX_DASK_ADDRESS, how many download tasks a fill keeps running on the cluster.")
+    ray_address: str | None = Field(None, description="Address of an existing Ray cluster: 'ray://head:10001' "
+                                    "(Ray Client), or 'auto' for the cluster this machine was started into.")
+    ray_workers: int = Field(2, ge=1, le=256, description="CPUs of a local Ray instance (one task each); with "
+                             "DARTS_AUX_RAY_ADDRESS, how many download tasks a fill keeps running on the cluster.")
     chunks_per_task: int = Field(0, ge=0, le=256, description="Chunks one download/commit task of a Prefect fill "
                                  "takes; 0: automatic (1 for small fills, up to 16 for large ones).")
     claim_lease_seconds: float = Field(

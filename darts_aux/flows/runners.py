@@ -1,4 +1,4 @@
-"""The task runner of the fill flows, chosen by DARTS_AUX_TASK_RUNNER: a thread pool or Dask."""
+"""The task runner of the fill flows, chosen by DARTS_AUX_TASK_RUNNER: a thread pool, Dask or Ray."""
 
 from __future__ import annotations
 
@@ -64,16 +64,41 @@ def dask_runner(settings: Settings) -> TaskRunner:
     )
 
 
-def fill_task_runner(settings: Settings) -> TaskRunner[PrefectFuture[Any]]:
-    """The runner the settings ask for: 'threads' (download_workers threads) or 'dask'.
+def ray_runner(settings: Settings) -> TaskRunner:
+    """prefect-ray's runner: the Ray cluster at DARTS_AUX_RAY_ADDRESS, else a local Ray instance.
 
-    Typed as the flow decorator takes it: both runners' futures are PrefectFutures, but TaskRunner's type parameter
+    A local instance has DARTS_AUX_RAY_WORKERS CPUs (each task takes one, so as many tasks run at once) and no
+    dashboard, lives as long as the flow run, and its workers run this interpreter: they import the same darts-aux.
+    'auto' joins the cluster this machine was started into and fails when there is none (never starts one). In a
+    process already connected to Ray (ray.init), the runner uses that connection. The runner refuses to start
+    without a running Prefect server (see darts_aux.flows.ray_runner).
+    """
+    require_extras("DARTS_AUX_TASK_RUNNER=ray", "ray")
+    from .ray_runner import ServerBoundRayTaskRunner
+
+    if settings.ray_address == "auto":
+        return ServerBoundRayTaskRunner(address="auto", init_kwargs={"address": "auto"})
+    if settings.ray_address:
+        return ServerBoundRayTaskRunner(address=settings.ray_address)
+    return ServerBoundRayTaskRunner(init_kwargs={"num_cpus": settings.ray_workers, "include_dashboard": False})
+
+
+def fill_task_runner(settings: Settings) -> TaskRunner[PrefectFuture[Any]]:
+    """The runner the settings ask for: 'threads' (download_workers threads), 'dask' or 'ray'.
+
+    Typed as the flow decorator takes it: every runner's futures are PrefectFutures, but TaskRunner's type parameter
     is invariant, so the runner is cast to the general type (as Prefect's own Flow does).
     """
-    runner = dask_runner(settings) if settings.task_runner == "dask" else thread_runner(settings.download_workers)
+    if settings.task_runner == "dask":
+        runner = dask_runner(settings)
+    elif settings.task_runner == "ray":
+        runner = ray_runner(settings)
+    else:
+        runner = thread_runner(settings.download_workers)
     return cast(TaskRunner[PrefectFuture[Any]], runner)
 
 
 def task_slots(settings: Settings) -> int:
-    """How many download tasks a fill keeps running at once: the thread pool's downloads, or the Dask workers."""
-    return settings.dask_workers if settings.task_runner == "dask" else settings.download_workers
+    """How many download tasks a fill keeps running at once: the thread pool's downloads, or the Dask or Ray workers."""
+    slots = {"dask": settings.dask_workers, "ray": settings.ray_workers}
+    return slots.get(settings.task_runner, settings.download_workers)

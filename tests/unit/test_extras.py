@@ -45,12 +45,13 @@ def test_the_extras_of_pyproject_install_the_modules_darts_aux_checks_for() -> N
     assert {extra: sorted(_requirement_name(r).replace("-", "_") for r in requirements)
             for extra, requirements in declared.items()} == {extra: sorted(m) for extra, m in EXTRAS.items()}
     runtime = {_requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
-    assert not runtime & {"rustac", "starlette", "uvicorn", "matplotlib", "h5netcdf", "h5py", "prefect-dask"}
+    assert not runtime & {"rustac", "starlette", "uvicorn", "matplotlib", "h5netcdf", "h5py", "prefect-dask",
+                           "prefect-ray", "ray"}
 
 
 def test_the_dev_group_installs_every_extra() -> None:
     dev = PYPROJECT["dependency-groups"]["dev"]
-    assert "darts-aux[local,viz,netcdf,dask]" in dev
+    assert "darts-aux[local,viz,netcdf,dask,ray]" in dev
     assert all(has_extra(extra) for extra in EXTRAS), {extra: missing_modules(extra) for extra in EXTRAS}
 
 
