@@ -29,6 +29,7 @@ times and sizes; a build skips what is there.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import math
@@ -415,6 +416,55 @@ def built_tiles(root: Path = WORLD) -> Iterator[tuple[str, int]]:
     for tile_id, resolution in stage_tiles(list(STAGES)[-1]):
         if is_built(root, tile_id, resolution, record):
             yield tile_id, resolution
+
+
+# -- serving it: the project's loopback stack, asset hrefs optionally through a WAN-shaped link -----------
+
+
+def world_catalog(root: Path = WORLD, files_base: str | None = None, port: int | None = None) -> Any:
+    """A LocalCatalog (rustac STAC API + byte-range file gateway with its request log) over the built tiles.
+
+    `files_base` (e.g. a WanProxy's `http://127.0.0.1:PORT` in front of the gateway's `port`) is written into the
+    items' asset hrefs instead of the gateway's own address, so every loader reaches the COGs through it.
+    """
+    from darts_aux.local import CatalogSpec, LocalCatalog
+    from darts_aux.local._server import LocalServer
+
+    tiles = list(built_tiles(root))
+    spec = CatalogSpec(tiles_2m=tuple(t for t, r in tiles if r == 2), tiles_10m=tuple(t for t, r in tiles if r == 10))
+
+    class WorldCatalog(LocalCatalog):
+        run_prefix = "darts-aux-realsize-"
+
+        def start(self) -> WorldCatalog:
+            """Serve the tiles as they are: they were built by `build_world`, not by the synthetic generator."""
+            if not self.running:
+                self.check_port()
+            LocalServer.start(self)
+            return self
+
+        @property
+        def files_url(self) -> str:
+            return f"{files_base}/files/" if files_base else super().files_url
+
+    return WorldCatalog(root, spec, port=port)
+
+
+@contextlib.contextmanager
+def served(wan: tuple[float, float] | None = None, root: Path = WORLD) -> Iterator[Any]:
+    """The world's catalog running; with `wan` = (rtt s, bytes/s), its asset hrefs lead through a WanProxy."""
+    from wan import WanProxy
+
+    from darts_aux.local._procs import free_port
+
+    if wan is None:
+        with world_catalog(root) as cat:
+            yield cat
+        return
+    gateway_port = free_port()
+    with WanProxy("127.0.0.1", gateway_port, rtt=wan[0], bandwidth=wan[1]) as proxy:
+        with world_catalog(root, f"http://127.0.0.1:{proxy.port}", gateway_port) as cat:
+            yield cat
 
 
 def describe(root: Path = WORLD) -> str:

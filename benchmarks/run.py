@@ -25,13 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_average
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("manifest", "read", "tcvis", "prefect")
+SECTIONS = ("manifest", "read", "tcvis", "prefect", "realsize")
+MODULES = {"campaign": "campaign"}
+"""Sections whose module is not perf_<name>."""
 Row = tuple[str, str, str, str, str, bool | None]
 
 
 def run_section(name: str, runs: int, quick: bool) -> dict[str, Any]:
     """Run one benchmark module's measure(); with the load average before and after."""
-    module = __import__(f"perf_{name}")
+    module = __import__(MODULES.get(name, f"perf_{name}"))
     before, started = load_average(), time.perf_counter()
     result = module.measure(runs, quick)
     return {"result": result, "seconds": time.perf_counter() - started, "load_before": before,
@@ -125,9 +127,17 @@ def rows_tcvis(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def rows_realsize(r: dict[str, Any]) -> list[Row]:
+    """The cold and warm ROI on a real-size tile (benchmarks/perf_realsize.py)."""
+    import perf_realsize
+
+    return perf_realsize.rows(r)
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
-    "read": rows_read, "manifest": rows_manifest, "prefect": rows_prefect, "tcvis": rows_tcvis}
-ORDER = ("read", "prefect", "manifest", "tcvis")
+    "read": rows_read, "manifest": rows_manifest, "prefect": rows_prefect, "tcvis": rows_tcvis,
+    "realsize": rows_realsize}
+ORDER = ("read", "prefect", "manifest", "tcvis", "realsize")
 
 
 def table(results: dict[str, Any]) -> str:
