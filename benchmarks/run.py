@@ -1,10 +1,12 @@
 """The performance benchmarks in one run: every target of the speed goals, peers measured in the same run.
 
-    uv run python benchmarks/run.py            # full run (~5-10 min, quiet 2-core machine), writes perf_results.json
-    uv run python benchmarks/run.py --quick    # short pass (~4 min), writes perf_results_quick.json
+    uv run python benchmarks/run.py            # full run (~15 min, 2-core machine), writes perf_results.json
+    uv run python benchmarks/run.py --quick    # short pass (~8 min), writes perf_results_quick.json
     uv run python benchmarks/run.py --only manifest read
 
-Prints one table: target, measured median, peer/baseline, ratio, goal, met ✓/✗.
+Prints one table: target, measured median, peer/baseline, ratio, goal, met ✓/✗. The sections realsize and
+campaign (rows R and C) read a world of real-size tiles that is built once under .cache/realsize-catalog (about
+3 min per 2 m tile, ~13 GB for all; `benchmarks/realsize_world.py`); their first run builds what they need.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_average
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("manifest", "read", "tcvis", "prefect", "realsize")
+SECTIONS = ("manifest", "read", "tcvis", "prefect", "realsize", "campaign")
 MODULES = {"campaign": "campaign"}
 """Sections whose module is not perf_<name>."""
 Row = tuple[str, str, str, str, str, bool | None]
@@ -134,10 +136,17 @@ def rows_realsize(r: dict[str, Any]) -> list[Row]:
     return perf_realsize.rows(r)
 
 
+def rows_campaign(r: dict[str, Any]) -> list[Row]:
+    """Scenes by concurrent workers into one data dir over WAN (benchmarks/campaign.py)."""
+    import campaign
+
+    return campaign.rows(r)
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "read": rows_read, "manifest": rows_manifest, "prefect": rows_prefect, "tcvis": rows_tcvis,
-    "realsize": rows_realsize}
-ORDER = ("read", "prefect", "manifest", "tcvis", "realsize")
+    "realsize": rows_realsize, "campaign": rows_campaign}
+ORDER = ("read", "prefect", "manifest", "tcvis", "realsize", "campaign")
 
 
 def table(results: dict[str, Any]) -> str:
