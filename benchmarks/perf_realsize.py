@@ -349,8 +349,13 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, bool | None]]
     if wan["peer"]:
         peer_cold = wan["peer_median_s"]
         peer_warm = [s for x in wan["peer"] for s in x.get("warm_seconds", [])]
-        out.append(("R smart-geocubes cold over WAN, same ROI", f"{darts_wan:.2f} s", f"peer {peer_cold:.1f} s",
-                    f"{peer_cold / darts_wan:.0f}× faster", "≥ 100× faster", peer_cold / darts_wan >= 100))
+        peer_bytes = statistics.median(x["bytes"] for x in wan["peer"])
+        pixels = [x["pixels"] for x in wan["peer"] if "pixels" in x]
+        same = " (pixels equal)" if pixels and all(
+            p.get(v, {}).get("different") == 0 for p in pixels for v in ("dem", "datamask")) else ""
+        out.append(("R smart-geocubes cold over WAN, same ROI", f"{darts_wan:.2f} s",
+                    f"peer {peer_cold:.1f} s, {peer_bytes / 1e9:.2f} GB{same}", f"{peer_cold / darts_wan:.0f}× faster",
+                    "≥ 100× faster", peer_cold / darts_wan >= 100))
         if peer_warm:
             median = statistics.median(peer_warm)
             out.append(("R smart-geocubes warm, same ROI", f"{warm:.3f} s", f"peer {median:.3f} s",

@@ -6,7 +6,7 @@
 
 Prints one table: target, measured median, peer/baseline, ratio, goal, met ✓/✗. The sections realsize and
 campaign (rows R and C) read a world of real-size tiles that is built once under .cache/realsize-catalog (about
-3 min per 2 m tile, ~13 GB for all; `benchmarks/realsize_world.py`); their first run builds what they need.
+3 min per 2 m tile, 7.8 GB for all; `benchmarks/realsize_world.py`); their first run builds what they need.
 """
 
 from __future__ import annotations
