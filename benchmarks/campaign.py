@@ -462,8 +462,10 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, bool | None]]
         subset = f"{peer['scenes']} of {peer['of']} scenes" + (" (a subset: time budget)"
                                                                if peer["scenes"] < peer["of"] else "")
         peer_scene = statistics.median(x["seconds"] for x in peer["loads"])
+        hours = peer_scene * peer["of"] / 3600
         out.append((f"C smart-geocubes on the same scenes, one at a time ({subset})", f"{per_scene:.1f} s/scene",
-                    f"peer {peer_scene:.1f} s/scene, {peer['bytes'] / 1e9:.2f} GB", "—", "(printed)", None))
+                    f"peer {peer_scene:.1f} s/scene, {peer['bytes'] / 1e9:.2f} GB (all {peer['of']}: ~{hours:.1f} h)",
+                    "—", "(printed)", None))
     return out
 
 
