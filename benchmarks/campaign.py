@@ -421,6 +421,7 @@ def measure(runs: int, quick: bool, standalone: bool = False) -> dict[str, Any]:
                            "union": {str(r): u for r, u in union.items()}, "workers": WORKERS,
                            "wan": {"rtt_s": WAN[0], "bandwidth": WAN[1]}, "load_average_start": os.getloadavg()[0]}
     shutil.rmtree(DATA, ignore_errors=True)
+    print(f"  {DEFINITION}", flush=True)
     print(f"  {len(scenes)} scenes ({', '.join(f'{n} {k}' for k, n in out['kinds'].items() if n)}) by "
           f"{WORKERS} workers over the WAN link …", flush=True)
     with served(WAN) as cat:
@@ -452,7 +453,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, bool | None]]
     out: list[tuple[str, str, str, str, str, bool | None]] = [
         (f"C campaign: {scenes} scenes, {r['workers']} workers, one data dir, over WAN",
          f"{run['wall_s']:.0f} s", f"median scene {per_scene:.1f} s; cube {r['cube_bytes'] / 1e9:.1f} GB on disk",
-         f"peak RSS {max(run['max_rss_mb']):.0f} MB", "(printed)", None),
+         f"peak RSS per worker {min(run['max_rss_mb']):.0f}–{max(run['max_rss_mb']):.0f} MB", "(printed)", None),
         ("C campaign over-fetch (bytes sent / union block bytes)",
          f"{r['bytes'] / 1e9:.2f} GB in {r['requests']:,} requests", f"union block bytes {union / 1e9:.2f} GB",
          f"{r['over_fetch']:.2f}×", "≤ 1.3×", r["over_fetch"] <= 1.3),
@@ -475,7 +476,6 @@ def main(argv: list[str] | None = None) -> int:
     result = measure(3, "--quick" in args, standalone=True)
     path = Path(__file__).resolve().parent / "campaign_results.json"
     path.write_text(json.dumps(result, indent=1, default=str))
-    print(DEFINITION)
     for row in rows(result):
         print(" | ".join(str(v) for v in row))
     print(f"results in {path}")

@@ -407,6 +407,7 @@ def build_world(root: Path = WORLD, stage: str = "1", workers: int = 2, progress
             tmp = root / (RECORD + ".tmp")
             tmp.write_text(json.dumps(record, indent=1))
             os.replace(tmp, root / RECORD)
+        shutil.rmtree(root / ".build", ignore_errors=True)
     return record
 
 
