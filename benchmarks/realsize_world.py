@@ -11,12 +11,13 @@ GDAL's COG driver with BigTIFF, LZW, 512 px blocks; `dem` float32 nodata −9999
 predictor and bilinear overviews, `datamask` uint8 nodata 0 without predictor and nearest overviews.
 
 The elevations are fractional Brownian terrain (Hurst exponent 0.8) made by successive refinement on the cube's
-own pixel grid: a coarse level of 8 km pixels, each finer level upsampled ×2 (bilinear) plus seeded Gaussian
-noise whose spread shrinks by 2^0.8 per level down to 0.15 m at 2 m pixels, then rounded to 1/256 m. The noise of
+own pixel grid: a coarse level of 8 km pixels, each finer level upsampled ×2 (bilinear) plus seeded noise (uniform,
+unit variance, scaled) whose spread shrinks by 2^0.8 per level down to 0.15 m at 2 m pixels, then rounded to
+1/256 m. The noise of
 each level comes from 1024² cells keyed by (seed, level, cell), so a pixel's value is a function of its position on
 the grid alone: neighbouring tiles agree in their overlapping buffers, any part can be computed on its own, and
 two builds give the same bytes. Without the rounding the low mantissa bits are pure noise and LZW + predictor
-reaches only ~1.35 (a 2.5 GB file, more than any real tile); with it, ~2.3 at full resolution, a ~1.5 GB file
+reaches only ~1.35 (a 2.5 GB file, more than any real tile); with it, 2.4 at full resolution, a 1.65 GB file
 with overviews, within the 1-2 GB of real 2 m tiles. Holes (nodata, as lakes and voids are in the real mosaic)
 are where a second, smooth field of km-scale blobs passes a threshold: ~3 % of the area in patches of a few
 hundred metres to a few km.
