@@ -1,11 +1,13 @@
 """The performance benchmarks in one run: every target of the speed goals, peers measured in the same run.
 
-    uv run python benchmarks/run.py            # full run (~5-10 min, quiet 2-core machine), writes perf_results.json
-    uv run python benchmarks/run.py --quick    # short pass (~4 min), writes perf_results_quick.json
+    uv run python benchmarks/run.py            # full run (~15 min, 2-core machine), writes perf_results.json
+    uv run python benchmarks/run.py --quick    # short pass (~8 min), writes perf_results_quick.json
     uv run python benchmarks/run.py --only manifest read
     uv run python benchmarks/run.py --only scaleout   # Dask and Ray clusters over a WAN-shaped link (~5 min)
 
-Prints one table: target, measured median, peer/baseline, ratio, goal, met ✓/✗.
+Prints one table: target, measured median, peer/baseline, ratio, goal, met ✓/✗. The sections realsize and
+campaign (rows R and C) read a world of real-size tiles that is built once under .cache/realsize-catalog (about
+3 min per 2 m tile, 7.8 GB for all; `benchmarks/realsize_world.py`); their first run builds what they need.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_average
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("manifest", "read", "tcvis", "prefect", "scaleout")
+SECTIONS = ("manifest", "read", "tcvis", "prefect", "realsize", "campaign", "scaleout")
+MODULES = {"campaign": "campaign"}
+"""Sections whose module is not perf_<name>."""
 Row = tuple[str, str, str, str, str, bool | None]
 
 
 def run_section(name: str, runs: int, quick: bool) -> dict[str, Any]:
     """Run one benchmark module's measure(); with the load average before and after."""
-    module = __import__(f"perf_{name}")
+    module = __import__(MODULES.get(name, f"perf_{name}"))
     before, started = load_average(), time.perf_counter()
     result = module.measure(runs, quick)
     return {"result": result, "seconds": time.perf_counter() - started, "load_before": before,
@@ -149,10 +153,24 @@ def rows_scaleout(r: dict[str, Any]) -> list[Row]:
     return out
 
 
+def rows_realsize(r: dict[str, Any]) -> list[Row]:
+    """The cold and warm ROI on a real-size tile (benchmarks/perf_realsize.py)."""
+    import perf_realsize
+
+    return perf_realsize.rows(r)
+
+
+def rows_campaign(r: dict[str, Any]) -> list[Row]:
+    """Scenes by concurrent workers into one data dir over WAN (benchmarks/campaign.py)."""
+    import campaign
+
+    return campaign.rows(r)
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "read": rows_read, "manifest": rows_manifest, "prefect": rows_prefect, "tcvis": rows_tcvis,
-    "scaleout": rows_scaleout}
-ORDER = ("read", "prefect", "manifest", "tcvis", "scaleout")
+    "realsize": rows_realsize, "campaign": rows_campaign, "scaleout": rows_scaleout}
+ORDER = ("read", "prefect", "manifest", "tcvis", "realsize", "campaign", "scaleout")
 
 
 def table(results: dict[str, Any]) -> str:
