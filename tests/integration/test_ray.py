@@ -15,7 +15,6 @@ import os
 import socket
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,11 +52,6 @@ the local catalog's four 2 m tiles hold data; together they touch the chunks on 
 
 def scene_window(bounds: tuple[float, float, float, float]) -> PixelWindow:
     return bounds_window(PRODUCT.extent, bounds)
-
-
-def union_window() -> PixelWindow:
-    """The cube window of the scenes' common bounding box."""
-    return scene_window(tuple(unary_union([box(*b) for b in SCENES.values()]).bounds))
 
 
 def scene_chunks() -> list[ChunkId]:
@@ -168,12 +162,14 @@ def test_download_on_ray_through_a_prefect_server_is_exact(ray_instance: Any, us
     assert len(downloads) == len(commits) == len(chunks), "one chunk per task at this size, every task on Ray"
     assert len({event["tid"] for event in downloads}) == RAY_CPUS, f"downloads on both Ray workers: {downloads}"
 
-    window = union_window()
-    got = Cube.open(tmp_path, PRODUCT).read(window)
-    expected = rasterio_mosaic(use_catalog, 2, window)
-    np.testing.assert_array_equal(got["dem"], expected["dem"])
-    np.testing.assert_array_equal(got["datamask"], expected["datamask"])
-    assert np.isfinite(got["dem"]).mean() > 0.3
+    cube, finite = Cube.open(tmp_path, PRODUCT), []
+    for chunk in chunks:  # the chunks the scenes touch (not every chunk of their bounding box)
+        got = cube.read(GRID.window(chunk))
+        expected = rasterio_mosaic(use_catalog, 2, GRID.window(chunk))
+        np.testing.assert_array_equal(got["dem"], expected["dem"], err_msg=str(chunk))
+        np.testing.assert_array_equal(got["datamask"], expected["datamask"], err_msg=str(chunk))
+        finite.append(np.isfinite(got["dem"]).mean())
+    assert np.mean(finite) > 0.3
 
     rows = Manifest(cube_paths(tmp_path, PRODUCT).manifest, GRID).latest()
     assert sorted(rows) == chunks
@@ -216,32 +212,36 @@ def wait_at_gate(gate: Path, parties: int, timeout: float = 120.0) -> None:
         time.sleep(0.02)
 
 
-def _tif_reads(catalog: LocalCatalog) -> Counter[tuple[str, str]]:
-    """The COG server's log of tile reads: how often each (file, byte range) was asked for."""
-    return Counter((r["path"], r["range"]) for r in catalog.requests("files")
-                   if r["path"].endswith(".tif") and r["method"] == "GET")
+def _tif_bytes(catalog: LocalCatalog) -> int:
+    """Bytes of tile reads the COG server's log shows."""
+    return sum(r["bytes"] for r in catalog.requests("files") if r["path"].endswith(".tif") and r["method"] == "GET")
 
 
 def test_darts_scene_tasks_on_ray_share_one_cube_and_fetch_each_chunk_once(
-        ray_instance: Any, use_catalog: LocalCatalog, tmp_path: Path) -> None:
-    """Four scene tasks at once, each chunk needed by two or more of them: the tile reads they send together are
-    exactly those of one load of all the chunks alone.
+        ray_instance: Any, use_catalog: LocalCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four scene tasks at once, each chunk needed by two or more of them: together they read about what one
+    download of all their chunks reads, far less than the scenes read one by one would.
 
-    GDAL keeps tile bytes it read in a per-process cache, so which requests a process sends depends on what it read
-    before; the tasks turn that cache off for the catalog's files (CPL_VSIL_CURL_NON_CACHED), so a chunk's reads
-    are the same whichever process makes them, and the comparison is exact.
+    GDAL keeps tile bytes it read in a per-process cache; the tasks turn it off for the catalog's files
+    (CPL_VSIL_CURL_NON_CACHED), so what they send depends only on the chunks they download. darts-aux shares decoded
+    blocks between neighbouring chunks within a process only: a block on the edge between two chunks that two tasks
+    downloaded is read by both, hence a small allowance over the baseline.
     """
     load = ray_instance.remote(load_scene)
     settings = {"DARTS_AUX_STAC_URL": use_catalog.stac_url, "DARTS_AUX_ORCHESTRATOR": "inline",
                 "DARTS_AUX_RETRY_DELAY_SECONDS": "0.05", "DARTS_AUX_DOWNLOAD_WORKERS": "1",
                 "CPL_VSIL_CURL_NON_CACHED": f"/vsicurl/{use_catalog.files_url}"}
     per_scene = {name: GRID.chunks(scene_window(bounds)) for name, bounds in SCENES.items()}
-    assert sum(len(c) for c in per_scene.values()) > len(scene_chunks()), "the scenes share chunks"
+    shared_factor = sum(len(c) for c in per_scene.values()) / len(scene_chunks())
+    assert shared_factor > 1.5, "the scenes share chunks"
 
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    reload_settings()
     use_catalog.reset_log()
-    alone = tuple(window_bounds(PRODUCT.extent, union_window()))
-    ray_instance.get(load.remote(settings, str(tmp_path / "alone"), alone, str(tmp_path / "gate-alone"), 1))
-    baseline = _tif_reads(use_catalog)
+    scenes = gpd.GeoDataFrame({"scene": list(SCENES)}, geometry=[box(*b) for b in SCENES.values()], crs=3413)
+    assert download_arcticdem(scenes, tmp_path / "alone", 2).chunks_fetched == len(scene_chunks())
+    baseline = _tif_bytes(use_catalog)
     assert baseline
 
     use_catalog.reset_log()
@@ -252,7 +252,10 @@ def test_darts_scene_tasks_on_ray_share_one_cube_and_fetch_each_chunk_once(
                                 for bounds in SCENES.values()])
     assert max(r["started"] for r in results) < min(r["ended"] for r in results), "the four loads overlapped"
     assert len({r["pid"] for r in results}) == len(SCENES), "each scene in its own Ray worker process"
-    assert _tif_reads(use_catalog) == baseline, "each chunk's tiles were read once, by one of the tasks"
+    together = _tif_bytes(use_catalog)
+    assert baseline <= together <= 1.25 * baseline, (
+        f"the scene tasks read {together:,} bytes, one download of their chunks {baseline:,}: each chunk once, "
+        f"where {shared_factor:.1f}× would mean every scene read its chunks itself")
 
     for (name, bounds), result in zip(SCENES.items(), results, strict=True):
         expected = rasterio_mosaic(use_catalog, 2, scene_window(bounds))
