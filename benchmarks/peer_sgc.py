@@ -100,9 +100,23 @@ def _satisfied(installed: dict[str, str]) -> bool:
     return True
 
 
+PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy",
+                   "NO_PROXY")
+_PROXIES_AT_IMPORT = {name: os.environ.get(name) for name in PROXY_VARIABLES}
+"""The machine's own proxy settings when this module was imported: test fixtures later point the proxies at loopback
+(to catch stray fetches of Earth Engine's client or Ray), which must not reach the package registry."""
+
+
+def _registry_env() -> dict[str, str]:
+    """This process's environment with the machine's own proxy settings, for the installer."""
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
+    env.update({k: v for k, v in _PROXIES_AT_IMPORT.items() if v is not None})
+    return env
+
+
 def _run(command: list[str], what: str) -> None:
-    """Run a setup command; PeerError with its output's tail when it fails."""
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    """Run a setup command (with the machine's own proxies); PeerError with its output's tail when it fails."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=_registry_env())
     if done.returncode != 0:
         raise PeerError(f"could not {what}: {(done.stderr or done.stdout)[-1500:]}")
 
