@@ -29,9 +29,13 @@ class Codec:
     shuffle: Literal["shuffle", "bitshuffle", "noshuffle"] = "shuffle"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Variable:
-    """One cube variable and the source asset it is copied from."""
+    """One cube variable and the source asset it is copied from.
+
+    Equal when every field is equal, a NaN fill value or nodata counting as equal to NaN: Python 3.13's dataclasses
+    compare fields with `==`, under which NaN never equals itself, so two declarations of one cube would differ.
+    """
 
     name: str
     dtype: str
@@ -46,6 +50,21 @@ class Variable:
     the data asset itself. A variable that is its own mask (ArcticDEM's `datamask`) states 0 here and 0 as fill.
     """
     codec: Codec
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.name, self.dtype, _comparable(self.fill_value), self.source_asset, _comparable(self.source_nodata),
+                self.codec)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Variable) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+
+def _comparable(value: float | int) -> float | int | str:
+    """A fill or nodata value as it compares: NaN as one marker (NaN == NaN is False)."""
+    return "NaN" if isinstance(value, float) and math.isnan(value) else value
 
 
 @dataclass(frozen=True)

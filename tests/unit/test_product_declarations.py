@@ -251,3 +251,14 @@ def test_a_bbox_without_crs_is_read_in_the_products_crs() -> None:
     assert region_geobox(tcvis(), bbox=(-150.1, 70.0, -149.9, 70.1), crs=None, geojson=None).crs == "EPSG:4326"
     assert region_geobox(arcticdem(32), bbox=(600_000, 3_150_000, 610_000, 3_160_000), crs=None,
                          geojson=None).crs == "EPSG:3413"
+
+
+def test_declarations_made_twice_are_equal_though_their_fill_value_is_nan() -> None:
+    from dataclasses import replace
+
+    first, second = arcticdem(2), arcticdem(2)
+    assert first == second and hash(first) == hash(second) and {first: 1}[second] == 1
+    dem = first.variables[0]
+    fresh_nan = replace(dem, fill_value=float("nan"))  # another NaN object
+    assert fresh_nan == dem and hash(fresh_nan) == hash(dem)
+    assert replace(dem, fill_value=0.0) != dem
