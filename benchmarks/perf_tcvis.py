@@ -57,7 +57,7 @@ def fill_once(engine: Any, fill_chunk: int, rows: int, cols: int, workers: int) 
 
 
 def download_once(engine: Any, fill_chunk: int, rows: int, cols: int, workers: int) -> dict[str, Any]:
-    """The download step only (TCVISSource.fetch of every chunk, `workers` at once), without commits."""
+    """The download step only (EarthEngineSource.fetch of every chunk, `workers` at once), without commits."""
     from concurrent.futures import ThreadPoolExecutor
 
     from darts_aux.fill import FillContext

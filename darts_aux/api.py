@@ -27,7 +27,7 @@ from .grid import ChunkGrid, PixelWindow, window_geobox, window_parts
 from .location import DataLocation
 from .manifest import Manifest, utc_now
 from .offline import check_offline, require_fetched
-from .products import ArcticDEMResolution, Product, arcticdem, tcvis
+from .products import ArcticDEMResolution, Product, StepLabels, arcticdem, tcvis
 from .store import Cube, check_cube_folder, check_writable, cube_exists, cube_paths, disk_full_error
 from .validate import check_persist, data_dir_path, region_window
 
@@ -127,7 +127,7 @@ def load_tcvis(geobox: GeoBox, data_dir: str | Path | None = None, buffer: int =
 
 
 def load(product: Product | str, geobox: GeoBox, data_dir: str | Path | None = None, buffer: int = 0,
-         persist: bool = True, offline: bool = False) -> xr.Dataset:
+         persist: bool = True, offline: bool = False, steps: StepLabels = None) -> xr.Dataset:
     """Any product's variables over a geobox, on its cube grid: missing chunks filled first, or offline: read only.
 
     The generic form of `load_arcticdem` and `load_tcvis`, for the built-in cubes and for products registered with
@@ -145,10 +145,13 @@ def load(product: Product | str, geobox: GeoBox, data_dir: str | Path | None = N
         persist: True returns numpy-backed variables, False lazy dask-backed ones.
         offline: Download nothing (also DARTS_AUX_OFFLINE=1): chunks the cube holds are read as they are; a chunk
             never fetched raises OfflineError at once.
+        steps: For a product with a time axis: one step's label (e.g. 2019), several, or None for all. Only the
+            (chunk, step) pairs the cube lacks are filled.
 
     Returns:
         An xarray Dataset of the product's variables (no-data pixels hold each variable's fill value) with the
-        cube grid's coordinates and a `spatial_ref` coordinate.
+        cube grid's coordinates and a `spatial_ref` coordinate; a product with a time axis adds a leading `time`
+        dimension (each step's first day) in the order the product declares its steps.
 
     Raises:
         InvalidRequestError: An argument cannot be served, or the key names no known product (UnknownProductError).
@@ -161,18 +164,38 @@ def load(product: Product | str, geobox: GeoBox, data_dir: str | Path | None = N
         >>> ds = load("arcticdem-32m", geobox, "/data/darts-aux", offline=True)  # doctest: +SKIP
     """
     product = product if isinstance(product, Product) else product_named(product)
+    cubes = step_cubes(product, steps)
     persist = check_persist(persist)
     offline = check_offline(offline)
     window = region_window(product, geobox, buffer)
     directory = resolve_data_dir(data_dir)
-    if not is_settled(directory, product, window):
-        settings = _settings()
-        if offline or settings.offline:
-            require_fetched(directory, product, window)
-        else:
-            report = fill(directory, product, window, settings)
-            report.raise_for_failures()
-    return read_dataset(directory, product, window, persist)
+    reports = []
+    for cube in cubes:
+        if not is_settled(directory, cube, window):
+            settings = _settings()
+            if offline or settings.offline:
+                require_fetched(directory, cube, window)
+            else:
+                reports.append(fill(directory, cube, window, settings))
+    for report in reports:  # every step was filled as far as it could be before the first failure is raised
+        report.raise_for_failures()
+    if not product.has_time_axis:
+        return read_dataset(directory, product, window, persist)
+    from .timeaxis import stack_steps
+
+    return stack_steps(product, [read_dataset(directory, cube, window, persist) for cube in cubes], cubes)
+
+
+def step_cubes(product: Product, steps: StepLabels) -> list[Product]:
+    """The cubes a load or download reads: the product's, or those of the time steps asked for (all for None)."""
+    if product.has_time_axis:
+        return [product.at(step.label) for step in product.steps_for(steps)]
+    if steps is not None:
+        from .errors import UnknownTimeStepError
+
+        raise UnknownTimeStepError(f"{product.key} has no time axis, so it takes no steps (got {steps!r}); load it "
+                                   f"without steps.")
+    return [product]
 
 
 def product_named(key: str) -> Product:
@@ -257,19 +280,23 @@ def download_tcvis(aoi: AOI, data_dir: str | Path | None = None, *, crs: Any = N
 
 
 def download_product(product: Product, aoi: AOI, data_dir: str | Path | None, crs: Any, buffer: int,
-                     progress: bool | None) -> DownloadReport:
-    """Prefetch a product's chunks under an AOI: every argument checked before anything is requested."""
+                     progress: bool | None, steps: StepLabels = None) -> DownloadReport:
+    """Prefetch a product's chunks under an AOI (of each time step asked for): arguments checked before any request."""
     from .aoi import aoi_chunks
-    from .download import download
+    from .download import combined_report, download
 
     if progress is not None and not isinstance(progress, bool):
         raise InvalidRequestError(f"progress must be True, False or None (a bar when stderr is a terminal), got "
                                   f"{progress!r}.")
+    cubes = step_cubes(product, steps)
     chunks = aoi_chunks(product, aoi, crs, buffer)
     settings = _settings()
     directory = resolve_data_dir(data_dir, settings)
-    with _disk_full_typed(f"the {product.key} download in {directory}"):
-        return download(product, chunks, directory, settings, progress)
+    reports = []
+    for cube in cubes:
+        with _disk_full_typed(f"the {cube.key} download in {directory}"):
+            reports.append(download(cube, chunks, directory, settings, progress))
+    return reports[0] if not product.has_time_axis else combined_report(product.key, reports)
 
 
 def coverage(data_dir: str | Path | None, product: str, aoi: AOI | None = None, *,

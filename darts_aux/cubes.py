@@ -37,8 +37,10 @@ def known_products() -> list[Product]:
 
 
 def present_products(data_dir: DataLocation) -> Iterator[Product]:
-    """The products whose cube exists in the data directory."""
-    return (p for p in known_products() if cube_exists(data_dir, p))
+    """The cubes that exist in the data directory: products, and each time step of a product with a time axis."""
+    for product in known_products():
+        cubes = [product.at(step.label) for step in product.time_steps] if product.has_time_axis else [product]
+        yield from (cube for cube in cubes if cube_exists(data_dir, cube))
 
 
 def cube_statuses(data_dir: DataLocation, lease: float = DEFAULT_LEASE_SECONDS) -> list[CubeStatus]:

@@ -132,6 +132,24 @@ def download(product: Product, chunks: Sequence[ChunkId], data_dir: DataLocation
     return build_report(data_dir, product, todo_plan, fill_report, errors, time.perf_counter() - started)
 
 
+def combined_report(product_key: str, reports: Sequence[DownloadReport]) -> DownloadReport:
+    """One report over the time steps' downloads of a product: counts summed over (chunk, step) pairs.
+
+    Failure lines are prefixed with their step's cube ('alphaearth-10m@2019: r0012c0034: …').
+    """
+    return DownloadReport(
+        product=product_key,
+        chunks=sum(r.chunks for r in reports),
+        chunks_fetched=sum(r.chunks_fetched for r in reports),
+        chunks_already_full=sum(r.chunks_already_full for r in reports),
+        chunks_partial=sum(r.chunks_partial for r in reports),
+        chunks_by_others=sum(r.chunks_by_others for r in reports),
+        bytes_read=sum(r.bytes_read for r in reports),
+        seconds=sum(r.seconds for r in reports),
+        failures=tuple(f"{r.product}: {line}" for r in reports for line in r.failures),
+    )
+
+
 def run_fill(data_dir: DataLocation, product: Product, windows: list[PixelWindow],
              settings: Settings) -> tuple[FillReport, list[str]]:
     """Fill the windows through the `download_chunks` flow, or in-process window after window.

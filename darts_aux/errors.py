@@ -19,6 +19,10 @@ class UnknownEditionError(InvalidRequestError):
     """A TCVIS edition that does not exist."""
 
 
+class UnknownTimeStepError(InvalidRequestError):
+    """A time step (e.g. a year) the product does not have, or steps asked of a product without a time axis."""
+
+
 class InvalidBufferError(InvalidRequestError):
     """A buffer that is negative, not an integer, or absurdly large."""
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 from affine import Affine
 
-from .errors import InvalidResolutionError, UnknownEditionError
+from .errors import InvalidResolutionError, UnknownEditionError, UnknownTimeStepError
 
 ArcticDEMResolution = Literal[2, 10, 32]
 ARCTICDEM_RESOLUTIONS: tuple[ArcticDEMResolution, ...] = (2, 10, 32)
@@ -18,6 +19,10 @@ ARCTICDEM_CRS = "EPSG:3413"
 SourceKind = Literal["stac-cog", "earth-engine"]
 """How a product's pixels arrive (see `Product.source`)."""
 SOURCE_KINDS: tuple[SourceKind, ...] = ("stac-cog", "earth-engine")
+StepLabels = str | int | Iterable[str | int] | None
+"""Time steps a load or download asks for: one label (2019 or '2019'), several, or None for all."""
+STEP_SEPARATOR = "@"
+"""Joins a product's key and a time step's label in the key of that step's cube: 'alphaearth-10m@2019'."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,23 @@ class Extent:
 
 
 @dataclass(frozen=True)
+class TimeStep:
+    """One discrete step of a product's time axis: a label and the half-open date range the source mosaics for it."""
+
+    label: str
+    """Path-safe name of the step ('2019'): the step cube's folder and the `@2019` suffix of its key."""
+    start: str
+    """First day of the step (ISO date, inclusive), also the step's `time` coordinate."""
+    end: str
+    """Day after the step (ISO date, exclusive)."""
+
+
+def yearly_steps(first: int, last: int) -> tuple[TimeStep, ...]:
+    """One step per calendar year from `first` to `last` (inclusive)."""
+    return tuple(TimeStep(str(year), f"{year}-01-01", f"{year + 1}-01-01") for year in range(first, last + 1))
+
+
+@dataclass(frozen=True)
 class Product:
     """A cube: its grid, how it is chunked, its variables and its source collection."""
 
@@ -120,11 +142,64 @@ class Product:
     cube; None for other products, which the generic `download_chunks` flow fills."""
     title: str = ""
     """A human-readable name for listings; empty: the key."""
+    time_steps: tuple[TimeStep, ...] = ()
+    """The product's time axis (e.g. one step per year); empty: no time axis. Each step is stored as a cube of its
+    own under the product's folder (`<key>/<label>/`), with its own manifest, claims and commits, so that every
+    guarantee of a cube (completeness per chunk, partial stays partial, merges never overwrite) holds per step and
+    a load fills only the (chunk, step) pairs it lacks."""
+    step: TimeStep | None = None
+    """Set on the cube of one time step (see `at`): which step it is; None on a declaration."""
 
     @property
     def display_name(self) -> str:
         """The title, else the key."""
         return self.title or self.key
+
+    @property
+    def base_key(self) -> str:
+        """The declaration's key: the key without a time step's `@label`."""
+        return self.key.split(STEP_SEPARATOR, 1)[0]
+
+    @property
+    def folder(self) -> str:
+        """The cube's folder inside a data directory: the key, or `<key>/<label>` for one time step's cube."""
+        return self.key if self.step is None else f"{self.base_key}/{self.step.label}"
+
+    @property
+    def has_time_axis(self) -> bool:
+        """True for a declaration with time steps (whose cubes are `at(step)`)."""
+        return bool(self.time_steps)
+
+    def at(self, label: str | int) -> Product:
+        """The cube of one time step: key `<key>@<label>`, stored under `<key>/<label>/`.
+
+        Raises:
+            UnknownTimeStepError: The product has no such step (or no time axis).
+        """
+        wanted = str(label)
+        step = next((s for s in self.time_steps if s.label == wanted), None)
+        if step is None:
+            labels = ", ".join(s.label for s in self.time_steps)
+            raise UnknownTimeStepError(
+                f"{self.key} has no time step {label!r}; use one of {labels}." if labels
+                else f"{self.key} has no time axis; load it without steps."
+            )
+        return replace(self, key=f"{self.key}{STEP_SEPARATOR}{step.label}", step=step, time_steps=())
+
+    def steps_for(self, labels: StepLabels) -> tuple[TimeStep, ...]:
+        """The steps a load asks for: one label, several, or None for all of them (in the declaration's order).
+
+        Raises:
+            UnknownTimeStepError: A label names no step, or none is asked for.
+        """
+        if labels is None:
+            return self.time_steps
+        wanted = [labels] if isinstance(labels, (str, int)) else list(labels)
+        if not wanted:
+            raise UnknownTimeStepError(f"no time step of {self.key} asked for; pass one or more of "
+                                       f"{', '.join(s.label for s in self.time_steps)}, or None for all.")
+        chosen = {self.at(label).step for label in wanted}
+        return tuple(s for s in self.time_steps if s in chosen)
 
     @property
     def resolution(self) -> float:

@@ -22,6 +22,7 @@ from .errors import InvalidRequestError
 from .products import (
     ARCTICDEM_RESOLUTIONS,
     SOURCE_KINDS,
+    STEP_SEPARATOR,
     TCVIS_EDITIONS,
     Product,
     arcticdem,
@@ -91,12 +92,16 @@ def known_products() -> list[Product]:
 def product_by_key(key: str) -> Product:
     """The product whose key is `key` ('arcticdem-32m', 'tcvis-2000-2019', or a registered one).
 
+    A key with a time step's label ('alphaearth-10m@2019') names the cube of that step.
+
     Raises:
         UnknownProductError: No product has that key; the message lists the known keys.
+        UnknownTimeStepError: The product has no such time step.
     """
+    base, separator, label = key.partition(STEP_SEPARATOR)
     for product in known_products():
-        if product.key == key:
-            return product
+        if product.key == base:
+            return product.at(label) if separator else product
     keys = ", ".join(p.key for p in known_products())
     raise UnknownProductError(f"unknown product {key!r}; use one of {keys}, or register yours first "
                               f"(darts_aux.register_product or an entry point in {ENTRY_POINT_GROUP!r}).")
@@ -120,6 +125,10 @@ def check_declaration(product: object) -> None:
     names = [v.name for v in product.variables]
     if not names or len(set(names)) != len(names):
         raise ProductDeclarationError(f"{name}: declare at least one variable, each with its own name.")
+    labels = [step.label for step in product.time_steps]
+    if product.step is not None or len(set(labels)) != len(labels) or not all(re.match(_KEY, x) for x in labels):
+        raise ProductDeclarationError(f"{name}: time steps need distinct path-safe labels (lower-case letters, "
+                                      f"digits, '.', '_', '-'); declare the product itself, not one step's cube.")
 
 
 def _add(product: Product, origin: str) -> None:

@@ -118,7 +118,7 @@ class CubePaths:
 
 def cube_paths(data_dir: DataLocation | str, product: Product) -> CubePaths:
     """The folder (or S3 prefix) of a product's cube inside a data directory."""
-    return CubePaths(as_location(data_dir) / product.key)
+    return CubePaths(as_location(data_dir) / product.folder)
 
 
 def cube_exists(data_dir: DataLocation | str, product: Product) -> bool:
@@ -395,7 +395,7 @@ def check_cube_folder(data_dir: DataLocation | str, product: Product) -> None:
         _check_marker(paths, product)
         return
     # The product's own folder may be half made (no marker yet) while its first fill runs: its content is checked next.
-    foreign = [name for name in foreign_entries(as_location(data_dir)) if name != product.key]
+    foreign = [name for name in foreign_entries(as_location(data_dir)) if name != product.base_key]
     if foreign:
         raise DataDirError(
             f"data_dir {data_dir} is not empty and holds no darts-aux cube ({_listing(foreign)}); nothing was "
@@ -418,9 +418,14 @@ def foreign_entries(data_dir: DataLocation) -> list[str]:
     if not data_dir.is_dir():
         return []
     names = sorted(p.name for p in data_dir.iterdir() if not _ignored(p.name))
-    if any((data_dir / name / CUBE_MARKER).is_file() for name in names):
+    if any((data_dir / name / CUBE_MARKER).is_file() or _holds_step_cube(data_dir / name) for name in names):
         return []
     return [n for n in names if n not in DATA_DIR_PARTS and not re.match(_CUBE_FOLDER, n)]
+
+
+def _holds_step_cube(folder: DataLocation) -> bool:
+    """True when a folder holds the cube of a time step (`<key>/<label>/` with its marker)."""
+    return folder.is_dir() and any((child / CUBE_MARKER).is_file() for child in folder.iterdir())
 
 
 def check_writable(data_dir: DataLocation | str, product: Product) -> None:

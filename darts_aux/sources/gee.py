@@ -6,7 +6,7 @@ import io
 import logging
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 50_331_648
 """Earth Engine's limit on one request's uncompressed size (48 MiB), counting one mask byte per pixel and band."""
 MAX_GRID_SIDE = 32_768
-EE_DATA_HINT = ("check that DARTS_AUX_EE_URL is an Earth Engine endpoint and that DARTS_AUX_TCVIS_EDITION names a "
-                "TCVIS edition (uint8 bands TCB_slope, TCG_slope, TCW_slope)")
+EE_DATA_HINT = ("check that DARTS_AUX_EE_URL is an Earth Engine endpoint and that the product's collection (for TCVIS: "
+                "DARTS_AUX_TCVIS_EDITION) holds the bands it declares")
 EE_SCOPES = ("https://www.googleapis.com/auth/earthengine", "https://www.googleapis.com/auth/cloud-platform")
 
 _init_lock = threading.Lock()
@@ -59,10 +59,27 @@ class PixelGrid:
 
 def row_bands(shape: tuple[int, int], bands: int, bytes_per_value: int = 1) -> list[tuple[int, int]]:
     """As few horizontal bands of rows as fit Earth Engine's request limits, of near-equal height."""
+    return row_bands_for(shape, [bytes_per_value] * bands)
+
+
+def request_pixel_bytes(value_bytes: Sequence[int]) -> int:
+    """Bytes one pixel of a request counts against the limit: each band's value plus its mask byte."""
+    return sum(size + 1 for size in value_bytes)
+
+
+def row_bands_for(shape: tuple[int, int], value_bytes: Sequence[int]) -> list[tuple[int, int]]:
+    """Row bands of a grid whose bands' values take `value_bytes` each (4 for float32): as few as fit the limits.
+
+    64 float32 bands count 320 bytes per pixel, so one request holds at most 157,286 pixels: a 1000 × 1000 chunk
+    takes 7 requests of 143 rows.
+    """
     rows, cols = shape
     if cols > MAX_GRID_SIDE:
         raise ValueError(f"a grid {cols} px wide cannot be requested (limit {MAX_GRID_SIDE}); use narrower chunks")
-    per_row = cols * bands * (bytes_per_value + 1)
+    per_row = cols * request_pixel_bytes(value_bytes)
+    if per_row > MAX_REQUEST_BYTES:
+        raise ValueError(f"one row of {cols} px over {len(value_bytes)} bands exceeds Earth Engine's request limit; "
+                         f"use narrower chunks")
     max_rows = min(MAX_GRID_SIDE, MAX_REQUEST_BYTES // per_row)
     count = math.ceil(rows / max_rows)
     height = math.ceil(rows / count)
@@ -158,7 +175,8 @@ def _credentials(settings: Settings) -> Any:
     return credentials
 
 
-def compute_pixels(expression: Any, grid: PixelGrid, band_ids: Sequence[str], policy: RetryPolicy) -> np.ndarray:
+def compute_pixels(expression: Any, grid: PixelGrid, band_ids: Sequence[str], policy: RetryPolicy,
+                   dtypes: Mapping[str, np.dtype[Any]] | None = None) -> np.ndarray:
     """One computePixels request (retried on transient errors, at most the configured number in flight).
 
     The answer is asked for as an .npy file and read as a view of its bytes: the client's NUMPY_NDARRAY
@@ -181,7 +199,7 @@ def compute_pixels(expression: Any, grid: PixelGrid, band_ids: Sequence[str], po
         if typed is None:
             raise
         raise typed from error
-    return _checked(result, grid.shape, band_ids)
+    return _checked(result, grid.shape, band_ids, dtypes)
 
 
 def npy_array(data: Any) -> np.ndarray:
@@ -220,8 +238,13 @@ def _typed(error: Exception) -> Exception | None:
     return None
 
 
-def _checked(result: Any, shape: tuple[int, int], band_ids: Sequence[str]) -> np.ndarray:
-    """The answer must be a structured uint8 array of the requested shape with every band."""
+def _checked(result: Any, shape: tuple[int, int], band_ids: Sequence[str],
+             dtypes: Mapping[str, np.dtype[Any]] | None = None) -> np.ndarray:
+    """The answer must be a structured array of the requested shape with every band, each of its expected type.
+
+    `dtypes` maps band → expected type (uint8 for every band when None, as TCVIS). A float64 answer for a float32
+    band is accepted when every value survives the conversion unchanged, since the cube then stores the source exactly.
+    """
     names = getattr(getattr(result, "dtype", None), "names", None) or ()
     if not isinstance(result, np.ndarray) or tuple(result.shape) != tuple(shape) or set(band_ids) - set(names):
         raise SourceDataError(
@@ -229,8 +252,19 @@ def _checked(result: Any, shape: tuple[int, int], band_ids: Sequence[str]) -> np
             f"{list(names)} to a request for {shape} pixels of {list(band_ids)}; {EE_DATA_HINT}.",
             source="earthengine",
         )
-    wrong = {band: str(result.dtype[band]) for band in band_ids if result.dtype[band] != np.uint8}
+    expected = {band: np.dtype((dtypes or {}).get(band, np.uint8)) for band in band_ids}
+    wrong = {band: str(result.dtype[band]) for band in band_ids
+             if result.dtype[band] != expected[band] and not _exact_narrowing(result[band], expected[band])}
     if wrong:
-        raise SourceDataError(f"Earth Engine answered bands of type {wrong}, TCVIS bands are uint8; {EE_DATA_HINT}.",
-                              source="earthengine")
+        wanted = {band: str(expected[band]) for band in wrong}
+        raise SourceDataError(f"Earth Engine answered bands of type {wrong} where the product declares {wanted}; "
+                              f"{EE_DATA_HINT}.", source="earthengine")
     return result
+
+
+def _exact_narrowing(values: np.ndarray, dtype: np.dtype[Any]) -> bool:
+    """True when float values convert to the (narrower) float type without changing any value (NaN stays NaN)."""
+    if values.dtype.kind != "f" or dtype.kind != "f":
+        return False
+    narrowed = values.astype(dtype)
+    return bool(np.array_equal(narrowed.astype(values.dtype), values, equal_nan=True))

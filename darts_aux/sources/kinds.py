@@ -23,9 +23,9 @@ def _stac_cog(product: Product, settings: Settings, data_dir: DataLocation, poli
 
 
 def _earth_engine(product: Product, settings: Settings, data_dir: DataLocation, policy: RetryPolicy) -> ChunkSource:
-    from .tcvis import TCVISSource
+    from .earth_engine import EarthEngineSource
 
-    return TCVISSource(product, settings, policy)
+    return EarthEngineSource(product, settings, policy)
 
 
 FACTORIES: dict[SourceKind, SourceFactory] = {"stac-cog": _stac_cog, "earth-engine": _earth_engine}

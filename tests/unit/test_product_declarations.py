@@ -33,7 +33,7 @@ from darts_aux.retry import RetryPolicy
 from darts_aux.settings import get_settings
 from darts_aux.sources.kinds import chunk_source
 from darts_aux.sources.stac_cog import StacCogSource
-from darts_aux.sources.tcvis import TCVISSource
+from darts_aux.sources.earth_engine import EarthEngineSource
 
 STAC_URL = "http://127.0.0.1:9/stac/"
 
@@ -96,7 +96,7 @@ def test_the_source_follows_the_declared_kind_and_stac_api(tmp_path: Path) -> No
     assert isinstance(own, StacCogSource) and (own.name, own.url) == ("stac", STAC_URL)
     dem = chunk_source(arcticdem(32), settings, data_dir, policy)
     assert isinstance(dem, StacCogSource) and dem.url == settings.stac_url
-    assert isinstance(chunk_source(tcvis(), settings, data_dir, policy), TCVISSource)
+    assert isinstance(chunk_source(tcvis(), settings, data_dir, policy), EarthEngineSource)
 
 
 def test_a_product_with_its_own_stac_api_ignores_the_tile_index_setting(tmp_path: Path,
