@@ -27,7 +27,7 @@ from .grid import ChunkGrid, PixelWindow, window_geobox, window_parts
 from .location import DataLocation
 from .manifest import Manifest, utc_now
 from .offline import check_offline, require_fetched
-from .products import ArcticDEMResolution, Product, StepLabels, arcticdem, tcvis
+from .products import ArcticDEMResolution, Product, StepLabels, alphaearth, arcticdem, tcvis
 from .store import Cube, check_cube_folder, check_writable, cube_exists, cube_paths, disk_full_error
 from .validate import check_persist, data_dir_path, region_window
 
@@ -124,6 +124,52 @@ def load_tcvis(geobox: GeoBox, data_dir: str | Path | None = None, buffer: int =
     from .settings import get_settings
 
     return load(tcvis(get_settings().tcvis_edition), geobox, data_dir, buffer, persist, offline)
+
+
+def load_alphaearth(geobox: GeoBox, data_dir: str | Path | None = None, years: StepLabels = None, buffer: int = 0,
+                    persist: bool = True, *, offline: bool = False) -> xr.Dataset:
+    """AlphaEarth annual embeddings `A00`…`A63` (float32, NaN where masked) over a geobox, one `time` step per year.
+
+    The cube is the ArcticDEM 10 m grid (EPSG:3413), one cube per year; the geobox is taken to it and padded by
+    `buffer` pixels, never resampled. Only the (chunk, year) pairs the cube lacks are fetched from Earth Engine
+    (`GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL`, the mosaic of each year's images), unless the load is offline.
+
+    Args:
+        geobox: The region, an odc-geo GeoBox in any CRS.
+        data_dir: A folder or an `s3://bucket/prefix` URL; None uses DARTS_AUX_DATA_DIR.
+        years: One year (2019), several ([2019, 2024]) or None for every year 2017–2025.
+        buffer: Cube pixels added on every side of the region.
+        persist: True returns numpy-backed variables, False lazy dask-backed ones.
+        offline: Download nothing (also DARTS_AUX_OFFLINE=1); a (chunk, year) never fetched raises OfflineError.
+
+    Returns:
+        An xarray Dataset with dimensions (time, y, x): 64 float32 variables, `time` the first day of each year.
+
+    Raises:
+        InvalidRequestError: An argument cannot be served (UnknownTimeStepError for a year the collection lacks).
+        ConfigurationError: Earth Engine is not configured (DARTS_AUX_EE_PROJECT) and chunks need a download.
+        OfflineError: Offline, and chunks of the region were never fetched for a year asked for.
+        SourceError: Earth Engine failed after retries (the chunks it could fill are kept).
+
+    Example:
+        >>> geobox = GeoBox.from_bbox((600_000, 3_150_000, 610_000, 3_160_000), "EPSG:3413", resolution=10)
+        >>> ds = load_alphaearth(geobox, "/data/darts-aux", years=[2019, 2024])  # doctest: +SKIP
+        >>> ds.A00.sel(time="2019")  # doctest: +SKIP
+    """
+    return load(alphaearth(), geobox, data_dir, buffer, persist, offline, steps=years)
+
+
+def download_alphaearth(aoi: AOI, data_dir: str | Path | None = None, *, years: StepLabels = None, crs: Any = None,
+                        buffer: int = 0, progress: bool | None = None) -> DownloadReport:
+    """Prefetch the AlphaEarth chunks an area of interest needs, for the years asked for (None: all).
+
+    Same rules as `download_arcticdem`, per year: only the chunks the geometries intersect, (chunk, year) pairs
+    already in the cube skipped, through Prefect or in-process. The report counts (chunk, year) pairs.
+
+    Example:
+        >>> report = download_alphaearth(scenes, "/data/darts-aux", years=2024)  # doctest: +SKIP
+    """
+    return download_product(alphaearth(), aoi, data_dir, crs, buffer, progress, steps=years)
 
 
 def load(product: Product | str, geobox: GeoBox, data_dir: str | Path | None = None, buffer: int = 0,

@@ -76,18 +76,21 @@ class ProductName(StrEnum):
 
     arcticdem = "arcticdem"
     tcvis = "tcvis"
+    alphaearth = "alphaearth"
 
 
 DataDirOption = Annotated[str | None, typer.Option(
     "--data-dir", metavar="PATH", show_default=False,
     help="Data directory: a folder, or s3://bucket/prefix (default: DARTS_AUX_DATA_DIR).")]
-ProductArgument = Annotated[ProductName, typer.Argument(help="arcticdem (EPSG:3413, 2/10/32 m) or tcvis (EPSG:4326).",
-                                                        show_default=False)]
+ProductArgument = Annotated[ProductName, typer.Argument(
+    help="arcticdem (EPSG:3413, 2/10/32 m), tcvis (EPSG:4326) or alphaearth (EPSG:3413, 10 m, per year).",
+    show_default=False)]
 BBoxOption = Annotated[tuple[float, float, float, float] | None, typer.Option(
     "--bbox", metavar="MINX MINY MAXX MAXY",
     help="Region as a box in --crs. Across the antimeridian, continue past 180 (179.5 … 180.5).")]
 CrsOption = Annotated[str | None, typer.Option(
-    "--crs", help="CRS of --bbox (default EPSG:3413 for arcticdem, EPSG:4326 for tcvis); of a --geojson file "
+    "--crs", help="CRS of --bbox (default EPSG:3413 for arcticdem and alphaearth, EPSG:4326 for tcvis); of a "
+                  "--geojson file "
                   "without a 'crs' member (default EPSG:4326).")]
 GeoJsonOption = Annotated[Path | None, typer.Option(
     "--geojson", help="Region as the bounding box of a GeoJSON geometry, Feature or FeatureCollection "
@@ -95,6 +98,8 @@ GeoJsonOption = Annotated[Path | None, typer.Option(
 ResolutionOption = Annotated[int | None, typer.Option(
     "--resolution", help="ArcticDEM resolution in metres: 2, 10 or 32 (default 32). Not for tcvis.")]
 BufferOption = Annotated[int, typer.Option("--buffer", help="Cube pixels added around the region on every side.")]
+YearOption = Annotated[list[int] | None, typer.Option(
+    "--year", help="AlphaEarth year (2017-2025); repeat for several (default: every year). Only for alphaearth.")]
 AoiOption = Annotated[Path | None, typer.Option(
     "--aoi", help="Region as a file of geometries (.gpkg, .geojson, .parquet; any CRS, many rows): only the chunks "
                   "the geometries themselves intersect are filled, as download_arcticdem / download_tcvis do.")]
@@ -123,6 +128,7 @@ def fetch(
     buffer: BufferOption = 0,
     data_dir: DataDirOption = None,
     aoi: AoiOption = None,
+    year: YearOption = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the plan (chunks, how many are full, what a fill would read) and stop: no source "
                           "is asked, nothing is written.")] = False,
@@ -138,17 +144,22 @@ def fetch(
             from .cli_support import CliInputError
 
             raise CliInputError("--dry-run plans a --bbox or --geojson region; --aoi has no plan yet: drop --dry-run.")
-        _fetch_aoi(product, aoi, resolution, buffer, data_dir, bbox is not None or geojson is not None)
+        _fetch_aoi(product, aoi, resolution, buffer, data_dir, bbox is not None or geojson is not None, year)
         return
 
-    region, settings = _region(product, bbox, crs, geojson, resolution, buffer, data_dir)
+    regions, settings = _regions(product, bbox, crs, geojson, resolution, buffer, data_dir, year)
     if dry_run:
-        for line in plan_lines(plan_region(region, settings), region):
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
+        for region in regions:
+            for line in plan_lines(plan_region(region, settings), region):
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
         return
-    report, filled = fetch_region(region, settings, err_console)
-    console.print(summary_table(report, region, filled))
-    report.raise_for_failures()
+    reports = []
+    for region in regions:
+        report, filled = fetch_region(region, settings, err_console)
+        console.print(summary_table(report, region, filled))
+        reports.append(report)
+    for report in reports:
+        report.raise_for_failures()
 
 
 @app.command(cls=_Command)
@@ -162,6 +173,7 @@ def load(
     resolution: ResolutionOption = None,
     buffer: BufferOption = 0,
     data_dir: DataDirOption = None,
+    year: YearOption = None,
 ) -> None:
     """Load a region (filling missing chunks first) and write it to a file.
 
@@ -174,14 +186,24 @@ def load(
     from .api import read_dataset
     from .cli_support import check_output, fetch_region, summary_table, write_output
 
-    region, settings = _region(product, bbox, crs, geojson, resolution, buffer, data_dir)
-    check_output(out)
-    report, filled = fetch_region(region, settings, err_console)
-    if filled:
-        console.print(summary_table(report, region, filled, command="load"))
-    report.raise_for_failures()
-    dataset = read_dataset(region.data_dir, region.product, region.window, persist=False)
-    console.print(write_output(dataset, out))
+    regions, settings = _regions(product, bbox, crs, geojson, resolution, buffer, data_dir, year)
+    check_output(out, steps=len(regions) if product is ProductName.alphaearth else None)
+    reports = []
+    for region in regions:
+        report, filled = fetch_region(region, settings, err_console)
+        if filled:
+            console.print(summary_table(report, region, filled, command="load"))
+        reports.append(report)
+    for report in reports:
+        report.raise_for_failures()
+    datasets = [read_dataset(region.data_dir, region.product, region.window, persist=False) for region in regions]
+    if product is ProductName.alphaearth:
+        from .products import alphaearth
+        from .timeaxis import stack_steps
+
+        console.print(write_output(stack_steps(alphaearth(), datasets, [r.product for r in regions]), out))
+        return
+    console.print(write_output(datasets[0], out))
 
 
 @app.command(cls=_Command)
@@ -272,7 +294,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the quicklooks and the demo's data.")] = Path("demo-output"),
     inline: Annotated[bool, typer.Option(help="Run fills in-process instead of through Prefect.")] = False,
 ) -> None:
-    """Start the embedded local catalog and Earth Engine stand-in, fill and load ArcticDEM and TCVIS regions, write quicklooks.
+    """Start the embedded local catalog and Earth Engine stand-in, fill and load ArcticDEM, TCVIS and AlphaEarth regions, write quicklooks.
 
     Two ArcticDEM regions (32 m and 2 m) and one TCVIS region are each loaded twice: filled from the local services, then served from the cubes.
     """  # noqa: E501 - the help text keeps its line breaks, so a paragraph is one line
@@ -284,7 +306,7 @@ def demo(
 
 
 def _fetch_aoi(product: ProductName, aoi: Path, resolution: int | None, buffer: int, data_dir: str | None,
-               other_region: bool) -> None:
+               other_region: bool, years: list[int] | None) -> None:
     """`fetch --aoi FILE`: download_arcticdem / download_tcvis over the file's geometries, then the report."""
     from .aoi import read_aoi_file
     from .api import download_product
@@ -294,22 +316,24 @@ def _fetch_aoi(product: ProductName, aoi: Path, resolution: int | None, buffer: 
 
     if other_region:
         raise CliInputError("give the region as --aoi, or as --bbox / --geojson, not both.")
-    cube = product_for(product.value, resolution, get_settings().tcvis_edition)
-    report = download_product(cube, read_aoi_file(aoi), data_dir, None, buffer, None)
+    cube = product_for(product.value, resolution, get_settings().tcvis_edition, years)
+    report = download_product(cube, read_aoi_file(aoi), data_dir, None, buffer, None, steps=years)
     console.print(report_table(report, data_dir or get_settings().data_dir))
     report.raise_for_failures()
 
 
-def _region(product: ProductName, bbox: tuple[float, float, float, float] | None, crs: str | None,
-            geojson: Path | None, resolution: int | None, buffer: int, data_dir: str | None) -> tuple[Any, Any]:
-    """The cube window of a command's region, and the settings (nothing is written)."""
+def _regions(product: ProductName, bbox: tuple[float, float, float, float] | None, crs: str | None,
+             geojson: Path | None, resolution: int | None, buffer: int, data_dir: str | None,
+             years: list[int] | None) -> tuple[list[Any], Any]:
+    """The cube window of a command's region in each cube it reads (one per year for alphaearth), and the settings."""
     from .cli_support import product_for, region_geobox, resolve_region
     from .settings import get_settings
 
     settings = get_settings()
-    cube = product_for(product.value, resolution, settings.tcvis_edition)
-    geobox = region_geobox(cube, bbox=bbox, crs=crs, geojson=geojson)
-    return resolve_region(cube, geobox, data_dir, buffer, settings), settings
+    declared = product_for(product.value, resolution, settings.tcvis_edition, years)
+    geobox = region_geobox(declared, bbox=bbox, crs=crs, geojson=geojson)
+    cubes = [declared.at(step.label) for step in declared.steps_for(years)] if declared.has_time_axis else [declared]
+    return [resolve_region(cube, geobox, data_dir, buffer, settings) for cube in cubes], settings
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import DartsAuxError, DataDirError, EmptyRegionError, InvalidRegionError, InvalidRequestError
 from .extras import require_extras
-from .products import Product, arcticdem, tcvis
+from .products import Product, alphaearth, arcticdem, tcvis
 from .region import (
     CLI_WORDS,
     RegionWords,
@@ -73,15 +73,24 @@ class NoDataDirError(DataDirError):
 # -- products ------------------------------------------------------------------------------------
 
 
-def product_for(name: str, resolution: int | None, tcvis_edition: str) -> Product:
-    """The cube a command works on: ArcticDEM at `resolution` (default 32 m), or TCVIS of the configured edition."""
+def product_for(name: str, resolution: int | None, tcvis_edition: str, years: Sequence[int] | None = None) -> Product:
+    """The product a command works on: ArcticDEM at `resolution` (default 32 m), TCVIS of the configured edition,
+    or AlphaEarth (whose `--year`s are checked here, before anything is read)."""
+    if years and name != "alphaearth":
+        raise CliInputError(f"{name} has no years; drop --year (it is for alphaearth).")
     if name == "arcticdem":
         return arcticdem(DEFAULT_ARCTICDEM_RESOLUTION if resolution is None else resolution)
     if name == "tcvis":
         if resolution is not None:
             raise CliInputError("TCVIS has a single resolution (0.00027°, ~30 m); drop --resolution.")
         return tcvis(tcvis_edition)
-    raise CliInputError(f"unknown product {name!r}; use arcticdem or tcvis.")
+    if name == "alphaearth":
+        product = alphaearth()
+        if resolution not in (None, product.resolution):
+            raise CliInputError(f"AlphaEarth has a single resolution ({product.resolution:g} m); drop --resolution.")
+        product.steps_for(years or None)  # UnknownTimeStepError (one line) for a year the collection lacks
+        return product
+    raise CliInputError(f"unknown product {name!r}; use arcticdem, tcvis or alphaearth.")
 
 
 # -- regions -------------------------------------------------------------------------------------
@@ -349,11 +358,14 @@ def output_kind(path: Path) -> Literal["netcdf", "geotiff"]:
     raise CliInputError(f"--out {path}: the name must end in .nc (NetCDF) or .tif (GeoTIFF).")
 
 
-def check_output(path: Path) -> Literal["netcdf", "geotiff"]:
-    """Fail before any fill when the output cannot be written: suffix, writer, folder."""
+def check_output(path: Path, steps: int | None = None) -> Literal["netcdf", "geotiff"]:
+    """Fail before any fill when the output cannot be written: suffix, writer, folder, time steps (one per GeoTIFF)."""
     kind = output_kind(path)
     if kind == "netcdf":
         require_extras(f"--out {path}", "netcdf")
+    if kind == "geotiff" and steps is not None and steps != 1:
+        raise CliInputError(f"--out {path}: a GeoTIFF holds one year ({steps} asked for); pass one --year, or write "
+                            f"a .nc file.")
     if path.is_dir():
         raise CliInputError(f"--out {path} is a directory; give a file name.")
     folder = path.parent
@@ -365,6 +377,8 @@ def check_output(path: Path) -> Literal["netcdf", "geotiff"]:
 def write_output(dataset: xr.Dataset, path: Path) -> str:
     """Write the dataset as NetCDF or GeoTIFF by the path's suffix; returns a one-line description."""
     kind = output_kind(path)
+    if kind == "geotiff" and "time" in dataset.dims:  # one step (check_output): its day becomes a file tag
+        dataset = dataset.isel(time=0).assign_attrs(time=str(dataset.time.values[0])[:10]).drop_vars("time")
     with _atomic(path) as tmp:
         if kind == "netcdf":
             write_netcdf(dataset, tmp)

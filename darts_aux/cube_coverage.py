@@ -46,9 +46,14 @@ def _keys() -> list[str]:
 
 
 def coverage_frame(data_dir: DataLocation, product: Product, aoi: Any = None, crs: Any = None) -> gpd.GeoDataFrame:
-    """The latest manifest row of every chunk (of the AOI's chunks, adding never-fetched ones as 'missing')."""
+    """The latest manifest row of every chunk (of the AOI's chunks, adding never-fetched ones as 'missing').
+
+    For a product with a time axis: one row per (chunk, step), the step's label in a `step` column.
+    """
     import geopandas as gpd
 
+    if product.has_time_axis:
+        return _steps_frame(data_dir, product, aoi, crs)
     check_cube_folder(data_dir, product)
     table = latest_table(data_dir, product)
     frame = gpd.GeoDataFrame(_columns(table), geometry="geometry", crs=product.extent.crs)
@@ -59,6 +64,19 @@ def coverage_frame(data_dir: DataLocation, product: Product, aoi: Any = None, cr
     wanted = aoi_chunks(product, aoi, crs)
     frame = frame[frame.chunk_id.isin({str(c) for c in wanted})]
     return _with_missing(frame, product, wanted)
+
+
+def _steps_frame(data_dir: DataLocation, product: Product, aoi: Any, crs: Any) -> gpd.GeoDataFrame:
+    """Every step's coverage rows, stacked in step order, with a `step` column (its label)."""
+    import geopandas as gpd
+    import pandas as pd
+
+    frames = []
+    for step in product.time_steps:
+        frame = coverage_frame(data_dir, product.at(step.label), aoi, crs)
+        frames.append(frame.assign(step=step.label))
+    both = pd.concat(frames, ignore_index=True)
+    return gpd.GeoDataFrame(both, geometry="geometry", crs=product.extent.crs)
 
 
 def latest_table(data_dir: DataLocation, product: Product) -> pa.Table:

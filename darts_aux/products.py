@@ -149,6 +149,8 @@ class Product:
     a load fills only the (chunk, step) pairs it lacks."""
     step: TimeStep | None = None
     """Set on the cube of one time step (see `at`): which step it is; None on a declaration."""
+    quicklook_bands: tuple[str, ...] = ()
+    """Three float variables a fill's summary artifact and the demo draw as red, green, blue; empty: none."""
 
     @property
     def display_name(self) -> str:
@@ -330,4 +332,41 @@ def tcvis(edition: str = DEFAULT_TCVIS_EDITION) -> Product:
         source="earth-engine",
         family="tcvis",
         title=f"TCVIS Tasseled-Cap trends {tcvis_edition_years(full)}",
+    )
+
+
+ALPHAEARTH_COLLECTION = "GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL"
+"""Earth Engine's annual satellite embeddings (AlphaEarth Foundations): one image per UTM tile and year."""
+ALPHAEARTH_BANDS: tuple[str, ...] = tuple(f"A{index:02d}" for index in range(64))
+"""The 64 embedding axes; each pixel's 64 values form a unit-length vector, each value in [-1, 1]."""
+ALPHAEARTH_YEARS = (2017, 2025)
+"""First and last year the collection covers."""
+ALPHAEARTH_RESOLUTION = 10
+ALPHAEARTH_QUICKLOOK_BANDS = ("A01", "A16", "A09")
+"""Three embedding axes shown as red, green, blue (the choice of Earth Engine's own example for this dataset)."""
+_EMBEDDING_CODEC = Codec("blosc-lz4", 5, "shuffle")
+
+
+def alphaearth() -> Product:
+    """The AlphaEarth annual embeddings on the ArcticDEM 10 m grid (EPSG:3413), one cube per year.
+
+    Each year is the mosaic of that year's images, fetched from Earth Engine for exactly each chunk's grid; masked
+    pixels are NaN in every band (a real value is never NaN), so no validity variable is needed. A 1000² px chunk
+    (10 km) over 64 float32 bands takes 7 requests (Earth Engine's 48 MiB per request, counting a mask byte per
+    band and pixel). A global EPSG:4326 variant is another declaration with another extent.
+    """
+    first, last = ALPHAEARTH_YEARS
+    variables = tuple(Variable(band, "float32", _NAN, band, _NAN, _EMBEDDING_CODEC) for band in ALPHAEARTH_BANDS)
+    return Product(
+        key=f"alphaearth-{ALPHAEARTH_RESOLUTION}m",
+        extent=_arcticdem_extent(ALPHAEARTH_RESOLUTION),
+        fill_chunk=_READ_CHUNK,
+        read_chunk=_READ_CHUNK,
+        variables=variables,
+        collection=ALPHAEARTH_COLLECTION,
+        merge="replace",
+        source="earth-engine",
+        title="AlphaEarth Foundations annual satellite embeddings, 10 m",
+        time_steps=yearly_steps(first, last),
+        quicklook_bands=ALPHAEARTH_QUICKLOOK_BANDS,
     )

@@ -117,3 +117,37 @@ def write_rgb_png(dataset: Any, path: Path, title: str) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def embedding_rgb(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> np.ndarray:
+    """Three float bands (NaN where masked) as an RGB image in [0, 1]: each stretched between its 2nd and 98th
+    percentile, masked pixels grey."""
+    channels = []
+    for band in (red, green, blue):
+        values = band[np.isfinite(band)]
+        low, high = (np.percentile(values, [2, 98]) if values.size else (0.0, 1.0))
+        scaled = (band.astype("float32") - low) / max(float(high - low), 1e-6)
+        channels.append(np.clip(scaled, 0.0, 1.0))
+    rgb = np.stack(channels, axis=-1)
+    rgb[~np.isfinite(red) | ~np.isfinite(green) | ~np.isfinite(blue)] = 0.6
+    return rgb
+
+
+def write_embedding_png(dataset: Any, bands: Sequence[str], path: Path, title: str) -> Path:
+    """Save three bands of an embedding (e.g. AlphaEarth's A01, A16, A09) as an RGB PNG, masked pixels grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rgb = embedding_rgb(*(np.asarray(dataset[band].values) for band in bands))
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=110)
+    ax.imshow(rgb, interpolation="nearest",
+              extent=tuple(dataset.odc.geobox.extent.boundingbox[i] for i in (0, 2, 1, 3)))
+    ax.set_title(title)
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

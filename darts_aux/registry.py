@@ -25,6 +25,7 @@ from .products import (
     STEP_SEPARATOR,
     TCVIS_EDITIONS,
     Product,
+    alphaearth,
     arcticdem,
     tcvis,
 )
@@ -52,8 +53,8 @@ _lock = RLock()
 
 
 def builtin_products() -> list[Product]:
-    """The cubes darts-aux declares itself: ArcticDEM at each resolution, TCVIS of each edition."""
-    return [*(arcticdem(r) for r in ARCTICDEM_RESOLUTIONS), *(tcvis(e) for e in TCVIS_EDITIONS)]
+    """The cubes darts-aux declares itself: ArcticDEM at each resolution, TCVIS of each edition, AlphaEarth."""
+    return [*(arcticdem(r) for r in ARCTICDEM_RESOLUTIONS), *(tcvis(e) for e in TCVIS_EDITIONS), alphaearth()]
 
 
 def register_product(product: Product) -> Product:
@@ -113,6 +114,9 @@ def check_declaration(product: object) -> None:
         raise ProductDeclarationError(f"expected a darts_aux.products.Product, got {type(product).__name__}; "
                                       f"declare products with Product(...).")
     name = f"product {product.key!r}"
+    if product.step is not None:
+        raise ProductDeclarationError(f"{name} is the cube of one time step; declare the product itself (its steps "
+                                      f"are reached with product.at(label)).")
     if not re.match(_KEY, product.key):
         raise ProductDeclarationError(f"{name}: the key names the cube's folder, so use lower-case letters, digits, "
                                       f"'.', '_' and '-' only.")
@@ -125,10 +129,13 @@ def check_declaration(product: object) -> None:
     names = [v.name for v in product.variables]
     if not names or len(set(names)) != len(names):
         raise ProductDeclarationError(f"{name}: declare at least one variable, each with its own name.")
+    if product.time_steps and product.source != "earth-engine":
+        raise ProductDeclarationError(f"{name}: a time axis is served from Earth Engine collections (filtered by "
+                                      f"date per step); declare source='earth-engine', or one product per step.")
     labels = [step.label for step in product.time_steps]
-    if product.step is not None or len(set(labels)) != len(labels) or not all(re.match(_KEY, x) for x in labels):
+    if len(set(labels)) != len(labels) or not all(re.match(_KEY, x) for x in labels):
         raise ProductDeclarationError(f"{name}: time steps need distinct path-safe labels (lower-case letters, "
-                                      f"digits, '.', '_', '-'); declare the product itself, not one step's cube.")
+                                      f"digits, '.', '_', '-').")
 
 
 def _add(product: Product, origin: str) -> None:

@@ -55,7 +55,7 @@ IGNORED_ENTRIES = frozenset({"lost+found", ".DS_Store"})
 """Entries a fresh filesystem or a desktop puts into any folder."""
 PROBE_PREFIX = ".darts-aux-probe-"
 # Patterns are compiled on first use (re caches them), not when a read imports this module.
-_CUBE_FOLDER = r"^(arcticdem-\d+m|tcvis-\d{4}-\d{4})$"
+_CUBE_FOLDER = r"^(arcticdem-\d+m|tcvis-\d{4}-\d{4}|alphaearth-\d+m)$"
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 _DISK_FULL_TEXT = r"no space left on device|file too large|disk quota exceeded|os error (28|27|122)\b"
 

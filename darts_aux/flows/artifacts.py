@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import tempfile
 from collections import Counter
 from datetime import UTC, datetime
@@ -25,8 +26,12 @@ ERROR_CHARS = 120
 
 
 def artifact_keys(product: str) -> tuple[str, str]:
-    """The keys of a product's chunk table and summary (the UI's Artifacts page lists their history)."""
-    return f"{product}-chunks", f"{product}-summary"
+    """The keys of a product's chunk table and summary (the UI's Artifacts page lists their history).
+
+    Prefect takes lower-case letters, digits and dashes in a key, so a time step's '@' and any '.' or '_' become '-'.
+    """
+    slug = re.sub(r"[^a-z0-9-]", "-", product.lower())
+    return f"{slug}-chunks", f"{slug}-summary"
 
 
 def chunk_table(outcome: FillOutcome) -> list[dict[str, Any]]:
@@ -119,7 +124,43 @@ def summary_markdown(outcome: FillOutcome, with_map: bool = True) -> str:
     map_lines = _coverage_map(outcome) if with_map else []
     if map_lines:
         lines += ["", *map_lines]
+    picture = _data_quicklook(outcome) if with_map and product.quicklook_bands else []
+    if picture:
+        lines += ["", *picture]
     return "\n".join(lines) + "\n"
+
+
+QUICKLOOK_MAX_PIXELS = 1000
+"""The data quicklook shows at most this many pixels per side (every n-th pixel of the fill's first region)."""
+
+
+def _data_quicklook(outcome: FillOutcome) -> list[str]:
+    """The product's quicklook bands (e.g. three embedding axes) over the fill's first region as an RGB picture."""
+    ctx = outcome.ctx
+    if not outcome.windows or not has_extra("viz") or not any(run.record for run in outcome.chunks):
+        return []
+    try:
+        png = render_data_quicklook_png(ctx.data_dir, ctx.product, outcome.windows[0][1])
+    except Exception as error:  # noqa: BLE001 - the summary stands without its picture
+        log.warning("quicklook of the %s fill failed: %s", ctx.product.key, error)
+        return [f"Quicklook unavailable: {error}"]
+    encoded = base64.b64encode(png).decode("ascii")
+    bands = "/".join(ctx.product.quicklook_bands)
+    return [f"![{bands} as RGB](data:image/png;base64,{encoded})", "",
+            f"Quicklook: {bands} as red/green/blue, each stretched between its 2nd and 98th percentile; masked grey."]
+
+
+def render_data_quicklook_png(data_dir: Any, product: Any, window: Any) -> bytes:
+    """The quicklook bands of a window of the cube (offline read, thinned to QUICKLOOK_MAX_PIXELS), as PNG bytes."""
+    from darts_aux.api import read_dataset
+    from darts_aux.quicklook import write_embedding_png
+
+    dataset = read_dataset(data_dir, product, window, persist=False)[list(product.quicklook_bands)]
+    step = max(1, -(-max(window.shape) // QUICKLOOK_MAX_PIXELS))
+    dataset = dataset.isel({dim: slice(None, None, step) for dim in dataset.dims})
+    with tempfile.TemporaryDirectory(prefix="darts-aux-quicklook-") as tmp:
+        title = f"{product.key}: {'/'.join(product.quicklook_bands)} as RGB"
+        return write_embedding_png(dataset, product.quicklook_bands, Path(tmp) / "quicklook.png", title).read_bytes()
 
 
 def _coverage_map(outcome: FillOutcome) -> list[str]:
