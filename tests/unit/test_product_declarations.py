@@ -31,9 +31,9 @@ from darts_aux.products import (
 from darts_aux.registry import ProductDeclarationError, UnknownProductError, product_by_key, register_product
 from darts_aux.retry import RetryPolicy
 from darts_aux.settings import get_settings
+from darts_aux.sources.earth_engine import EarthEngineSource
 from darts_aux.sources.kinds import chunk_source
 from darts_aux.sources.stac_cog import StacCogSource
-from darts_aux.sources.earth_engine import EarthEngineSource
 
 STAC_URL = "http://127.0.0.1:9/stac/"
 
