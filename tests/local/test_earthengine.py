@@ -252,7 +252,8 @@ def test_grid_side_limit(fresh: LocalEarthEngine) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"crsCode": "EPSG:3413"}, "only serves grids with crsCode 'EPSG:4326'"),
+        ({"crsWkt": 'GEOGCS["WGS 84"]'}, "only serves grids with an EPSG crsCode, not a crsWkt"),
+        ({"crsCode": "EPSG:999999"}, "Unknown CRS code 'EPSG:999999'"),
         ({"affineTransform": {**LAKE_GRID["affineTransform"], "shearX": 1e-6}}, "only serves grids without shear"),
     ],
 )

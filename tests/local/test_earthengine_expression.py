@@ -192,7 +192,8 @@ def test_grid_centres() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        {**grid_json(), "crsCode": "EPSG:3413"},
+        {**grid_json(), "crsCode": "EPSG:999999"},
+        {**grid_json(), "crsCode": "UTM:6N"},
         {k: v for k, v in grid_json().items() if k != "crsCode"},
         {**grid_json(), "crsWkt": "GEOGCS[...]"},
         grid_json(shearX=0.1),

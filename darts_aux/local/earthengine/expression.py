@@ -8,7 +8,10 @@ on a `Raster`, so the request size is checked before any pixel is computed.
 
 from __future__ import annotations
 
+import calendar
+import datetime
 import re
+import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +19,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from darts_aux.local.earthengine import alphaearth
 from darts_aux.local.earthengine.errors import EEError, invalid
+from darts_aux.local.earthengine.grid import GEOGRAPHIC_CRS, transformer
 from darts_aux.local.earthengine.tcvis import BANDS, EDITIONS, tcvis_pixels
 
 Array = npt.NDArray[Any]
@@ -25,22 +30,57 @@ Mask = npt.NDArray[np.bool_]
 
 @dataclass
 class Raster:
-    """Where bands are computed: pixel-centre lon (width,) and lat (height, 1), plus a per-request memo."""
+    """Where bands are computed: pixel-centre x (width,) and y (height, 1) in `crs`, plus a per-request memo."""
 
-    lon: npt.NDArray[np.float64]
-    lat: npt.NDArray[np.float64]
+    x: npt.NDArray[np.float64]
+    y: npt.NDArray[np.float64]
+    crs: str = GEOGRAPHIC_CRS
     memo: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def shape(self) -> tuple[int, int]:
         """(height, width)."""
-        return (self.lat.shape[0], self.lon.shape[0])
+        return (self.y.shape[0], self.x.shape[0])
+
+    def coordinates(self, crs: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Pixel centres in `crs`, broadcastable to `shape`: the grid's own (x, y), else 2-D arrays; inf off the map."""
+        if crs == self.crs:
+            return self.x, self.y
+        key = ("coordinates", crs)
+        if key not in self.memo:
+            x, y = np.broadcast_arrays(self.x, self.y)
+            tx, ty = transformer(self.crs, crs).transform(x, y)
+            self.memo[key] = (np.asarray(tx, dtype=np.float64), np.asarray(ty, dtype=np.float64))
+        return self.memo[key]
 
     def edition(self, edition: str) -> dict[str, npt.NDArray[np.uint8]]:
         """The synthetic TCVIS bands of `edition` on this raster (computed once per request)."""
         key = ("tcvis", edition)
         if key not in self.memo:
-            self.memo[key] = tcvis_pixels(edition, self.lon, self.lat)
+            self.memo[key] = tcvis_pixels(edition, *self.coordinates(GEOGRAPHIC_CRS))
+        return self.memo[key]
+
+    def embeddings(self, years: tuple[int, ...]) -> tuple[npt.NDArray[np.int8], Mask]:
+        """The stand-in AlphaEarth mosaic of `years` on this raster: int8 codes (h, w, 64) and the valid mask.
+
+        Like Earth Engine's mosaic, later images lie on top and earlier ones show through their masked pixels;
+        the collection is in year order. Computed once per request.
+        """
+        key = ("alphaearth", years)
+        if key not in self.memo:
+            x, y = self.coordinates(alphaearth.NATIVE_CRS)
+            x, y = np.broadcast_arrays(x, y)
+            on_map = np.isfinite(x) & np.isfinite(y)
+            k, j = alphaearth.native_index(np.where(on_map, x, 0.0), np.where(on_map, y, 0.0))
+            codes, valid = alphaearth.embedding_codes(years[-1], k, j)
+            for year in reversed(years[:-1]):
+                below, below_valid = alphaearth.embedding_codes(year, k, j)
+                fill = below_valid & ~valid
+                codes[fill] = below[fill]
+                valid |= below_valid
+            valid &= on_map
+            codes[~valid] = alphaearth.NODATA_CODE
+            self.memo[key] = (codes, valid)
         return self.memo[key]
 
 
@@ -74,9 +114,16 @@ class Image:
 
 @dataclass(frozen=True)
 class ImageCollection:
-    """A loaded TCVIS ImageCollection (only its id matters)."""
+    """A loaded ImageCollection: a TCVIS edition (only its id matters) or AlphaEarth with the years it still holds."""
 
     asset_id: str
+    years: tuple[int, ...] = ()
+    """AlphaEarth: the annual images left after filtering, in collection (year) order."""
+
+    @property
+    def filterable(self) -> bool:
+        """True for the collection whose images carry dates (AlphaEarth)."""
+        return self.asset_id == alphaearth.COLLECTION
 
 
 # -- graph decoding ---------------------------------------------------------------------------------------
@@ -185,20 +232,24 @@ def _strings(fn: str, args: dict[str, Any], key: str) -> list[str]:
     return value
 
 
+KNOWN_COLLECTIONS = (*EDITIONS, alphaearth.COLLECTION)
+"""The ImageCollection ids the local Earth Engine serves."""
+
+
 @_algorithm("ImageCollection.load")
 def _load_collection(fn: str, args: dict[str, Any]) -> ImageCollection:
     asset_id = args.get("id")
-    if asset_id not in EDITIONS:
+    if asset_id not in KNOWN_COLLECTIONS:
         raise invalid(
             f"{fn}: ImageCollection asset '{asset_id}' not found (does not exist or caller does not have access)."
         )
-    return ImageCollection(asset_id)
+    return ImageCollection(asset_id, alphaearth.YEARS if asset_id == alphaearth.COLLECTION else ())
 
 
 @_algorithm("Image.load")
 def _load_image(fn: str, args: dict[str, Any]) -> Image:
     asset_id = args.get("id")
-    if asset_id in EDITIONS:
+    if asset_id in KNOWN_COLLECTIONS:
         raise invalid(f"{fn}: Asset '{asset_id}' is not an Image.")
     raise invalid(f"{fn}: Image asset '{asset_id}' not found (does not exist or caller does not have access).")
 
@@ -208,6 +259,8 @@ def _mosaic(fn: str, args: dict[str, Any]) -> Image:
     collection = args.get("collection")
     if not isinstance(collection, ImageCollection):
         raise invalid(f"{fn}, argument 'collection': Invalid type.\nExpected type: ImageCollection.")
+    if collection.filterable:
+        return _embedding_mosaic(collection.years)
     edition = collection.asset_id
 
     def source(band: str) -> Compute:
@@ -218,6 +271,193 @@ def _mosaic(fn: str, args: dict[str, Any]) -> Image:
         return compute
 
     return Image(tuple(Band(b, np.dtype(np.uint8), source(b)) for b in BANDS))
+
+
+def _embedding_mosaic(years: tuple[int, ...]) -> Image:
+    """The AlphaEarth mosaic of `years`: 64 float64 bands; no bands when no image is left (as in Earth Engine)."""
+    if not years:
+        return Image(())
+
+    def source(number: int) -> Compute:
+        def compute(raster: Raster) -> tuple[Array, Mask]:
+            codes, valid = raster.embeddings(years)
+            return np.where(valid, alphaearth.dequantise(codes[..., number]), 0.0), valid
+
+        return compute
+
+    return Image(tuple(Band(b, alphaearth.DTYPE, source(n)) for n, b in enumerate(alphaearth.BANDS)))
+
+
+# -- collection filters and dates -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Date:
+    """An instant in milliseconds since 1970-01-01T00:00:00Z."""
+
+    millis: int
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """[start, end) in milliseconds."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A collection filter over an image's `system:time_start`."""
+
+    passes: Callable[[int], bool]
+
+
+def _utc(millis: int) -> datetime.datetime:
+    return datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(milliseconds=millis)
+
+
+def _millis(moment: datetime.datetime) -> int:
+    return (moment - datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)) // datetime.timedelta(milliseconds=1)
+
+
+def _zone(fn: str, args: dict[str, Any]) -> datetime.tzinfo:
+    name = args.get("timeZone")
+    if name is None or name in ("UTC", "Etc/UTC", "GMT", "Z"):
+        return datetime.UTC
+    try:
+        return zoneinfo.ZoneInfo(str(name))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise invalid(f"{fn}: Unknown time zone '{name}'.") from None
+
+
+def _date(fn: str, args: dict[str, Any], key: str) -> Date:
+    value = args.get(key)
+    if isinstance(value, Date):
+        return value
+    raise invalid(f"{fn}, argument '{key}': Invalid type.\nExpected type: Date.\nActual type: {type(value).__name__}.")
+
+
+def parse_date(value: str, zone: datetime.tzinfo = datetime.UTC) -> int:
+    """Milliseconds of an ISO date string ('2020', '2020-01', '2020-01-01', '2020-01-01T08:00', …) in `zone`."""
+    text = value.strip()
+    if len(text) == 4 and text.isdigit():
+        text += "-01-01"
+    elif len(text) == 7 and text[4] == "-":
+        text += "-01"
+    moment = datetime.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return _millis(moment)
+
+
+@_algorithm("Date")
+def _date_of(fn: str, args: dict[str, Any]) -> Date:
+    value = args.get("value")
+    if isinstance(value, Date):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Date(int(value))
+    if isinstance(value, str):
+        try:
+            return Date(parse_date(value, _zone(fn, args)))
+        except ValueError:
+            raise invalid(f"{fn}: Unable to parse date '{value}'.") from None
+    raise invalid(f"{fn}: Can't create a Date from {value!r}.")
+
+
+@_algorithm("Date.fromYMD")
+def _from_ymd(fn: str, args: dict[str, Any]) -> Date:
+    try:
+        moment = datetime.datetime(int(args["year"]), int(args["month"]), int(args["day"]), tzinfo=_zone(fn, args))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise invalid(f"{fn}: Invalid date ({exc}).") from None
+    return Date(_millis(moment))
+
+
+_FIXED_UNITS = {"week": 604_800_000, "day": 86_400_000, "hour": 3_600_000, "minute": 60_000, "second": 1_000}
+
+
+@_algorithm("Date.advance")
+def _advance(fn: str, args: dict[str, Any]) -> Date:
+    date, unit, delta = _date(fn, args, "date"), args.get("unit"), args.get("delta")
+    if not isinstance(delta, int | float) or isinstance(delta, bool):
+        raise invalid(f"{fn}, argument 'delta': Invalid type.\nExpected type: Float.")
+    if unit in _FIXED_UNITS:
+        return Date(date.millis + round(delta * _FIXED_UNITS[str(unit)]))
+    if unit not in ("year", "month") or delta != int(delta):
+        raise invalid(f"{fn}: The local Earth Engine advances by whole years or months, or by {sorted(_FIXED_UNITS)}.")
+    moment = _utc(date.millis).astimezone(_zone(fn, args))
+    months = moment.year * 12 + moment.month - 1 + int(delta) * (12 if unit == "year" else 1)
+    year, month = divmod(months, 12)
+    day = min(moment.day, calendar.monthrange(year, month + 1)[1])
+    return Date(_millis(moment.replace(year=year, month=month + 1, day=day)))
+
+
+@_algorithm("DateRange")
+def _date_range(fn: str, args: dict[str, Any]) -> DateRange:
+    zone_args = {"timeZone": args.get("timeZone")}
+    start = _date_of(fn, {"value": args.get("start"), **zone_args})
+    end = args.get("end")
+    if end is None:
+        return DateRange(start.millis, start.millis + 1)  # a 1-millisecond range, as documented
+    return DateRange(start.millis, _date_of(fn, {"value": end, **zone_args}).millis)
+
+
+@_algorithm("Filter.dateRangeContains")
+def _date_range_contains(fn: str, args: dict[str, Any]) -> Filter:
+    window = args.get("leftValue")
+    if not isinstance(window, DateRange) or args.get("rightField") != "system:time_start" or args.get("leftField"):
+        raise invalid(f"{fn}: The local Earth Engine only filters a DateRange value against 'system:time_start'.")
+    return Filter(lambda millis: window.start <= millis < window.end)
+
+
+_CALENDAR_FIELDS: dict[str, Callable[[datetime.datetime], int]] = {
+    "year": lambda t: t.year,
+    "month": lambda t: t.month,
+    "day_of_year": lambda t: t.timetuple().tm_yday,
+    "day_of_month": lambda t: t.day,
+    "day_of_week": lambda t: t.weekday(),
+    "hour": lambda t: t.hour,
+    "minute": lambda t: t.minute,
+}
+
+
+@_algorithm("Filter.calendarRange")
+def _calendar_range(fn: str, args: dict[str, Any]) -> Filter:
+    field_name = args.get("field") or "day_of_year"
+    part = _CALENDAR_FIELDS.get(str(field_name))
+    if part is None:
+        raise invalid(f"{fn}: Unknown calendar field '{field_name}'.")
+    start = args.get("start")
+    end = args.get("end", start) if args.get("end") is not None else start
+    if not isinstance(start, int) or not isinstance(end, int):
+        raise invalid(f"{fn}, arguments 'start' and 'end': Invalid type.\nExpected type: Integer.")
+
+    def passes(millis: int) -> bool:
+        value = part(_utc(millis))
+        return start <= value <= end if start <= end else value >= start or value <= end  # end < start wraps
+
+    return Filter(passes)
+
+
+@_algorithm("Filter.and")
+def _filter_and(fn: str, args: dict[str, Any]) -> Filter:
+    filters = args.get("filters")
+    if not isinstance(filters, list) or not all(isinstance(f, Filter) for f in filters):
+        raise invalid(f"{fn}, argument 'filters': Invalid type.\nExpected type: List<Filter>.")
+    return Filter(lambda millis: all(f.passes(millis) for f in filters))
+
+
+@_algorithm("Collection.filter")
+def _filter(fn: str, args: dict[str, Any]) -> ImageCollection:
+    collection, condition = args.get("collection"), args.get("filter")
+    if not isinstance(collection, ImageCollection) or not isinstance(condition, Filter):
+        raise invalid(f"{fn}: Invalid arguments.\nExpected types: ImageCollection, Filter.")
+    if not collection.filterable:
+        raise invalid(f"{fn}: The local Earth Engine filters only '{alphaearth.COLLECTION}' (by date).")
+    kept = tuple(y for y in collection.years if condition.passes(alphaearth.year_start_millis(y)))
+    return ImageCollection(collection.asset_id, kept)
 
 
 @_algorithm("Image.select")
@@ -376,6 +616,31 @@ def _cast_uint8(band: Band) -> Compute:
         return np.trunc(np.clip(values, 0, 255)).astype(np.uint8), mask
 
     return compute
+
+
+@_algorithm("Image.toFloat")
+def _to_float(fn: str, args: dict[str, Any]) -> Image:
+    return _cast(fn, args, np.dtype(np.float32))
+
+
+@_algorithm("Image.toDouble")
+def _to_double(fn: str, args: dict[str, Any]) -> Image:
+    return _cast(fn, args, np.dtype(np.float64))
+
+
+def _cast(fn: str, args: dict[str, Any], dtype: np.dtype[Any]) -> Image:
+    """Every band converted to a float type (values rounded to it); masks unchanged."""
+    image = _image(fn, args, "value")
+    assert image is not None
+
+    def converted(band: Band) -> Compute:
+        def compute(raster: Raster) -> tuple[Array, Mask]:
+            values, mask = band.compute(raster)
+            return values.astype(dtype, copy=False), mask
+
+        return compute
+
+    return Image(tuple(Band(b.name, dtype, converted(b)) for b in image.bands))
 
 
 @_algorithm("Image.constant")

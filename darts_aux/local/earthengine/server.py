@@ -186,7 +186,7 @@ async def _sleep_until(when: float) -> None:
 
 def _npy_bytes(bands: Sequence[Any], grid: PixelGrid, corrupt: str | None = None) -> bytes:
     """The structured array as an .npy file (made wrong on purpose when `corrupt` says how)."""
-    array = corrupted(render(bands, Raster(grid.lon(), grid.lat())), corrupt)
+    array = corrupted(render(bands, Raster(grid.x(), grid.y(), grid.crs)), corrupt)
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()

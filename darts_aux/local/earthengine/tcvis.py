@@ -68,7 +68,7 @@ def pixel_index(lon: npt.ArrayLike, lat: npt.ArrayLike) -> tuple[npt.NDArray[np.
     return k, j
 
 
-def _mix(*parts: npt.NDArray[np.int64] | int) -> npt.NDArray[np.uint64]:
+def mix64(*parts: npt.NDArray[np.int64] | int) -> npt.NDArray[np.uint64]:
     """A 64-bit hash of integer arrays (splitmix64 finaliser over a weighted sum), broadcast together."""
     acc = np.zeros(np.broadcast_shapes(*(np.shape(p) for p in parts)), dtype=np.uint64)
     weights = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93)
@@ -90,9 +90,9 @@ def lake_mask(edition: str, k: npt.NDArray[np.int64], j: npt.NDArray[np.int64]) 
     uck, ick = np.unique(np.floor_divide(k, LAKE_CELL), return_inverse=True)
     ucj, icj = np.unique(np.floor_divide(j, LAKE_CELL), return_inverse=True)
     ick, icj = ick.reshape(np.shape(k)), icj.reshape(np.shape(j))
-    cell = _mix(uck[None, :], ucj[:, None])  # (cells in j, cells in k)
+    cell = mix64(uck[None, :], ucj[:, None])  # (cells in j, cells in k)
     lo, hi = LAKE_RADIUS
-    radius = lo + (_mix(uck[None, :], ucj[:, None], e + 1) % np.uint64(hi - lo + 1)).astype(np.int64)
+    radius = lo + (mix64(uck[None, :], ucj[:, None], e + 1) % np.uint64(hi - lo + 1)).astype(np.int64)
     room = LAKE_CELL - 2 * radius  # centre offsets keep the disc inside its cell
     ox = radius + ((cell >> np.uint64(8)) & np.uint64(0xFFFF)).astype(np.int64) % room
     oy = radius + ((cell >> np.uint64(24)) & np.uint64(0xFFFF)).astype(np.int64) % room
@@ -107,7 +107,7 @@ def lake_mask(edition: str, k: npt.NDArray[np.int64], j: npt.NDArray[np.int64]) 
 
 def _byte_table(index: npt.NDArray[np.int64], *salt: int) -> npt.NDArray[np.uint8]:
     """One pseudo-random byte per integer of `index` (same shape)."""
-    return (_mix(index, *salt) >> np.uint64(56)).astype(np.uint8)
+    return (mix64(index, *salt) >> np.uint64(56)).astype(np.uint8)
 
 
 def tcvis_pixels(edition: str, lon: npt.ArrayLike, lat: npt.ArrayLike) -> dict[str, npt.NDArray[np.uint8]]:
