@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .errors import DartsAuxError, InvalidRequestError
 from .grid import ChunkGrid, PixelWindow, window_geobox, window_parts
 from .location import DataLocation
@@ -499,7 +501,7 @@ def read_dataset(data_dir: DataLocation, product: Product, window: PixelWindow, 
     import xarray as xr
 
     cube = Cube.open(data_dir, product)
-    arrays = cube.read(window) if persist else lazy_window(cube, window)
+    arrays = decoded(product, cube.read(window) if persist else lazy_window(cube, window))
     geobox = window_geobox(product.extent, window)
     coords = geobox_coords(geobox)
 
@@ -507,6 +509,24 @@ def read_dataset(data_dir: DataLocation, product: Product, window: PixelWindow, 
     variables = {name: _variable(dims, data, {"grid_mapping": CRS_COORD}) for name, data in arrays.items()}
     attrs = {"product": product.key, "source_collection": product.collection}
     return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def decoded(product: Product, arrays: dict[str, Any]) -> dict[str, Any]:
+    """The arrays as a load returns them: a quantised variable's stored codes as float32 values (NaN = masked).
+
+    Numpy arrays are decoded here; dask arrays block by block when computed.
+    """
+    out = dict(arrays)
+    for variable in product.variables:
+        quantisation = variable.quantisation
+        if quantisation is None:
+            continue
+        data = arrays[variable.name]
+        if isinstance(data, np.ndarray):
+            out[variable.name] = quantisation.decode(data)
+        else:
+            out[variable.name] = data.map_blocks(quantisation.decode, dtype=np.float32)
+    return out
 
 
 def _variable(dims: tuple[str, ...], data: Any, attrs: dict[str, Any]) -> xr.Variable:

@@ -1,4 +1,4 @@
-"""The demo: the embedded local catalog and Earth Engine, three regions filled and loaded twice, quicklooks."""
+"""The demo: the embedded local catalog and Earth Engine, four regions filled and loaded twice, quicklooks."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from rich.table import Table
 
 from .grid import ChunkGrid, ChunkId, roi_window
 from .manifest import ChunkRecord, Manifest
-from .products import Product, arcticdem, tcvis
+from .products import Product, alphaearth, arcticdem, tcvis
 from .settings import reload_settings
 from .store import cube_paths
 
@@ -35,15 +35,24 @@ PREFECT_SETTINGS_RESET = ("api.url", "api.key", "server.database.connection_url"
 
 @dataclass(frozen=True)
 class DemoRegion:
-    """A named region of one product."""
+    """A named region of one product (and the time steps it loads, for a product with a time axis)."""
 
     name: str
     product: Product
     geobox: GeoBox
+    steps: tuple[str, ...] | None = None
+
+    @property
+    def cubes(self) -> list[Product]:
+        """The cubes the region's load reads: the product's, or one per time step."""
+        if not self.product.has_time_axis:
+            return [self.product]
+        return [self.product.at(step.label) for step in self.product.steps_for(self.steps)]
 
 
 def demo_regions() -> list[DemoRegion]:
-    """160 km across four 32 m tiles, 4 km across four 2 m subtiles, and TCVIS over the same Yakutian corner."""
+    """160 km across four 32 m tiles, 4 km across four 2 m subtiles, TCVIS over the same Yakutian corner, and
+    AlphaEarth's embeddings of two years over 12 km around the 2 m region (2 × 2 chunks at 10 m)."""
     from .local.spec import SUBTILE_CORNER, SUPERTILE_CORNER
 
     (cx, cy), (sx, sy) = SUPERTILE_CORNER, SUBTILE_CORNER
@@ -56,6 +65,9 @@ def demo_regions() -> list[DemoRegion]:
                    GeoBox.from_bbox((sx - 2_000, sy - 2_000, sx + 2_000, sy + 2_000), "EPSG:3413", resolution=2)),
         DemoRegion("TCVIS 2000-2019", tcvis(),
                    GeoBox.from_bbox((lon - 0.5, lat - 0.2, lon + 0.5, lat + 0.2), "EPSG:4326", resolution=0.0003)),
+        DemoRegion("AlphaEarth 2019 + 2024", alphaearth(),
+                   GeoBox.from_bbox((sx - 6_000, sy - 6_000, sx + 6_000, sy + 6_000), "EPSG:3413", resolution=10),
+                   steps=("2019", "2024")),
     ]
 
 
@@ -171,16 +183,25 @@ def _configure(catalog: Any, earth_engine: Any, inline: bool) -> None:
 def _load(region: DemoRegion, data_dir: Path) -> Any:
     from .api import load
 
-    return load(region.product, region.geobox, data_dir)
+    return load(region.product, region.geobox, data_dir, steps=region.steps)
 
 
 def _quicklooks(region: DemoRegion, dataset: Any, data_dir: Path, out: Path) -> list[Path]:
-    from .quicklook import write_coverage_png, write_hillshade_png, write_rgb_png
+    from .quicklook import write_coverage_png, write_embedding_png, write_hillshade_png, write_rgb_png
 
     slug = region.product.key
+    bands = region.product.quicklook_bands
     if "dem" in dataset.data_vars:  # a DEM: its hillshade; TCVIS: its three trend bands as colours
         picture = write_hillshade_png(dataset.dem.values, region.product.resolution, out / f"{slug}-hillshade.png",
                                       region.name)
+    elif bands:  # embeddings: three of their axes as colours, each year
+        pictures = [write_embedding_png(dataset.isel(time=i), bands, out / f"{slug}-{cube.step.label}-rgb.png",
+                                        f"{region.product.display_name} {cube.step.label}: {'/'.join(bands)} as RGB")
+                    for i, cube in enumerate(region.cubes) if cube.step is not None]
+        manifest = Manifest(cube_paths(data_dir, region.cubes[0]).manifest, ChunkGrid(region.product))
+        coverage = write_coverage_png(manifest.files(), out / f"{slug}-coverage.png",
+                                      f"{region.cubes[0].key} manifest: chunks by status")
+        return [*pictures, coverage]
     else:
         picture = write_rgb_png(dataset, out / f"{slug}-rgb.png", f"{region.name}: TCB/TCG/TCW trends as RGB")
     manifest = Manifest(cube_paths(data_dir, region.product).manifest, ChunkGrid(region.product))
@@ -188,9 +209,14 @@ def _quicklooks(region: DemoRegion, dataset: Any, data_dir: Path, out: Path) -> 
     return [picture, coverage]
 
 
-def _manifest_rows(data_dir: Path, region: DemoRegion) -> dict[ChunkId, ChunkRecord]:
+def _manifest_rows(data_dir: Path, region: DemoRegion) -> dict[tuple[str, ChunkId], ChunkRecord]:
+    """The latest manifest row of each (cube, chunk) of the region: one cube, or one per time step."""
     window = roi_window(region.geobox, region.product.extent)
-    return Manifest(cube_paths(data_dir, region.product).manifest, ChunkGrid(region.product)).latest(window)
+    rows = {}
+    for cube in region.cubes:
+        latest = Manifest(cube_paths(data_dir, cube).manifest, ChunkGrid(cube)).latest(window)
+        rows.update({(cube.key, chunk): record for chunk, record in latest.items()})
+    return rows
 
 
 def _committed_since(before: ChunkRecord | None, after: ChunkRecord) -> bool:

@@ -34,6 +34,52 @@ class Codec:
     shuffle: Literal["shuffle", "bitshuffle", "noshuffle"] = "shuffle"
 
 
+@dataclass(frozen=True)
+class Quantisation:
+    """A source whose values are de-quantised integer codes: value = sign(q) · (|q| / divisor) ** power.
+
+    The cube stores the codes (one signed byte per value instead of four or eight) and loads return the values as
+    float32, NaN for the `nodata` code. Storing the codes is exact: every source value is recovered bit for bit
+    (as float64: `decode(codes, "float64")`), and a fill refuses values that are not codes of this mapping.
+    AlphaEarth's published int8 embeddings use divisor 127.5, power 2, nodata −128.
+    """
+
+    divisor: float
+    power: int
+    nodata: int
+
+    def table(self, dtype: str = "float32") -> np.ndarray:
+        """The value of every int8 code, indexed by the code's byte read as uint8 (NaN for `nodata`)."""
+        codes = np.arange(256, dtype=np.uint8).view(np.int8).astype(np.float64)
+        values = np.sign(codes) * (np.abs(codes) / self.divisor) ** self.power
+        values[codes == self.nodata] = np.nan
+        return values.astype(dtype)
+
+    def decode(self, codes: np.ndarray, dtype: str = "float32") -> np.ndarray:
+        """Values of int8 codes (NaN where `nodata`)."""
+        return self.table(dtype)[np.asarray(codes, dtype=np.int8).view(np.uint8)]
+
+    def encode(self, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """The int8 code of each valid value (`nodata` elsewhere); ValueError when a value is not a code's value.
+
+        The values may be float64 or float32 copies of the de-quantised doubles: either is within 1e-7 of its
+        code's value, far less than half a step between codes, and is checked against that code's value in its own
+        type, so nothing that is not exactly a code passes.
+        """
+        values = np.asarray(values)
+        magnitude = np.rint(np.abs(values.astype(np.float64)) ** (1.0 / self.power) * self.divisor)
+        magnitude = np.where(valid, np.minimum(magnitude, 127), 0)
+        codes = (np.sign(values) * magnitude).astype(np.int8)
+        codes[~valid] = self.nodata
+        expected = self.table(values.dtype.name)[codes.view(np.uint8)]
+        wrong = valid & (expected != values)
+        if wrong.any():
+            where = tuple(int(i[0]) for i in np.nonzero(wrong))
+            raise ValueError(f"value {values[where]!r} at {where} is not a code of sign(q)·(|q|/{self.divisor})^"
+                             f"{self.power}")
+        return codes
+
+
 @dataclass(frozen=True, eq=False)
 class Variable:
     """One cube variable and the source asset it is copied from.
@@ -55,10 +101,18 @@ class Variable:
     the data asset itself. A variable that is its own mask (ArcticDEM's `datamask`) states 0 here and 0 as fill.
     """
     codec: Codec
+    quantisation: Quantisation | None = None
+    """For a source of de-quantised codes: the cube stores the int8 codes (`dtype` 'int8', `fill_value` the nodata
+    code) and loads return float32 values, NaN where masked. None: values are stored as they are."""
 
     def _key(self) -> tuple[object, ...]:
         return (self.name, self.dtype, _comparable(self.fill_value), self.source_asset, _comparable(self.source_nodata),
-                self.codec)
+                self.codec, self.quantisation)
+
+    @property
+    def loaded_dtype(self) -> str:
+        """The dtype a load returns: float32 for quantised codes, else the stored dtype."""
+        return "float32" if self.quantisation is not None else self.dtype
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Variable) and self._key() == other._key()
@@ -341,22 +395,28 @@ ALPHAEARTH_BANDS: tuple[str, ...] = tuple(f"A{index:02d}" for index in range(64)
 """The 64 embedding axes; each pixel's 64 values form a unit-length vector, each value in [-1, 1]."""
 ALPHAEARTH_YEARS = (2017, 2025)
 """First and last year the collection covers."""
+ALPHAEARTH_QUANTISATION = Quantisation(divisor=127.5, power=2, nodata=-128)
+"""The published de-quantisation of the embeddings: value = sign(q)·(q / 127.5)², code −128 = no data."""
 ALPHAEARTH_RESOLUTION = 10
 ALPHAEARTH_QUICKLOOK_BANDS = ("A01", "A16", "A09")
 """Three embedding axes shown as red, green, blue (the choice of Earth Engine's own example for this dataset)."""
-_EMBEDDING_CODEC = Codec("blosc-lz4", 5, "shuffle")
+_EMBEDDING_CODEC = Codec("blosc-lz4", 5, "noshuffle")  # one-byte codes: see benchmarks/README.md "AlphaEarth storage"
 
 
 def alphaearth() -> Product:
     """The AlphaEarth annual embeddings on the ArcticDEM 10 m grid (EPSG:3413), one cube per year.
 
     Each year is the mosaic of that year's images, fetched from Earth Engine for exactly each chunk's grid; masked
-    pixels are NaN in every band (a real value is never NaN), so no validity variable is needed. A 1000² px chunk
-    (10 km) over 64 float32 bands takes 7 requests (Earth Engine's 48 MiB per request, counting a mask byte per
-    band and pixel). A global EPSG:4326 variant is another declaration with another extent.
+    pixels are NaN in every band (a real value is never NaN), so no validity variable is needed. Earth Engine's
+    values are de-quantised int8 codes, so the cube stores the codes (exact, a quarter of float32's bytes; see
+    `Quantisation`) and loads return float32. A 1000² px chunk (10 km) takes 7 requests of the bands as float32
+    (Earth Engine's 48 MiB per request, counting a mask byte per band and pixel). A global EPSG:4326 variant is
+    another declaration with another extent.
     """
     first, last = ALPHAEARTH_YEARS
-    variables = tuple(Variable(band, "float32", _NAN, band, _NAN, _EMBEDDING_CODEC) for band in ALPHAEARTH_BANDS)
+    code = ALPHAEARTH_QUANTISATION.nodata
+    variables = tuple(Variable(band, "int8", code, band, code, _EMBEDDING_CODEC, ALPHAEARTH_QUANTISATION)
+                      for band in ALPHAEARTH_BANDS)
     return Product(
         key=f"alphaearth-{ALPHAEARTH_RESOLUTION}m",
         extent=_arcticdem_extent(ALPHAEARTH_RESOLUTION),

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import shapely
 
+from ..errors import SourceDataError
 from ..grid import ChunkGrid, ChunkId
-from ..products import VALID_VARIABLE, Product
+from ..products import VALID_VARIABLE, Product, Variable
 from ..retry import RetryPolicy
 from ..settings import Settings
 from .base import ChunkPixels, SourceItem
@@ -49,7 +50,14 @@ def mosaic_expression(product: Product) -> Any:
     bands = source_bands(product)
     image = collection.mosaic().select(bands)
     valid = image.select(bands[0]).mask().toUint8().rename(VALID_VARIABLE)
+    if any(v.quantisation is not None for v in product.variables):
+        image = image.toFloat()  # codes' values as float32: half the bytes of double, and still exact (Quantisation)
     return image.addBands(valid)
+
+
+def requested_dtype(variable: Variable) -> np.dtype[Any]:
+    """The type a variable's band is asked for: float32 for de-quantised codes, else the cube's own type."""
+    return np.dtype(np.float32) if variable.quantisation is not None else np.dtype(variable.dtype)
 
 
 def item_id(product: Product) -> str:
@@ -69,7 +77,7 @@ class EarthEngineSource:
         self.policy = policy
         self.url = settings.ee_url
         self.bands = [*source_bands(product), VALID_VARIABLE]
-        declared = {v.source_asset: np.dtype(v.dtype) for v in product.variables}
+        declared = {v.source_asset: requested_dtype(v) for v in product.variables}
         self.dtypes = {band: declared.get(band, np.dtype(np.uint8)) for band in self.bands}
         self.item = item_id(product)
 
@@ -99,12 +107,24 @@ class EarthEngineSource:
         for (row0, row1), answer in zip(parts, answers, strict=True):
             valid[row0:row1] = answer[VALID_VARIABLE]
             for variable in self.product.variables:
-                arrays[variable.name][row0:row1] = answer[variable.source_asset]
+                arrays[variable.name][row0:row1] = self._stored(variable, answer, valid[row0:row1] != 0)
         masked = valid == 0
         for variable in self.product.variables:
             arrays[variable.name][masked] = variable.fill_value
         return ChunkPixels(arrays, applied=[self.item], pixels_read=window.shape[0] * window.shape[1],
                            seconds=time.perf_counter() - started)
+
+    def _stored(self, variable: Variable, answer: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """A band of an answer as the cube stores it: as it is, or as its int8 codes (SourceDataError if not codes)."""
+        values = answer[variable.source_asset]
+        if variable.quantisation is None:
+            return values
+        try:
+            return variable.quantisation.encode(values, valid)
+        except ValueError as error:
+            raise SourceDataError(f"Earth Engine's band {variable.source_asset} of {self.product.collection} holds "
+                                  f"values that are not its published codes ({error}); the cube stores codes only, "
+                                  f"so nothing was written.", source="earthengine") from error
 
     def covered(self, chunk: ChunkId, items: Sequence[SourceItem]) -> shapely.Geometry:
         """Earth Engine serves the whole chunk: all of it once the mosaic is applied, else nothing."""

@@ -25,8 +25,17 @@ from darts_aux.cli_support import coverage_map_path
 from darts_aux.grid import ChunkGrid, PixelWindow, roi_window, window_bounds, window_geobox
 from darts_aux.local import LocalCatalog
 from darts_aux.local.earthengine import LocalEarthEngine, tcvis_pixels
+from darts_aux.local.earthengine.alphaearth import alphaearth_pixels
 from darts_aux.manifest import Manifest
-from darts_aux.products import DEFAULT_TCVIS_EDITION, TCVIS_PIXEL, Product, arcticdem, tcvis
+from darts_aux.products import (
+    ALPHAEARTH_BANDS,
+    DEFAULT_TCVIS_EDITION,
+    TCVIS_PIXEL,
+    Product,
+    alphaearth,
+    arcticdem,
+    tcvis,
+)
 from darts_aux.store import cube_paths
 
 from .conftest import formula_oracle
@@ -44,6 +53,9 @@ _CORNER_LON = TCVIS.extent.x0 + 125 * TCVIS.fill_chunk * TCVIS_PIXEL
 _CORNER_LAT = TCVIS.extent.y0 - 18 * TCVIS.fill_chunk * TCVIS_PIXEL
 # Northern Alaska, inside TCVIS chunk r0018c0125 (about 740 × 370 px).
 BBOX_TCVIS = (_CORNER_LON + 0.1, _CORNER_LAT - 0.25, _CORNER_LON + 0.3, _CORNER_LAT - 0.15)
+# AlphaEarth: 200 × 200 px inside the 10 m chunk r0095c0460 (x 599,900 … 609,900 m, y 3,140,100 … 3,150,100 m).
+ALPHAEARTH = alphaearth()
+BBOX_ALPHAEARTH = (600_500, 3_146_000, 602_500, 3_148_000)
 
 runner = CliRunner()
 
@@ -167,6 +179,36 @@ def test_load_tcvis_geotiff_in_process(use_earth_engine: LocalEarthEngine, inlin
     status = _invoke("status", "--map", str(tmp_path / "map.png"))  # TCVIS cubes are listed and mapped too
     assert _table_row(status.stdout, TCVIS.key)[1:3] == ["1", "0"]
     _assert_coverage_png(tmp_path / f"map-{TCVIS.key}.png")
+
+
+def test_load_one_alphaearth_year_as_geotiff_then_fetch_and_status_per_year(
+        use_earth_engine: LocalEarthEngine, inline: None, tmp_path: Path) -> None:
+    window = _window(ALPHAEARTH, BBOX_ALPHAEARTH, "EPSG:3413")
+    assert len(ChunkGrid(ALPHAEARTH).chunks(window)) == 1
+    tif = tmp_path / "alphaearth.tif"
+    _invoke("load", "alphaearth", *_bbox_args(BBOX_ALPHAEARTH), "--year", "2020", "--out", str(tif))
+
+    left, _, _, top = window_bounds(ALPHAEARTH.extent, window)
+    rows, cols = window.shape
+    x = left + (np.arange(cols) + 0.5) * 10.0
+    y = top - (np.arange(rows) + 0.5) * 10.0
+    values, valid = alphaearth_pixels(2020, x[None, :], y[:, None])
+    expected = values.astype("float32")
+    expected[~valid] = np.nan
+    with rasterio.open(tif) as src:
+        assert src.descriptions == ALPHAEARTH_BANDS and set(src.dtypes) == {"float32"} and np.isnan(src.nodata)
+        assert src.crs.to_epsg() == 3413 and src.tags()["time"] == "2020-01-01"
+        assert src.transform == window_geobox(ALPHAEARTH.extent, window).affine
+        for band in (1, 17, 64):
+            np.testing.assert_array_equal(src.read(band), expected[..., band - 1], err_msg=str(band))
+    assert len(use_earth_engine.compute_requests()) == 7  # one chunk of one year: seven requests within the limit
+
+    use_earth_engine.reset_log()
+    _invoke("fetch", "alphaearth", *_bbox_args(BBOX_ALPHAEARTH), "--year", "2020", "--year", "2021")
+    assert len(use_earth_engine.compute_requests()) == 7  # 2020 is in the cube: only 2021's chunk was fetched
+    status = _invoke("status")
+    assert _table_row(status.stdout, "alphaearth-10m@2020")[1:3] == ["1", "0"]
+    assert _table_row(status.stdout, "alphaearth-10m@2021")[1:3] == ["1", "0"]
 
 
 def test_a_source_failing_inside_the_fill_is_one_red_line(inline: None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -294,6 +336,13 @@ BAD_INPUT = {
     "tcvis resolution": (["fetch", "tcvis", "--bbox", "120", "60", "121", "61", "--resolution", "10"],
                          "drop --resolution"),
     "unknown CRS": (["fetch", "arcticdem", *_bbox_args(BBOX_1_CHUNK), "--crs", "EPSG:999999"], "unknown CRS"),
+    "alphaearth year": (["fetch", "alphaearth", *_bbox_args(BBOX_ALPHAEARTH), "--year", "2016"],
+                        "no time step 2016"),
+    "year of arcticdem": (["fetch", "arcticdem", *_bbox_args(BBOX_1_CHUNK), "--year", "2019"], "drop --year"),
+    "alphaearth resolution": (["fetch", "alphaearth", *_bbox_args(BBOX_ALPHAEARTH), "--resolution", "30"],
+                              "drop --resolution"),
+    "two years in a GeoTIFF": (["load", "alphaearth", *_bbox_args(BBOX_ALPHAEARTH), "--year", "2019", "--year",
+                                "2020", "--out", "{tmp}/x.tif"], "a GeoTIFF holds one year"),
     "outside the extent": (["fetch", "arcticdem", "--bbox", "-170", "-60", "-160", "-50", "--crs", "EPSG:4326"],
                            "outside the cube extent"),
     "negative buffer": (["fetch", "arcticdem", *_bbox_args(BBOX_1_CHUNK), "--buffer", "-1"], "buffer=-1"),
