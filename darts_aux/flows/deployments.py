@@ -65,6 +65,12 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         {}, tags=("darts-aux", "tcvis"),
     ),
     DeploymentSpec(
+        "fill-alphaearth", "darts_aux.flows.alphaearth.fill_alphaearth",
+        "Ad hoc: fill the AlphaEarth embeddings over a region for some years (default all): bounds (+ crs, default "
+        "EPSG:3413) or a GeoJSON geometry.",
+        {}, tags=("darts-aux", "alphaearth"),
+    ),
+    DeploymentSpec(
         "compact-manifest", "darts_aux.flows.compact.compact_manifest",
         "Weekly: fold every cube's manifest segments into one file.",
         {}, cron="0 5 * * 0", tags=("darts-aux", "maintenance"),

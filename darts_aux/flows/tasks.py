@@ -264,6 +264,15 @@ def _settled_chunks(ctx: FillContext, window: PixelWindow, discovery: Discovery,
             for chunk in chunks]
 
 
+def add_reports(product: str, parts: Sequence[FillReport]) -> FillReport:
+    """One report over several fills (e.g. the years of a product with a time axis): counts summed."""
+    total = FillReport(product, parts[0].source if parts else "", parts[0].source_url if parts else "")
+    for part in parts:
+        _add_report(total, part)
+        total.seconds += part.seconds
+    return total
+
+
 def _add_report(total: FillReport, part: FillReport) -> None:
     """Add one window's report to the product's running total."""
     total.chunks_total += part.chunks_total

@@ -26,7 +26,7 @@ from darts_aux.grid import ChunkGrid, ChunkId, PixelWindow, roi_window, window_b
 from darts_aux.local import LocalCatalog, default_spec
 from darts_aux.local.earthengine import LocalEarthEngine, tcvis_pixels
 from darts_aux.manifest import Manifest
-from darts_aux.products import DEFAULT_TCVIS_EDITION, TCVIS_PIXEL, Product, arcticdem, tcvis
+from darts_aux.products import DEFAULT_TCVIS_EDITION, TCVIS_PIXEL, Product, alphaearth, arcticdem, tcvis
 from darts_aux.store import Cube, cube_paths
 
 from .conftest import CATALOG_ROOT, REPO_ROOT, formula_oracle, point_at
@@ -39,7 +39,7 @@ TO_LONLAT = Transformer.from_crs("EPSG:3413", "EPSG:4326", always_xy=True)
 REGION_3413 = (702_400.0, 3_196_600.0, 703_400.0, 3_197_600.0)
 HELD_BACK = "72_49_32m_v4.1"  # x 800–900 km, y 3,100–3,200 km: the south half of the catalog's east edge there
 EAST_EDGE = 900_096  # no tile east of here: a chunk across it stays partial
-AD_HOC_ROI = {"fill-arcticdem": "bounds", "fill-tcvis": "geometry"}
+AD_HOC_ROI = {"fill-arcticdem": "bounds", "fill-tcvis": "geometry", "fill-alphaearth": "bounds"}
 """The two ad hoc deployments need a region at trigger time; everything else runs on its parameters alone."""
 
 
@@ -163,7 +163,8 @@ def test_prefect_yaml_declares_the_served_deployments_and_each_entrypoint_is_a_f
     assert model.pull == [], "module entrypoints: no pull step, the worker imports the installed package"
     declared = {d.name: d for d in model.deployments}
     assert list(declared) == [spec.name for spec in DEPLOYMENTS] == [
-        "revisit-partial-chunks", "prefetch-regions", "fill-arcticdem", "fill-tcvis", "compact-manifest"]
+        "revisit-partial-chunks", "prefetch-regions", "fill-arcticdem", "fill-tcvis", "fill-alphaearth",
+        "compact-manifest"]
     flow_names = {}
     for spec in DEPLOYMENTS:
         entry = declared[spec.name]
@@ -184,7 +185,7 @@ def test_prefect_yaml_declares_the_served_deployments_and_each_entrypoint_is_a_f
         flow.validate_parameters({**spec.parameters, **extra})
     assert flow_names == {"revisit-partial-chunks": "revisit_partial_chunks", "prefetch-regions": "prefetch_regions",
                           "fill-arcticdem": "fill_arcticdem", "fill-tcvis": "fill_tcvis",
-                          "compact-manifest": "compact_manifest"}
+                          "fill-alphaearth": "fill_alphaearth", "compact-manifest": "compact_manifest"}
     by_day = {spec.name: spec.cron for spec in DEPLOYMENTS}
     assert by_day["revisit-partial-chunks"] == "0 3 * * *" and by_day["prefetch-regions"].endswith("* * 1")
 
@@ -310,6 +311,47 @@ def test_fill_tcvis_deployment_with_a_geojson_geometry(
     assert [(r["chunk"], r["action"], r["status"], r["items_applied"]) for r in table] == [
         ("r0018c0125", "fetched", "full", DEFAULT_TCVIS_EDITION)]
     _assert_summary_has_map(artifacts[f"{product.key}-summary"].data, product, data_dir)
+
+
+def test_fill_alphaearth_deployment_fills_each_year_with_its_artifacts_and_quicklook(
+    use_earth_engine: LocalEarthEngine, loopback_no_proxy: None, via_prefect: None, tmp_path: Path
+) -> None:
+    from darts_aux.local.earthengine.alphaearth import alphaearth_pixels
+
+    data_dir = tmp_path / "data"
+    product = alphaearth()
+    bounds = [600_500.0, 3_146_000.0, 601_500.0, 3_147_000.0]  # inside chunk r0095c0460 of the 10 m grid
+    state = _run(deployment_spec("fill-alphaearth"), bounds=bounds, years=[2018, 2023])
+    report = state.result()
+    assert report.chunks_fetched == 2 and report.product == product.key
+    assert len(use_earth_engine.compute_requests()) == 2 * 7
+    grid = ChunkGrid(product)
+    window = grid.window(ChunkId(95, 460))
+    left, _, _, top = window_bounds(product.extent, window)
+    x = left + (np.arange(window.shape[1]) + 0.5) * 10.0
+    y = top - (np.arange(window.shape[0]) + 0.5) * 10.0
+    artifacts = _artifacts(state.state_details.flow_run_id)
+    for year in (2018, 2023):
+        cube = product.at(year)
+        rows = _manifest(data_dir, cube).latest()
+        assert list(rows) == [ChunkId(95, 460)] and rows[ChunkId(95, 460)].status == "full"
+        values, valid = alphaearth_pixels(year, x[None, :], y[:, None])
+        stored = Cube.open(data_dir, cube).read(window)["A07"]
+        decoded = product.variable("A07").quantisation.decode(stored)  # type: ignore[union-attr]
+        expected = values[..., 7].astype(np.float32)
+        expected[~valid] = np.nan
+        np.testing.assert_array_equal(decoded, expected, err_msg=str(year))
+        slug = f"alphaearth-10m-{year}"
+        table = _table(artifacts[f"{slug}-chunks"])
+        assert [(r["chunk"], r["action"], r["status"]) for r in table] == [("r0095c0460", "fetched", "full")]
+        summary = artifacts[f"{slug}-summary"].data
+        assert summary.startswith(f"# {cube.key} fill")
+        assert "![A01/A16/A09 as RGB](data:image/png;base64,iVBORw0KGgo" in summary, "the embedding quicklook"
+    from prefect.exceptions import ParameterTypeError
+
+    flow = deployment_spec("fill-alphaearth").load_flow()
+    with pytest.raises(ParameterTypeError, match="2017"):  # a year the collection lacks: refused before any run
+        flow.validate_parameters({"bounds": bounds, "years": [2016]})
 
 
 def test_prefetch_regions_deployment_fills_every_cube_for_the_regions_file(

@@ -13,7 +13,8 @@ import pytest
 from darts_aux.flows.deployments import DEPLOYMENTS, DeploymentSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-REPOSITORY_ENTRY_POINTS = {"arcticdem": "fill_arcticdem", "tcvis": "fill_tcvis", "revisit": "revisit_partial_chunks",
+REPOSITORY_ENTRY_POINTS = {"arcticdem": "fill_arcticdem", "tcvis": "fill_tcvis", "alphaearth": "fill_alphaearth",
+                           "revisit": "revisit_partial_chunks",
                            "prefetch": "prefetch_regions", "compact": "compact_manifest",
                            "download": "download_chunks"}
 
