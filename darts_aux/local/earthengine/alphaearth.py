@@ -87,12 +87,13 @@ MISSING_TILE_ONE_IN = 8
 POLE_GAP_RADIUS = 650_000.0
 """No data within this many metres of the North Pole (north of about 84° N) in any year."""
 
-_CLASS_SALT = 0xA11A
-_VARIANT_SALT = 0xE417
-_NOISE_SALT = 0x5EED
-_LAKE_SALT = 0x1A4E
-_TILE_SALT = 0x711E
-_JITTER_SALT = 0x7177
+CLASS_SALT = 0xA11A
+"""Hash salts: part of the formula (a re-implementation needs them)."""
+VARIANT_SALT = 0xE417
+NOISE_SALT = 0x5EED
+LAKE_SALT = 0x1A4E
+TILE_SALT = 0x711E
+JITTER_SALT = 0x7177
 
 Int64Array = npt.NDArray[np.int64]
 
@@ -127,8 +128,8 @@ def direction_components(year: int, klass: Int64Array, variant: Int64Array) -> I
     """
     band = np.arange(64, dtype=np.int64)
     klass, variant = np.asarray(klass)[..., None], np.asarray(variant)[..., None]
-    base = _hash_bytes(mix64(klass, band, _CLASS_SALT), 4)
-    noise = _hash_bytes(mix64((year * CLASSES + klass) * VARIANTS + variant, band, _NOISE_SALT), 4)
+    base = _hash_bytes(mix64(klass, band, CLASS_SALT), 4)
+    noise = _hash_bytes(mix64((year * CLASSES + klass) * VARIANTS + variant, band, NOISE_SALT), 4)
     return CLASS_WEIGHT * base + noise
 
 
@@ -157,13 +158,13 @@ def code_table(year: int) -> npt.NDArray[np.int8]:
 
 def parcel_class(k: Int64Array, j: Int64Array) -> Int64Array:
     """Land-cover class of the parcel containing native pixel (k, j) (the same every year)."""
-    cell = mix64(np.floor_divide(k, PARCEL), np.floor_divide(j, PARCEL), _CLASS_SALT)
+    cell = mix64(np.floor_divide(k, PARCEL), np.floor_divide(j, PARCEL), CLASS_SALT)
     return (cell % np.uint64(CLASSES)).astype(np.int64)
 
 
 def pixel_draw(year: int, k: Int64Array, j: Int64Array) -> tuple[Int64Array, Int64Array]:
     """(variant, jitter row) that native pixel (k, j) shows in `year`: the low and the high bits of one hash."""
-    word = mix64(k, j, year, _VARIANT_SALT)
+    word = mix64(k, j, year, VARIANT_SALT)
     variant = (word % np.uint64(VARIANTS)).astype(np.int64)
     jitter = ((word >> np.uint64(32)) % np.uint64(JITTER_ROWS)).astype(np.int64)
     return variant, jitter
@@ -173,7 +174,7 @@ def pixel_draw(year: int, k: Int64Array, j: Int64Array) -> tuple[Int64Array, Int
 def jitter_table() -> npt.NDArray[np.int8]:
     """Per-band code jitter (JITTER_ROWS, 64): (top byte of mix64(row, band, salt)) mod 3 − 1."""
     row, band = np.arange(JITTER_ROWS, dtype=np.int64)[:, None], np.arange(64, dtype=np.int64)
-    table = ((mix64(row, band, _JITTER_SALT) >> np.uint64(56)) % np.uint64(3)).astype(np.int8) - np.int8(1)
+    table = ((mix64(row, band, JITTER_SALT) >> np.uint64(56)) % np.uint64(3)).astype(np.int8) - np.int8(1)
     table.setflags(write=False)
     return table
 
@@ -184,9 +185,9 @@ def lake_mask(year: int, k: Int64Array, j: Int64Array) -> npt.NDArray[np.bool_]:
     Lake centres and which cells have a lake are the same every year; the radius is drawn per cell and year.
     """
     ck, cj = np.floor_divide(k, LAKE_CELL), np.floor_divide(j, LAKE_CELL)
-    cell = mix64(ck, cj, _LAKE_SALT)
+    cell = mix64(ck, cj, LAKE_SALT)
     lo, hi = LAKE_RADIUS
-    radius = lo + (mix64(ck, cj, year, _LAKE_SALT) % np.uint64(hi - lo + 1)).astype(np.int64)
+    radius = lo + (mix64(ck, cj, year, LAKE_SALT) % np.uint64(hi - lo + 1)).astype(np.int64)
     room = LAKE_CELL - 2 * hi  # the largest disc stays inside its cell
     ox = hi + ((cell >> np.uint64(8)) & np.uint64(0xFFFF)).astype(np.int64) % room
     oy = hi + ((cell >> np.uint64(24)) & np.uint64(0xFFFF)).astype(np.int64) % room
@@ -198,7 +199,7 @@ def lake_mask(year: int, k: Int64Array, j: Int64Array) -> npt.NDArray[np.bool_]:
 
 def tile_missing(year: int, k: Int64Array, j: Int64Array) -> npt.NDArray[np.bool_]:
     """True where native pixel (k, j) lies in a `TILE` cell that has no data at all in `year`."""
-    tile = mix64(np.floor_divide(k, TILE), np.floor_divide(j, TILE), year, _TILE_SALT)
+    tile = mix64(np.floor_divide(k, TILE), np.floor_divide(j, TILE), year, TILE_SALT)
     return tile % np.uint64(MISSING_TILE_ONE_IN) == 0
 
 
