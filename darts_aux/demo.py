@@ -52,7 +52,7 @@ class DemoRegion:
 
 def demo_regions() -> list[DemoRegion]:
     """160 km across four 32 m tiles, 4 km across four 2 m subtiles, TCVIS over the same Yakutian corner, and
-    AlphaEarth's embeddings of two years over 12 km around the 2 m region (2 × 2 chunks at 10 m)."""
+    AlphaEarth's embeddings of two years over 4 km beside the 2 m region (one 10 km chunk of each year)."""
     from .local.spec import SUBTILE_CORNER, SUPERTILE_CORNER
 
     (cx, cy), (sx, sy) = SUPERTILE_CORNER, SUBTILE_CORNER
@@ -66,7 +66,7 @@ def demo_regions() -> list[DemoRegion]:
         DemoRegion("TCVIS 2000-2019", tcvis(),
                    GeoBox.from_bbox((lon - 0.5, lat - 0.2, lon + 0.5, lat + 0.2), "EPSG:4326", resolution=0.0003)),
         DemoRegion("AlphaEarth 2019 + 2024", alphaearth(),
-                   GeoBox.from_bbox((sx - 6_000, sy - 6_000, sx + 6_000, sy + 6_000), "EPSG:3413", resolution=10),
+                   GeoBox.from_bbox((sx + 500, sy + 500, sx + 4_500, sy + 4_500), "EPSG:3413", resolution=10),
                    steps=("2019", "2024")),
     ]
 
@@ -196,7 +196,7 @@ def _quicklooks(region: DemoRegion, dataset: Any, data_dir: Path, out: Path) -> 
                                       region.name)
     elif bands:  # embeddings: three of their axes as colours, each year
         pictures = [write_embedding_png(dataset.isel(time=i), bands, out / f"{slug}-{cube.step.label}-rgb.png",
-                                        f"{region.product.display_name} {cube.step.label}: {'/'.join(bands)} as RGB")
+                                        f"{cube.key}: {'/'.join(bands)} as RGB")
                     for i, cube in enumerate(region.cubes) if cube.step is not None]
         manifest = Manifest(cube_paths(data_dir, region.cubes[0]).manifest, ChunkGrid(region.product))
         coverage = write_coverage_png(manifest.files(), out / f"{slug}-coverage.png",

@@ -10,11 +10,12 @@ from prefect.states import State
 
 from darts_aux.errors import DartsAuxError, DataDirError, EmptyRegionError
 from darts_aux.fill import FillContext, FillReport
-from darts_aux.products import Product, arcticdem
+from darts_aux.products import Product, alphaearth, arcticdem
 from darts_aux.products import tcvis as tcvis_product
 from darts_aux.settings import Settings, get_settings
 from darts_aux.wording import plural
 
+from .alphaearth import Year
 from .artifacts import publish_fill_artifacts
 from .cubes import resolve_data_dir
 from .failures import USER_ERRORS, failed
@@ -38,20 +39,23 @@ def _flow_run_name() -> str:
     cubes = [f"arcticdem-{r}m" for r in params.get("arcticdem_resolutions") or ()]
     if params.get("tcvis", True):
         cubes.append("tcvis")
+    cubes += [f"alphaearth-10m@{year}" for year in params.get("alphaearth_years") or ()]
     return f"prefetch {Path(regions).name}: {' '.join(cubes) or 'nothing'}"
 
 
 @flow(name="prefetch_regions", flow_run_name=_flow_run_name, task_runner=fill_task_runner(get_settings()))
 def prefetch_regions(regions: str | None = None, arcticdem_resolutions: tuple[Resolution, ...] = (2, 10, 32),
                      tcvis: bool = True, tcvis_edition: str | None = None, buffer: Buffer = 0,
-                     data_dir: str | None = None) -> dict[str, FillReport] | State:
+                     data_dir: str | None = None, alphaearth_years: tuple[Year, ...] = ()
+                     ) -> dict[str, FillReport] | State:
     """Fill the chosen cubes over every region of a GeoJSON / GeoParquet file, so later loads start no download.
 
     `regions` is the file (any CRS the file declares; GeoJSON is EPSG:4326); default `<data_dir>/regions.geojson`,
     and without that file there is nothing to prefetch (the run completes and says so). A column `name` (or `id`,
     `region`) labels the regions in logs and artifacts. Each region is padded by `buffer` cube pixels.
-    `tcvis_edition` defaults to DARTS_AUX_TCVIS_EDITION. Returns a report per cube; raises the first error after
-    every cube was tried.
+    `tcvis_edition` defaults to DARTS_AUX_TCVIS_EDITION. `alphaearth_years` adds the AlphaEarth cube of each year
+    (none by default: 64 bands are 16× ArcticDEM 10 m's bytes). Returns a report per cube (a year's cube is
+    `alphaearth-10m@2024`); raises the first error after every cube was tried.
     """
     logger = get_run_logger()
     try:
@@ -66,6 +70,7 @@ def prefetch_regions(regions: str | None = None, arcticdem_resolutions: tuple[Re
         products = [arcticdem(r) for r in arcticdem_resolutions]
         if tcvis:
             products.append(tcvis_product(tcvis_edition or settings.tcvis_edition))
+        products += [alphaearth().at(year) for year in alphaearth_years]
         return _prefetch(products, labelled, directory, settings, buffer)
     except USER_ERRORS as error:
         return failed(error)

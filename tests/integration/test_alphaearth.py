@@ -141,3 +141,30 @@ def test_a_real_size_chunk_takes_seven_requests_and_is_stored_all_or_nothing(
     np.testing.assert_array_equal(np.stack([ds[b].values[0] for b in ALPHAEARTH_BANDS], axis=-1), expected)
     frame = coverage(tmp_path, "alphaearth-10m")
     assert list(zip(frame.step, frame.status)) == [("2025", "full")]
+
+
+def test_verify_and_rebuild_work_per_year(inline_earth_engine: LocalEarthEngine, tmp_path: Path) -> None:
+    """Each year's cube is verified on its own, and its manifest is rebuilt from its own store's history."""
+    import shutil
+
+    from darts_aux.cubes import rebuild_all
+    from darts_aux.verify import verify_all
+
+    chunk_box = GeoBox.from_bbox((CORNER_X + 20, CORNER_Y - 980, CORNER_X + 980, CORNER_Y - 20), "EPSG:3413",
+                                 resolution=10)
+    first = load_alphaearth(chunk_box, tmp_path, years=[2018, 2022])
+    verdicts = verify_all(tmp_path)
+    assert [(v.product.key, v.checked, v.ok) for v in verdicts] == [
+        ("alphaearth-10m@2018", 1, True), ("alphaearth-10m@2022", 1, True)]
+    before = {year: Manifest(cube_paths(tmp_path, PRODUCT.at(year)).manifest, ChunkGrid(PRODUCT)).latest()
+              for year in (2018, 2022)}
+    shutil.rmtree(cube_paths(tmp_path, PRODUCT.at(2022)).manifest)  # 2022's manifest lost: the store still has it
+    assert sorted(rebuild_all(tmp_path)) == [("alphaearth-10m@2018", 1), ("alphaearth-10m@2022", 1)]
+    for year in (2018, 2022):
+        after = Manifest(cube_paths(tmp_path, PRODUCT.at(year)).manifest, ChunkGrid(PRODUCT)).latest()
+        assert {c: (r.status, r.items_applied, r.snapshot_id) for c, r in after.items()} == {
+            c: (r.status, r.items_applied, r.snapshot_id) for c, r in before[year].items()}
+    inline_earth_engine.reset_log()
+    again = load_alphaearth(chunk_box, tmp_path, years=[2018, 2022], offline=True)
+    np.testing.assert_array_equal(again.A31.values, first.A31.values)
+    assert inline_earth_engine.compute_requests() == []
