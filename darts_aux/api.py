@@ -168,6 +168,23 @@ def download_alphaearth(aoi: AOI, data_dir: str | Path | None = None, *, years: 
     Same rules as `download_arcticdem`, per year: only the chunks the geometries intersect, (chunk, year) pairs
     already in the cube skipped, through Prefect or in-process. The report counts (chunk, year) pairs.
 
+    Args:
+        aoi: A GeoDataFrame or GeoSeries (any CRS, any number of rows), a shapely geometry or a
+            (minx, miny, maxx, maxy) bbox with `crs`, an odc-geo Geometry, or an odc-geo GeoBox.
+        data_dir: A folder or an `s3://bucket/prefix` URL; None uses DARTS_AUX_DATA_DIR.
+        years: One year (2024), several, or None for every year 2017–2025.
+        crs: The CRS of a shapely geometry or bbox; not needed for the other kinds.
+        buffer: Cube pixels added around every geometry.
+        progress: Show a bar of chunks on stderr (per year); None shows it when stderr is a terminal.
+
+    Returns:
+        A DownloadReport over all (chunk, year) pairs; failure lines name their year's cube.
+
+    Raises:
+        InvalidRequestError: The AOI, a year, the buffer or data_dir cannot be used (before any request).
+        ConfigurationError: Earth Engine is not configured (DARTS_AUX_EE_PROJECT) and chunks need a download.
+        OfflineError: DARTS_AUX_OFFLINE is set and chunks would need a download.
+
     Example:
         >>> report = download_alphaearth(scenes, "/data/darts-aux", years=2024)  # doctest: +SKIP
     """

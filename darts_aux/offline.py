@@ -94,7 +94,7 @@ def missing_bounds(product: Product, window: PixelWindow, missing: list[ChunkId]
 
 
 def family(product: Product) -> str:
-    """'arcticdem' or 'tcvis': the product's name on the command line and in download_<name>."""
+    """'arcticdem', 'tcvis' or 'alphaearth': the product's name on the command line and in download_<name>."""
     return product.family or product.key
 
 
@@ -104,8 +104,9 @@ def fetch_command(product: Product, data_dir: DataLocation, bounds: tuple[float,
     default = name == "arcticdem" or product.collection == DEFAULT_TCVIS_EDITION
     edition = "" if default else f"DARTS_AUX_TCVIS_EDITION={shlex.quote(product.collection)} "
     resolution = f" --resolution {_number(product.resolution)}" if name == "arcticdem" else ""
+    year = f" --year {product.step.label}" if product.step is not None else ""
     box = " ".join(_number(v) for v in bounds)
-    return (f"{edition}darts-aux fetch {name}{resolution} --bbox {box} --crs {product.extent.crs} "
+    return (f"{edition}darts-aux fetch {name}{resolution}{year} --bbox {box} --crs {product.extent.crs} "
             f"--data-dir {shlex.quote(str(data_dir))}")
 
 
@@ -114,7 +115,8 @@ def download_call(product: Product, data_dir: DataLocation, bounds: tuple[float,
     name = family(product)
     box = ", ".join(_number(v) for v in bounds)
     resolution = f", {_number(product.resolution)}" if name == "arcticdem" else ""
-    return f"download_{name}(({box}), {str(data_dir)!r}{resolution}, crs={product.extent.crs!r})"
+    years = f", years={product.step.label}" if product.step is not None else ""
+    return f"download_{name}(({box}), {str(data_dir)!r}{resolution}, crs={product.extent.crs!r}{years})"
 
 
 def _number(value: float) -> str:

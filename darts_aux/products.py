@@ -192,8 +192,9 @@ class Product:
     """The STAC API root of a 'stac-cog' product; None: the configured catalog (DARTS_AUX_STAC_URL, or PGC's tile
     index with DARTS_AUX_DISCOVERY=tile-index)."""
     family: str | None = None
-    """The built-in family ('arcticdem', 'tcvis') whose Prefect flow, command-line name and demo pictures serve the
-    cube; None for other products, which the generic `download_chunks` flow fills."""
+    """The built-in family ('arcticdem', 'tcvis', 'alphaearth'): the product's command-line name, and for the first
+    two the Prefect flow that fills a load's window; None for other products. Loads of other families fill through
+    the generic `download_chunks` flow."""
     title: str = ""
     """A human-readable name for listings; empty: the key."""
     time_steps: tuple[TimeStep, ...] = ()
@@ -426,6 +427,7 @@ def alphaearth() -> Product:
         collection=ALPHAEARTH_COLLECTION,
         merge="replace",
         source="earth-engine",
+        family="alphaearth",
         title="AlphaEarth Foundations annual satellite embeddings, 10 m",
         time_steps=yearly_steps(first, last),
         quicklook_bands=ALPHAEARTH_QUICKLOOK_BANDS,

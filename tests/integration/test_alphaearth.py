@@ -112,12 +112,26 @@ def test_only_the_missing_years_are_fetched_and_offline_years_never_fetched_fail
     inline_earth_engine.reset_log()
     load(SMALL, REGION, tmp_path, steps=[2019, 2020])
     assert len(inline_earth_engine.compute_requests()) == 4 * 2  # 2020's four chunks, two requests each
-    with pytest.raises(OfflineError):
+    with pytest.raises(OfflineError, match="darts-aux fetch alphaearth --year 2021 --bbox") as offline_error:
         load(SMALL, REGION, tmp_path, steps=2021, offline=True)
+    assert "download_alphaearth((" in str(offline_error.value) and "years=2021)" in str(offline_error.value)
     offline = load(SMALL, REGION, tmp_path, steps=[2019, 2020], offline=True)
     assert offline.sizes["time"] == 2
     with pytest.raises(UnknownTimeStepError, match="2016"):
         load(SMALL, REGION, tmp_path, steps=2016)
+
+
+def test_requests_in_flight_never_exceed_the_setting_at_seven_per_chunk(
+        inline_earth_engine: LocalEarthEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DARTS_AUX_EE_MAX_IN_FLIGHT", "3")
+    monkeypatch.setenv("DARTS_AUX_DOWNLOAD_WORKERS", "4")
+    reload_settings()
+    inline_earth_engine.set_delay(0.1)
+    inline_earth_engine.set_max_in_flight(3)  # the server answers 429 beyond 3 at once: none may appear
+    load(SMALL, REGION, tmp_path, steps=2017)
+    requests = inline_earth_engine.compute_requests()
+    assert len(requests) == 4 * 2 and all(r["status"] == 200 for r in requests)
+    assert inline_earth_engine.max_in_flight_seen() == 3
 
 
 def test_a_real_size_chunk_takes_seven_requests_and_is_stored_all_or_nothing(

@@ -57,7 +57,8 @@ def test_known_products_cover_every_cube_once() -> None:
 
     keys = [p.key for p in known_products()]
     assert keys[:3] == ["arcticdem-2m", "arcticdem-10m", "arcticdem-32m"]
-    assert len(keys) == len(set(keys)) == 3 + len(TCVIS_EDITIONS)
+    assert len(keys) == len(set(keys)) == 3 + len(TCVIS_EDITIONS) + 1
+    assert keys[-1] == "alphaearth-10m"  # one declaration; its years are cubes of their own (`at`)
 
 
 # -- CRS and bbox --------------------------------------------------------------------------------

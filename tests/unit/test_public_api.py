@@ -11,8 +11,8 @@ import pytest
 
 import darts_aux
 
-PUBLIC = ["DartsAuxError", "DownloadReport", "OfflineError", "coverage", "download_arcticdem", "download_tcvis",
-          "load", "load_arcticdem", "load_tcvis", "register_product"]
+PUBLIC = ["DartsAuxError", "DownloadReport", "OfflineError", "coverage", "download_alphaearth", "download_arcticdem",
+          "download_tcvis", "load", "load_alphaearth", "load_arcticdem", "load_tcvis", "register_product"]
 FUNCTIONS = [name for name in PUBLIC if name[0].islower()]
 
 CHILD = """
