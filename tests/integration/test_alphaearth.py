@@ -182,3 +182,21 @@ def test_verify_and_rebuild_work_per_year(inline_earth_engine: LocalEarthEngine,
     again = load_alphaearth(chunk_box, tmp_path, years=[2018, 2022], offline=True)
     np.testing.assert_array_equal(again.A31.values, first.A31.values)
     assert inline_earth_engine.compute_requests() == []
+
+
+def test_download_alphaearth_prefetches_the_chunks_under_an_aoi_per_year(
+        inline_earth_engine: LocalEarthEngine, tmp_path: Path) -> None:
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from darts_aux import download_alphaearth
+
+    scenes = gpd.GeoDataFrame(geometry=[box(CORNER_X + 100, CORNER_Y - 900, CORNER_X + 400, CORNER_Y - 600)],
+                              crs="EPSG:3413")  # inside one 1000² px chunk of the shipped grid
+    report = download_alphaearth(scenes, tmp_path, years=[2020, 2021])
+    assert (report.product, report.chunks, report.chunks_fetched, report.failures) == ("alphaearth-10m", 2, 2, ())
+    assert len(inline_earth_engine.compute_requests()) == 2 * 7
+    inline_earth_engine.reset_log()
+    again = download_alphaearth(scenes, tmp_path, years=[2020, 2021])
+    assert (again.chunks, again.chunks_fetched, again.chunks_already_full) == (2, 0, 2)
+    assert inline_earth_engine.compute_requests() == []
