@@ -643,8 +643,18 @@ def _create_array(root: zarr.Group, product: Product, variable: Variable) -> zar
         fill_value=variable.fill_value,
         compressors=[zarr_compressor(variable.codec, variable.dtype)],
         dimension_names=("y", "x"),
-        attributes={"source_asset": variable.source_asset, "grid_mapping": "spatial_ref"},
+        attributes={"source_asset": variable.source_asset, "grid_mapping": "spatial_ref",
+                    **_quantisation_attributes(variable)},
     )
+
+
+def _quantisation_attributes(variable: Variable) -> dict[str, Any]:
+    """How to read stored codes as values, for anyone opening the zarr array without darts-aux."""
+    q = variable.quantisation
+    if q is None:
+        return {}
+    return {"quantisation": {"value": f"sign(q) * (abs(q) / {q.divisor}) ** {q.power}", "divisor": q.divisor,
+                             "power": q.power, "nodata": q.nodata}}
 
 
 class WindowReader:

@@ -90,7 +90,9 @@ def test_a_multi_year_multi_chunk_load_equals_the_formula_pixel_for_pixel(
     # the cube stores int8 codes: exactly the source's codes
     arrays = Cube.open(tmp_path, SMALL.at(2019)).arrays()
     stored = arrays["A05"]
-    assert stored.dtype == np.int8
+    assert stored.dtype == np.int8 and stored.fill_value == -128
+    assert stored.attrs["quantisation"] == {"value": "sign(q) * (abs(q) / 127.5) ** 2", "divisor": 127.5, "power": 2,
+                                            "nodata": -128}
     rows, cols = window.slices
     expected, valid = oracle(SMALL, window, 2019)
     codes = np.full(window.shape, -128, np.int8)
