@@ -258,8 +258,8 @@ def quantise(values: npt.ArrayLike) -> npt.NDArray[np.int8]:
     """
     v = np.asarray(values, dtype=np.float64)
     missing = np.isnan(v)
-    magnitude = np.rint(np.sqrt(np.abs(np.where(missing, 0.0, v))) * QUANT_DIVISOR)
-    codes = (np.sign(v) * magnitude).astype(np.int8)
+    v = np.where(missing, 0.0, v)
+    codes = (np.sign(v) * np.rint(np.sqrt(np.abs(v)) * QUANT_DIVISOR)).astype(np.int8)
     codes[missing] = NODATA_CODE
     return codes
 
