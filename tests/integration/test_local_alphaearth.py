@@ -269,6 +269,27 @@ def test_float32_answer_holds_the_same_codes(fresh: LocalEarthEngine) -> None:
     np.testing.assert_array_equal(ae.dequantise(codes), as_double)  # int8 storage is exact w.r.t. the source
 
 
+def server_side_codes(year: int) -> ee.Image:
+    """The int8 codes computed by Earth Engine (-128 where masked): 2 request bytes a band and pixel instead of 9."""
+    image = annual(year)
+    codes = image.abs().sqrt().multiply(127.5).round().multiply(image.signum()).toInt8()
+    return codes.unmask(-128, False)
+
+
+def test_codes_computed_server_side_are_the_int8_codes(fresh: LocalEarthEngine) -> None:
+    x, y = centres_3413(LAKE_GRID)
+    got = compute(server_side_codes(2021), LAKE_GRID)
+    assert got.dtype == np.dtype([(b, "i1") for b in BANDS])
+    expected = np.full((*x.shape, 64), ae.NODATA_CODE, dtype=np.int8)
+    for index in np.ndindex(x.shape):
+        codes = Oracle.codes(2021, math.floor(x[index] / 10.0), math.floor(y[index] / 10.0))
+        if codes is not None:
+            expected[index] = codes
+    np.testing.assert_array_equal(stacked(got), expected)
+    assert (expected == ae.NODATA_CODE).all(axis=-1).any()  # the grid has masked pixels
+    assert request_bytes(1000, 1000 // 3 + 1, [1] * 64) <= MAX_REQUEST_BYTES  # a 1000² chunk in 3 requests
+
+
 def test_request_above_48_mib_is_refused_with_earth_engines_words(fresh: LocalEarthEngine) -> None:
     per_pixel = 64 * (8 + 1) + (1 + 1)  # 64 double bands and the uint8 `valid` band, each with its mask byte
     assert request_bytes(1, 1, [8] * 64 + [1]) == per_pixel == 578

@@ -30,6 +30,13 @@ Each band's value is a pure function of (year, band, k, j):
   radius different every year; whole `TILE`-pixel tiles missing in about one year in `MISSING_TILE_ONE_IN`; and
   everything within `POLE_GAP_RADIUS` of the North Pole (the real coverage stops short of the poles).
 
+Served calls: `ee.ImageCollection(COLLECTION).filterDate(start[, end])` or `.filter(ee.Filter.calendarRange(y, y,
+"year"))` (also `ee.Filter.date`, `ee.Date.fromYMD(…).advance(…)`, `ee.Filter.And`), `.mosaic()`, `.select(…)`,
+`.mask()`, `.unmask(…)`, `.toFloat()`, `.toDouble()`, and the arithmetic that turns the values back into their codes
+on the server (`abs`, `sqrt`, `multiply`, `round`, `signum`, `toInt8`). A year outside `YEARS` leaves an empty
+collection, whose mosaic has no bands, so selecting `A00` fails as in Earth Engine ("Image.select: Pattern 'A00'
+did not match any bands."). Masked pixels answer 0.0 in every band (no unit vector is all zeros).
+
 The code tables are computed once per year (16,384 vectors) and cached; a pixel costs five hashes and two table
 lookups (about 0.2 s for 1000² pixels on this machine, 0.3 s more to expand them to float64).
 """

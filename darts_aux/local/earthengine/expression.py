@@ -643,6 +643,72 @@ def _cast(fn: str, args: dict[str, Any], dtype: np.dtype[Any]) -> Image:
     return Image(tuple(Band(b.name, dtype, converted(b)) for b in image.bands))
 
 
+_UNARY: dict[str, Callable[[Array], Array]] = {
+    "Image.abs": np.abs,
+    "Image.sqrt": np.sqrt,
+    "Image.signum": np.sign,
+    "Image.round": lambda v: np.where(v >= 0, np.floor(v + 0.5), np.ceil(v - 0.5)),  # halves away from zero
+}
+
+
+@_algorithm(*_UNARY)
+def _unary(fn: str, args: dict[str, Any]) -> Image:
+    """Element-wise abs, sqrt, signum, round; masks unchanged (sqrt and round give float64, like double inputs)."""
+    image = _image(fn, args, "value")
+    assert image is not None
+    operation = _UNARY[fn]
+
+    def applied(band: Band) -> Band:
+        dtype = band.dtype if fn in ("Image.abs", "Image.signum") else np.dtype(np.float64)
+
+        def compute(raster: Raster) -> tuple[Array, Mask]:
+            values, mask = band.compute(raster)
+            with np.errstate(invalid="ignore"):
+                return operation(values).astype(dtype, copy=False), mask
+
+        return Band(band.name, dtype, compute)
+
+    return Image(tuple(applied(b) for b in image.bands))
+
+
+@_algorithm("Image.multiply")
+def _multiply(fn: str, args: dict[str, Any]) -> Image:
+    """Band-wise product; a one-band image applies to every band of the other; mask = both masks."""
+    left, right = _image(fn, args, "image1"), _image(fn, args, "image2")
+    assert left is not None and right is not None
+    if len(left.bands) == 1 and len(right.bands) > 1:
+        pairs = [(left.bands[0], b, b.name) for b in right.bands]
+    else:
+        pairs = [(a, b, a.name) for a, b in zip(left.bands, _per_band(fn, left, right, "image2"), strict=True)]
+
+    def product(a: Band, b: Band, name: str) -> Band:
+        dtype = np.result_type(a.dtype, b.dtype)
+
+        def compute(raster: Raster) -> tuple[Array, Mask]:
+            (va, ma), (vb, mb) = a.compute(raster), b.compute(raster)
+            return np.multiply(va, vb, dtype=dtype), ma & mb
+
+        return Band(name, dtype, compute)
+
+    return Image(tuple(product(a, b, name) for a, b, name in pairs))
+
+
+@_algorithm("Image.toInt8")
+def _to_int8(fn: str, args: dict[str, Any]) -> Image:
+    """Every band clamped to -128 … 127 and truncated toward zero; masks unchanged."""
+    image = _image(fn, args, "value")
+    assert image is not None
+
+    def converted(band: Band) -> Compute:
+        def compute(raster: Raster) -> tuple[Array, Mask]:
+            values, mask = band.compute(raster)
+            return np.trunc(np.clip(values, -128, 127)).astype(np.int8), mask
+
+        return compute
+
+    return Image(tuple(Band(b.name, np.dtype(np.int8), converted(b)) for b in image.bands))
+
+
 @_algorithm("Image.constant")
 def _constant(fn: str, args: dict[str, Any]) -> Image:
     value = args.get("value")
