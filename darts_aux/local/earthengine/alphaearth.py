@@ -4,7 +4,7 @@ The real collection: one image per UTM tile (about 163,840 m square, in that til
 64 bands `A00` … `A63` that Earth Engine types as `double`, 10 m pixels, each pixel's 64 values a unit vector.
 The published values are de-quantised signed bytes: a code q in -127 … 127 stands for sign(q)·(q / 127.5)² (the
 COG export in `gs://alphaearth_foundations` stores q itself, -128 meaning no data). Sampled Earth Engine values
-(e.g. A02 = 0.0711… = (34 / 127.5)², A04 = 0.16000000000000003 = (51 / 127.5)² in float64) are exactly these
+(e.g. A00 = -0.17937716262975778 = -(54 / 127.5)², A04 = 0.16000000000000003 = (51 / 127.5)² in float64) are these
 doubles, so Earth Engine's own values hold no more than the int8 codes.
 
 The stand-in keeps all of that except the UTM tiling: its native grid is one 10 m grid in EPSG:3413 with pixel
