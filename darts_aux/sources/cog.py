@@ -19,8 +19,11 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from functools import partial
@@ -156,20 +159,52 @@ def read_asset(href: str, window: Window, item: TileItem, dtype: str, product: P
     Each row fetches only the blocks no recent read of the same scope fetched (`blocks.SHARED`), in runs of
     adjacent blocks, each run retried on its own; the window's part of every block is then copied into place.
     """
-    cog = CogFile(href, timeout)
-    try:
-        grid, nodata = cog.retried(policy, lambda: cog.check(item, dtype, product))
-        data = np.empty((int(window.height), int(window.width)), dtype=dtype) if out is None else out
-        row0, col0 = int(window.row_off), int(window.col_off)
-        row1, col1 = row0 + int(window.height), col0 + int(window.width)
-        read_run = partial(_read_block_run, cog, policy, grid)
-        for block_row in grid.rows(row0, row1):
-            keys = [(scope, href, block_row, col) for col in grid.cols(col0, col1)]
-            for key, block in blocks.SHARED.row(keys, read_run).items():
-                _paste(block, key, grid, data, (row0, col0, row1, col1))
-    finally:
-        cog.close()
+    cog = kept_cog(href, timeout, scope)
+    grid, nodata = cog.retried(policy, lambda: cog.check(item, dtype, product))
+    data = np.empty((int(window.height), int(window.width)), dtype=dtype) if out is None else out
+    row0, col0 = int(window.row_off), int(window.col_off)
+    row1, col1 = row0 + int(window.height), col0 + int(window.width)
+    read_run = partial(_read_block_run, cog, policy, grid)
+    for block_row in grid.rows(row0, row1):
+        keys = [(scope, href, block_row, col) for col in grid.cols(col0, col1)]
+        for key, block in blocks.SHARED.row(keys, read_run).items():
+            _paste(block, key, grid, data, (row0, col0, row1, col1))
     return data, nodata
+
+
+MAX_KEPT_PER_THREAD = 8
+"""Open COG handles one thread keeps between chunks (a fill's neighbouring chunks read the same few tiles)."""
+_kept = threading.local()
+
+
+def kept_cog(href: str, timeout: float, scope: str) -> CogFile:
+    """This thread's open handle of a COG, kept between the chunks it reads (GDAL handles are not shared by threads).
+
+    Opening a COG costs a header read and a parse of its directories: a fill of 1000² px chunks opened each tile
+    twice per chunk, a fifth of its download time. A handle is kept at most `blocks.TTL_SECONDS` (so a file replaced
+    on the server is seen again), closed after any failure (`CogFile.opened`), and dropped with its thread (the
+    fill's download pool) or when the thread keeps MAX_KEPT_PER_THREAD others.
+    """
+    kept: OrderedDict[tuple[str, str, float], CogFile] = getattr(_kept, "cogs", None) or OrderedDict()
+    _kept.cogs = kept
+    key = (scope, href, timeout)
+    cog = kept.pop(key, None)
+    if cog is not None and time.monotonic() - cog.created > blocks.TTL_SECONDS:
+        cog.close()
+        cog = None
+    kept[key] = cog = cog or CogFile(href, timeout)
+    while len(kept) > MAX_KEPT_PER_THREAD:
+        kept.popitem(last=False)[1].close()
+    return cog
+
+
+def _forget_kept_in_child() -> None:
+    """A forked child must not use its parent's GDAL handles: it opens its own."""
+    global _kept
+    _kept = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_kept_in_child)
 
 
 def _read_block_run(cog: CogFile, policy: RetryPolicy, grid: BlockGrid, run: list[BlockKey]) -> list[np.ndarray]:
@@ -207,7 +242,9 @@ class CogFile:
         self.timeout = timeout
         self.stale = False
         """Whether GDAL's cache may hold a failure for this URL."""
+        self.created = time.monotonic()
         self._src: DatasetReader | None = None
+        self._checked: dict[tuple[str, str, str], tuple[BlockGrid, float | None]] = {}
 
     @contextmanager
     def opened(self) -> Iterator[DatasetReader]:
@@ -236,17 +273,23 @@ class CogFile:
         return src
 
     def close(self) -> None:
-        """Close the handle (the next attempt opens the file again)."""
+        """Close the handle (the next attempt opens the file again, and checks it again)."""
+        self._checked.clear()
         if self._src is not None:
             self._src.close()
             self._src = None
 
     def check(self, item: TileItem, dtype: str, product: Product) -> tuple[BlockGrid, float | None]:
-        """Check the file is the tile the item describes; its block layout and nodata value."""
+        """Check the file is the tile the item describes; its block layout and nodata value (once per open handle)."""
+        key = (item.id, dtype, product.key)
+        if self._src is not None and key in self._checked:
+            return self._checked[key]
         with self.opened() as src:
             check_tile(src, self.href, item, dtype, product)
             block_height, block_width = src.block_shapes[0]
-            return BlockGrid(src.height, src.width, block_height, block_width), src.nodata
+            found = BlockGrid(src.height, src.width, block_height, block_width), src.nodata
+        self._checked[key] = found
+        return found
 
     def read(self, part: Window, out: np.ndarray | None = None) -> np.ndarray:
         """One window of band 1 (into `out`, an array of the window's shape, when given).

@@ -15,6 +15,7 @@ from darts_aux import load_arcticdem
 from darts_aux.grid import ChunkGrid, roi_window
 from darts_aux.local import LocalCatalog
 from darts_aux.products import arcticdem
+from darts_aux.settings import get_settings
 
 PRODUCT = arcticdem(2)
 ITEM = "72_46_1_1_2m_v4.1"
@@ -62,7 +63,10 @@ def test_neighbouring_chunks_fetch_their_shared_blocks_once(use_catalog: LocalCa
         name = path.name
         ranges = sorted((int(m[1]), int(m[2]) + 1) for e in use_catalog.requests("files")
                         if e["path"].endswith(name) and e.get("range") and (m := RANGE.search(e["range"])))
-        # the file's header (read again by each open) ends where its first block starts
+        # the file's header (read again by each open) ends where its first block starts; each download thread opens
+        # a file once and keeps it for its next chunks, so the 9 chunks open it at most once per thread
+        opens = sum(1 for a, _ in ranges if a == 0)
+        assert 1 <= opens <= get_settings().download_workers < 9, f"{name}: opened {opens} times"
         block_reads = [(a, b) for a, b in ranges if a >= data_start]
         # GDAL asks for whole 16 KiB pieces: two reads may share the piece where one block ends and the next begins
         for (_, end), (start, _) in itertools.pairwise(block_reads):
