@@ -35,6 +35,7 @@ import math
 import multiprocessing
 import os
 import queue
+import resource
 import shutil
 import statistics
 import sys
@@ -253,8 +254,6 @@ def union_block_bytes(scenes: list[Scene], resolution: int) -> dict[str, Any]:
 
 def worker(index: int, env: dict[str, str], data_dir: str, jobs: Any, results: Any) -> None:
     """A worker process: load scenes from the queue until it is empty; report each, then its peak RSS."""
-    import resource
-
     os.environ.update(env)
     from darts_aux import load_arcticdem
 
@@ -269,8 +268,22 @@ def worker(index: int, env: dict[str, str], data_dir: str, jobs: Any, results: A
         results.put({"worker": index, "scene": scene.index, "seconds": round(seconds, 3),
                      "shape": list(ds.dem.shape), "valid": int(ds.datamask.values.sum())})
         del ds
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    results.put({"worker": index, "done": True, "max_rss_mb": round(rss, 1)})
+    results.put({"worker": index, "done": True, "max_rss_mb": round(peak_rss_mb(), 1)})
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory (VmHWM of /proc/self/status; ru_maxrss elsewhere).
+
+    Linux keeps ru_maxrss across fork and exec, so a spawned worker's ru_maxrss starts at its parent's peak (11 GB
+    after the manifest section of a full run): VmHWM belongs to the worker's own address space.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_workers(scenes: list[Scene], cat: Any, data_dir: Path) -> dict[str, Any]:

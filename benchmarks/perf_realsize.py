@@ -46,7 +46,7 @@ DATA = CACHE / "realsize-data"
 ASSETS = ("dem", "datamask")
 
 DARTS_CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 started = time.perf_counter()
 import numpy as np
 from odc.geo.geobox import GeoBox
@@ -59,7 +59,8 @@ seconds = time.perf_counter() - imported
 np.save(args["out"] + "/dem.npy", ds.dem.values)
 np.save(args["out"] + "/datamask.npy", ds.datamask.values)
 print(json.dumps({"seconds": seconds, "imports": imported - started,
-                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "max_rss_mb": int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1])
+                                / 1024}))  # VmHWM: ru_maxrss carries the parent's peak over fork and exec
 """
 
 BARE_CHILD = r"""
