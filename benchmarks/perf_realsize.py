@@ -313,8 +313,8 @@ def measure(runs: int, quick: bool) -> dict[str, Any]:
     }
     print("  WAN-shaped link: darts-aux, bare read" + (", smart-geocubes" if peer_runs else "") + " …", flush=True)
     out["over_wan"] = run_link("wan", WAN, cold_runs, window, expected, peer, peer_runs, warm_runs)
-    print("  loopback …", flush=True)
-    out["loopback"] = run_link("loopback", None, cold_runs, window, expected)
+    print("  loopback: darts-aux, bare read" + (", smart-geocubes (once)" if peer_runs else "") + " …", flush=True)
+    out["loopback"] = run_link("loopback", None, cold_runs, window, expected, peer, min(peer_runs, 1))
     print("  warm load …", flush=True)
     out["warm"] = warm_load(DATA / f"loopback-{cold_runs - 1}", warm_runs, expected)
     out["load_average_end"] = round(os.getloadavg()[0], 2)
@@ -357,6 +357,12 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, bool | None]]
         out.append(("R smart-geocubes cold over WAN, same ROI", f"{darts_wan:.2f} s",
                     f"peer {peer_cold:.1f} s, {peer_bytes / 1e9:.2f} GB{same}", f"{peer_cold / darts_wan:.0f}× faster",
                     "≥ 100× faster", peer_cold / darts_wan >= 100))
+        if loop.get("peer"):
+            peer_loop = loop["peer_median_s"]
+            darts_loop = loop["darts_median_s"]
+            out.append(("R smart-geocubes cold on loopback, same ROI", f"{darts_loop:.2f} s",
+                        f"peer {peer_loop:.1f} s ({len(loop['peer'])} run)", f"{peer_loop / darts_loop:.0f}× faster",
+                        "≥ 100× faster", peer_loop / darts_loop >= 100))
         if peer_warm:
             median = statistics.median(peer_warm)
             out.append(("R smart-geocubes warm, same ROI", f"{warm:.3f} s", f"peer {median:.3f} s",
