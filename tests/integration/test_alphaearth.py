@@ -106,6 +106,10 @@ def test_a_multi_year_multi_chunk_load_equals_the_formula_pixel_for_pixel(
     assert inline_earth_engine.compute_requests() == []
     np.testing.assert_array_equal(again.A63.values, ds.A63.values)
     np.testing.assert_array_equal(single.A63.values[0], ds.A63.values[1])
+    lazy = load(SMALL, REGION, tmp_path, steps=[2019, 2024], persist=False)  # dask: codes decoded block by block
+    assert lazy.A12.chunks is not None and lazy.A12.dtype == np.float32
+    np.testing.assert_array_equal(lazy.A12.values, ds.A12.values)
+    assert inline_earth_engine.compute_requests() == []
 
 
 def test_only_the_missing_years_are_fetched_and_offline_years_never_fetched_fail(
