@@ -16,7 +16,7 @@ from odc.geo.geobox import GeoBox
 from typer.testing import CliRunner
 
 from darts_aux import load_arcticdem
-from darts_aux.cli import ProductName, _region, app
+from darts_aux.cli import ProductName, _regions, app
 from darts_aux.errors import (
     DartsAuxError,
     DataDirError,
@@ -115,8 +115,8 @@ def _cli(args: dict[str, Any], data_dir: Path) -> None:
     if "geojson" in args:
         geojson = data_dir.parent / "roi.geojson"
         geojson.write_text(args["geojson"])
-    _region(ProductName("arcticdem"), args.get("bbox"), args.get("crs"), geojson, 32, args.get("buffer", 0),
-            str(data_dir))  # --data-dir arrives as text
+    _regions(ProductName("arcticdem"), args.get("bbox"), args.get("crs"), geojson, 32, args.get("buffer", 0),
+             str(data_dir), None)  # --data-dir arrives as text
 
 
 def _flow_logs(flow_run_id: Any) -> list[Any]:
