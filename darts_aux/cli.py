@@ -326,13 +326,14 @@ def _regions(product: ProductName, bbox: tuple[float, float, float, float] | Non
              geojson: Path | None, resolution: int | None, buffer: int, data_dir: str | None,
              years: list[int] | None) -> tuple[list[Any], Any]:
     """The cube window of a command's region in each cube it reads (one per year for alphaearth), and the settings."""
+    from .api import step_cubes
     from .cli_support import product_for, region_geobox, resolve_region
     from .settings import get_settings
 
     settings = get_settings()
     declared = product_for(product.value, resolution, settings.tcvis_edition, years)
     geobox = region_geobox(declared, bbox=bbox, crs=crs, geojson=geojson)
-    cubes = [declared.at(step.label) for step in declared.steps_for(years)] if declared.has_time_axis else [declared]
+    cubes = step_cubes(declared, years or None)
     return [resolve_region(cube, geobox, data_dir, buffer, settings) for cube in cubes], settings
 
 

@@ -45,9 +45,9 @@ class DemoRegion:
     @property
     def cubes(self) -> list[Product]:
         """The cubes the region's load reads: the product's, or one per time step."""
-        if not self.product.has_time_axis:
-            return [self.product]
-        return [self.product.at(step.label) for step in self.product.steps_for(self.steps)]
+        from .api import step_cubes
+
+        return step_cubes(self.product, self.steps)
 
 
 def demo_regions() -> list[DemoRegion]:

@@ -99,20 +99,26 @@ def plot_coverage(frame: Any, path: Path, title: str) -> Path:
 
 def write_rgb_png(dataset: Any, path: Path, title: str) -> Path:
     """Save TCVIS brightness/greenness/wetness as an RGB PNG (masked pixels grey)."""
+    rgb = np.stack([dataset[v].values for v in ("tc_brightness", "tc_greenness", "tc_wetness")], axis=-1)
+    rgb = rgb.astype("float32") / 255.0
+    rgb[dataset["valid"].values == 0] = 0.6
+    return _save_rgb(rgb, dataset, path, title, ("longitude (°)", "latitude (°)"), (8, 4.5))
+
+
+def _save_rgb(rgb: np.ndarray, dataset: Any, path: Path, title: str, labels: tuple[str, str],
+              size: tuple[float, float]) -> Path:
+    """An RGB image in [0, 1] drawn over the dataset's extent, with a title and axis labels, saved as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rgb = np.stack([dataset[v].values for v in ("tc_brightness", "tc_greenness", "tc_wetness")], axis=-1)
-    rgb = rgb.astype("float32") / 255.0
-    rgb[dataset["valid"].values == 0] = 0.6
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    fig, ax = plt.subplots(figsize=size, dpi=110)
     ax.imshow(rgb, interpolation="nearest",
               extent=tuple(dataset.odc.geobox.extent.boundingbox[i] for i in (0, 2, 1, 3)))
     ax.set_title(title)
-    ax.set_xlabel("longitude (°)")
-    ax.set_ylabel("latitude (°)")
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -135,19 +141,5 @@ def embedding_rgb(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> np.nd
 
 def write_embedding_png(dataset: Any, bands: Sequence[str], path: Path, title: str) -> Path:
     """Save three bands of an embedding (e.g. AlphaEarth's A01, A16, A09) as an RGB PNG, masked pixels grey."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rgb = embedding_rgb(*(np.asarray(dataset[band].values) for band in bands))
-    fig, ax = plt.subplots(figsize=(6, 6), dpi=110)
-    ax.imshow(rgb, interpolation="nearest",
-              extent=tuple(dataset.odc.geobox.extent.boundingbox[i] for i in (0, 2, 1, 3)))
-    ax.set_title(title)
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("y (m)")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save_rgb(rgb, dataset, path, title, ("x (m)", "y (m)"), (6, 6))

@@ -14,6 +14,7 @@ from prefect import flow
 from prefect.states import State
 from pydantic import Field
 
+from darts_aux.api import step_cubes
 from darts_aux.fill import FillContext, FillReport
 from darts_aux.location import as_location
 from darts_aux.products import ALPHAEARTH_YEARS, alphaearth
@@ -58,7 +59,7 @@ def fill_alphaearth(bounds: Bounds | None = None, years: list[Year] | None = Non
         settings = get_settings()
         product = alphaearth()
         window = fill_window_of(product, bounds, crs, geometry, buffer)
-        cubes = [product.at(step.label) for step in product.steps_for(years or None)]
+        cubes = step_cubes(product, years or None)
     except USER_ERRORS as error:
         return failed(error)
     directory = as_location(data_dir or settings.data_dir)
