@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import shapely
 
@@ -185,7 +186,7 @@ class Manifest:
         if len(files) <= 1:
             return 0
         try:
-            latest = self._latest_table(self._read(files))
+            latest = _sorted_by_chunk(self._latest_of(files, None, SCHEMA.names))
         except FileNotFoundError:
             return 0
         name = f"{COMPACTED_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
@@ -210,6 +211,17 @@ class Manifest:
         table = self._latest(window, RECORD_COLUMNS)
         return {rec.chunk: rec for rec in _records(table)}
 
+    def chunks_with_status(self, status: Status) -> list[ChunkId]:
+        """Chunks whose latest row has this status, sorted; read from four columns, no records built.
+
+        What the revisit flow asks of a whole manifest: at PGC's full coverage (5.7 M rows) building every
+        record takes a minute, this a few seconds (`benchmarks/README.md`, target 5).
+        """
+        table = self._latest(None, ("chunk_row", "chunk_col", "status", "checked_at"))
+        picked = table.filter(pc.equal(table.column("status"), status))
+        pairs = zip(picked.column("chunk_row").to_pylist(), picked.column("chunk_col").to_pylist(), strict=True)
+        return sorted(ChunkId(row, col) for row, col in pairs)
+
     def latest_table(self, window: PixelWindow | None = None) -> pa.Table:
         """Latest rows as an Arrow table (GeoParquet schema), optionally limited to a window's chunks."""
         return self._latest(window, SCHEMA.names)
@@ -220,14 +232,24 @@ class Manifest:
         for attempt in range(5):
             files = self.files()
             try:
-                table = self._read(files, ranges, columns)
-                break
+                return self._latest_of(files, ranges, columns)
             except FileNotFoundError:  # a compaction removed a file between listing and reading
                 if attempt == 4:
                     raise
-        if len(files) == 1 and files[0].name.startswith(COMPACTED_PREFIX):
-            return table.drop_columns(["_order"])  # compaction wrote one row per chunk, sorted by chunk
-        return self._latest_table(table)
+        raise AssertionError("unreachable")
+
+    def _latest_of(self, files: list[DataLocation], ranges: list[ChunkRange] | None,
+                   columns: Sequence[str]) -> pa.Table:
+        """Latest rows of these files. A compacted file already holds one row per chunk, sorted by chunk, so only
+        the segments after it are sorted, and their rows replace the compacted rows they are newer than."""
+        compacted = [p for p in files if p.name.startswith(COMPACTED_PREFIX)]
+        if len(compacted) != 1 or files[0] != compacted[0]:
+            return self._latest_table(self._read(files, ranges, columns))
+        base = self._read(files[:1], ranges, columns).drop_columns(["_order"])
+        if len(files) == 1:
+            return base
+        recent = self._latest_table(self._read(files[1:], ranges, columns))
+        return _overlay(base, recent)
 
     def _read(self, files: list[DataLocation], ranges: list[ChunkRange] | None = None,
               columns: Sequence[str] = SCHEMA.names) -> pa.Table:
@@ -275,6 +297,60 @@ class Manifest:
             "note": pa.array([r.note or None for r in records], pa.string()),
         }
         return pa.table(columns, schema=SCHEMA)
+
+
+MAX_SLICED_ROWS = 1024
+"""Rows `_overlay` cuts out of a compacted table by slicing it (no copy); beyond that it filters (one copy)."""
+
+
+def _chunk_keys(table: pa.Table) -> np.ndarray:
+    """One int64 per row that orders rows as (chunk_row, chunk_col) does."""
+    rows = table.column("chunk_row").to_numpy().astype(np.int64)
+    return (rows << 32) | table.column("chunk_col").to_numpy().astype(np.int64)
+
+
+def _overlay(base: pa.Table, recent: pa.Table) -> pa.Table:
+    """Latest rows of a compacted table (one per chunk, sorted by chunk) and of the later segments' latest rows.
+
+    A segment's row replaces the compacted row of its chunk unless it is older (a segment that a compaction on
+    object storage did not see may be); on a tie the segment, the later file, wins. O(rows), no sort of the big
+    table: the rows it loses are sliced out, and the segments' rows are added after it, sorted by chunk.
+    """
+    base_keys, recent_keys = _chunk_keys(base), _chunk_keys(recent)
+    if len(base_keys) == 0:
+        return recent
+    at = np.minimum(np.searchsorted(base_keys, recent_keys), len(base_keys) - 1)
+    shared = base_keys[at] == recent_keys
+    base_times = base.column("checked_at").to_numpy().astype("datetime64[us]")
+    recent_times = recent.column("checked_at").to_numpy().astype("datetime64[us]")
+    recent_wins = ~shared | (recent_times >= base_times[at])
+    replaced = np.unique(at[shared & recent_wins])
+    kept_base = _without_rows(base, replaced)
+    if recent_wins.all():
+        return pa.concat_tables([kept_base, recent])
+    return pa.concat_tables([kept_base, recent.filter(pa.array(recent_wins))])
+
+
+def _sorted_by_chunk(table: pa.Table) -> pa.Table:
+    """The rows sorted by chunk (as a compacted file stores them, so a window's query reads few row groups)."""
+    keys = _chunk_keys(table)
+    if bool(np.all(keys[1:] > keys[:-1])):
+        return table
+    return table.take(pa.array(np.argsort(keys, kind="stable")))
+
+
+def _without_rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """The table without the given (sorted, unique) row positions."""
+    if len(rows) == 0:
+        return table
+    if len(rows) > MAX_SLICED_ROWS:
+        keep = np.ones(table.num_rows, dtype=bool)
+        keep[rows] = False
+        return table.filter(pa.array(keep))
+    starts = np.concatenate([[0], rows + 1])
+    stops = np.concatenate([rows, [table.num_rows]])
+    return pa.concat_tables([table.slice(int(a), int(b - a)) for a, b in zip(starts, stops, strict=True) if b > a]
+                            or [table.slice(0, 0)])
 
 
 def _first_of_group(rows: pa.ChunkedArray, cols: pa.ChunkedArray) -> pa.Array:

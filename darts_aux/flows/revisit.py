@@ -39,7 +39,7 @@ def revisit_partial_chunks(data_dir: str | None = None) -> dict[str, FillReport]
     outcomes: list[FillOutcome] = []
     for product in present_products(directory):
         ctx = FillContext(product, directory, settings)
-        partial = sorted(c for c, rec in ctx.manifest().latest().items() if rec.status == "partial")
+        partial = ctx.manifest().chunks_with_status("partial")
         if not partial:
             logger.info("%s: no partial chunk", product.key)
             continue

@@ -138,3 +138,63 @@ def test_a_compacted_manifest_is_geoparquet_with_its_crs(tmp_path: Path, product
     assert frame.status.tolist() == ["partial", "full", "full"]
     assert frame.covered.iloc[0].area == pytest.approx(grid.footprint(chunks[0]).area / 2)
     assert frame.covered.crs.to_epsg() == epsg
+
+
+def test_segments_over_a_compacted_file_follow_the_latest_row_rule(manifest: Manifest) -> None:
+    """Segments after a compacted file replace its rows when newer or equal, never when older (a segment that a
+    compaction on object storage did not see), also through a window and a second compaction."""
+    import random
+
+    rng = random.Random(7)
+    start = utc_now()
+    written: list[tuple[int, ChunkRecord]] = []  # (file order, record): the oracle keeps every row written
+
+    def append(records: list[ChunkRecord]) -> None:
+        manifest.append(records)
+        written.append((len(written), records[0]))
+        written.extend((len(written), record) for record in records[1:])
+
+    chunks = [ChunkId(r, c) for r in range(12) for c in range(12)]
+    for chunk in chunks:
+        append([replace(_record(chunk, rng.choice(["partial", "full"])), checked_at=start + timedelta(minutes=10))])
+    manifest.compact()
+    shuffled = rng.sample(chunks, len(chunks))
+    ties, newer, older = shuffled[:5], shuffled[5:25], shuffled[25:35]
+    fresh = [ChunkId(20 + i, 3) for i in range(4)]
+    for group, minutes in ((ties, 10), (newer, 20), (older, 5), (fresh, 1)):
+        append([replace(_record(c, "full", items=("late", str(minutes))), checked_at=start + timedelta(minutes=minutes))
+                for c in group])
+    order = {id(record): index for index, record in written}
+    expected: dict[ChunkId, ChunkRecord] = {}
+    for record in (r for _, r in written):
+        best = expected.get(record.chunk)
+        if best is None or (record.checked_at, order[id(record)]) >= (best.checked_at, order[id(best)]):
+            expected[record.chunk] = record
+
+    assert len(manifest.files()) == 5
+    latest = manifest.latest()
+    assert latest == expected
+    assert all(latest[c].items_applied == ("late", "10") for c in ties)
+    assert all(latest[c].items_applied == ("a",) for c in older)
+    table = manifest.latest_table()
+    assert table.num_rows == len(expected)
+    assert sorted(zip(table.column("chunk_row").to_pylist(), table.column("chunk_col").to_pylist(), strict=True)) == \
+        sorted((c.row, c.col) for c in expected)
+    grid = manifest.grid
+    window = PixelWindow(2 * grid.chunk, 5 * grid.chunk, 3 * grid.chunk, 9 * grid.chunk)
+    assert manifest.latest(window) == {c: r for c, r in expected.items() if 2 <= c.row < 5 and 3 <= c.col < 9}
+    assert manifest.compact() == 5
+    compacted = manifest.latest_table()
+    keys = list(zip(compacted.column("chunk_row").to_pylist(), compacted.column("chunk_col").to_pylist(), strict=True))
+    assert keys == sorted(keys)  # a compacted file is sorted by chunk, so a window reads few row groups
+    assert manifest.latest() == expected
+
+
+def test_chunks_with_status_reads_the_latest_rows(manifest: Manifest) -> None:
+    a, b, c = ChunkId(0, 1), ChunkId(2, 0), ChunkId(1, 5)
+    manifest.append([_record(a, "partial"), _record(b, "partial"), _record(c, "full")])
+    manifest.compact()
+    manifest.append([_record(b, "full", minutes=1), _record(c, "partial", minutes=1)])
+    assert manifest.chunks_with_status("partial") == [a, c]
+    assert manifest.chunks_with_status("full") == [b]
+    assert Manifest(manifest.root / "none", manifest.grid).chunks_with_status("partial") == []
