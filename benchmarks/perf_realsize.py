@@ -11,9 +11,9 @@ alternate so noise hits each loader alike:
 - the bound: a bare rasterio windowed read of exactly the ROI's window, dem and datamask on two threads, in a
   fresh process (cold GDAL caches, `GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR` and odc-stac's cloud defaults);
 - the peer, smart-geocubes, when `benchmarks/peer_sgc.py` exists (`peer_load(stac_url, bounds, resolution,
-  workdir, out_dir, warm_runs=...)`), over WAN only: as many cold runs as darts-aux's in the full pass (its warm
-  runs follow its last cold one in the same process), none in `--quick` (a cold smart-geocubes load reads whole
-  tiles and takes minutes); BENCH_PEER=1 runs it in `--quick` too, BENCH_PEER=0 never.
+  workdir, out_dir, warm_runs=...)`): one cold run over WAN in the full pass (its warm runs follow it in the same
+  process) and one on loopback, none in `--quick` (a cold smart-geocubes load reads whole tiles and takes minutes);
+  BENCH_PEER=1 runs it in `--quick` too, BENCH_PEER=all as many times as darts-aux, BENCH_PEER=0 never.
 
 Requests and bytes per run come from the COG server's own request log. "Block bytes" is the sum of the compressed
 sizes of the full-resolution COG blocks that intersect the ROI's window, dem and datamask (from the TIFF tags
@@ -194,12 +194,13 @@ def peer_module() -> ModuleType | None:
 
 
 def peer_runs_wanted(quick: bool, cold_runs: int) -> int:
-    """How many cold peer runs to make over WAN: BENCH_PEER=0 none, =1 as many as darts-aux's; unset, none in
-    quick mode (a cold smart-geocubes load of a real-size tile takes minutes) and as many as darts-aux's else."""
+    """How many cold peer runs to make over WAN: BENCH_PEER=0 none, =1 one, =all as many as darts-aux's; unset,
+    none in quick mode and one in a full pass. A cold smart-geocubes load of a real-size tile takes 1–1.5 min over
+    the link, 20× darts-aux's, so one run shows the ratio and a second would add 1.5 min to the 20-minute pass."""
     choice = os.environ.get("BENCH_PEER", "")
-    if choice == "0" or (quick and choice != "1"):
+    if choice == "0" or (quick and choice not in ("1", "all")):
         return 0
-    return cold_runs
+    return cold_runs if choice == "all" else 1
 
 
 def peer_cold(peer: ModuleType, cat: Any, workdir: Path, darts_dir: Path, warm_runs: int) -> dict[str, Any]:

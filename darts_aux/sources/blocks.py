@@ -56,7 +56,10 @@ class BlockCache:
     def __init__(self, max_bytes: int = MAX_BYTES, ttl: float = TTL_SECONDS) -> None:
         self.max_bytes = max_bytes
         self.ttl = ttl
-        self._blocks: OrderedDict[BlockKey, tuple[float, np.ndarray]] = OrderedDict()
+        self._blocks: OrderedDict[BlockKey, np.ndarray] = OrderedDict()
+        """Blocks, least recently used first (evicted first when over `max_bytes`)."""
+        self._kept_at: OrderedDict[BlockKey, float] = OrderedDict()
+        """When each block was kept, oldest first (expired from the front, so a claim never scans the cache)."""
         self._reading: dict[BlockKey, threading.Event] = {}
         self._bytes = 0
         self._lock = threading.Lock()
@@ -87,7 +90,7 @@ class BlockCache:
             for key in wanted:
                 if key in self._blocks:
                     self._blocks.move_to_end(key)
-                    found[key] = self._blocks[key][1]
+                    found[key] = self._blocks[key]
                 elif key in self._reading:
                     theirs.append(self._reading[key])
                 else:
@@ -111,24 +114,33 @@ class BlockCache:
         now = time.monotonic()
         with self._lock:
             for key, block in blocks:
-                self._blocks[key] = (now, block)
+                self._drop(key)
+                self._blocks[key] = block
+                self._kept_at[key] = now
                 self._bytes += block.nbytes
             while self._bytes > self.max_bytes and self._blocks:
-                self._bytes -= self._blocks.popitem(last=False)[1][1].nbytes
+                self._drop(next(iter(self._blocks)))
 
     def _expire(self, now: float) -> None:
-        """Drop blocks older than the TTL (the oldest used come first)."""
-        for key in list(self._blocks):
-            stamp, block = self._blocks[key]
+        """Drop blocks kept longer than the TTL ago (only those: the oldest are at the front)."""
+        while self._kept_at:
+            key, stamp = next(iter(self._kept_at.items()))
             if now - stamp <= self.ttl:
-                continue
-            del self._blocks[key]
+                return
+            self._drop(key)
+
+    def _drop(self, key: BlockKey) -> None:
+        """Forget one block, if kept (the caller holds the lock)."""
+        block = self._blocks.pop(key, None)
+        self._kept_at.pop(key, None)
+        if block is not None:
             self._bytes -= block.nbytes
 
     def clear(self) -> None:
         """Forget every block (those being read are kept by their readers only)."""
         with self._lock:
             self._blocks.clear()
+            self._kept_at.clear()
             self._bytes = 0
 
 

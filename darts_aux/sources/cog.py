@@ -100,12 +100,13 @@ def read_chunk(
     started = time.perf_counter()
     product = grid.product
     window = grid.window(chunk)
-    result = ChunkPixels(empty_chunk(product, window))
+    overlaps = [(item, item.window_on(product).intersect(window)) for item in sorted(items, key=lambda i: i.id)]
+    overlaps = [(item, overlap) for item, overlap in overlaps if not overlap.is_empty]
+    # the first item is read straight into the chunk: when it covers all of it, there is nothing to pre-fill
+    result = ChunkPixels(_unfilled(product, window) if overlaps and overlaps[0][1] == window
+                         else empty_chunk(product, window))
     with rasterio.Env(**gdal_http_options(timeout, policy.retries, policy.base_delay)):
-        for item in sorted(items, key=lambda i: i.id):
-            overlap = item.window_on(product).intersect(window)
-            if overlap.is_empty:
-                continue
+        for item, overlap in overlaps:
             target = overlap.relative_to(window)
             # the first item lands on an empty chunk, so it is read straight into it; later ones only fill its gaps
             into = None if result.applied else {name: array[target] for name, array in result.arrays.items()}
@@ -130,6 +131,11 @@ def read_chunk(
             result.pixels_read += overlap.shape[0] * overlap.shape[1]
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _unfilled(product: Product, window: PixelWindow) -> dict[str, np.ndarray]:
+    """Arrays of a chunk's shape, not initialised: for an item that writes every pixel (or a failure resets them)."""
+    return {v.name: np.empty(window.shape, dtype=v.dtype) for v in product.variables}
 
 
 def read_item(product: Product, item: TileItem, overlap: PixelWindow, policy: RetryPolicy,
