@@ -158,6 +158,7 @@ def measure(runs: int, quick: bool = False, workdir: Path = CACHE / "bench-manif
         result["roi_query"] = timed(lambda m=manifest, w=window: not_full(m, w), runs).summary()
         result["load_table"] = timed(manifest.latest_table, runs).summary()
         result["partial_query"] = timed(lambda m=manifest: m.chunks_with_status("partial"), 3, warmup=0).summary()
+        result["status_query"] = timed(lambda m=manifest: m.latest_table(columns=("status",)), 3, warmup=0).summary()
         add(SEGMENTS_AFTER)
         result["segments_after"] = SEGMENTS_AFTER
         result["roi_query_segments"] = timed(lambda m=manifest, w=window: not_full(m, w), runs).summary()
@@ -167,7 +168,8 @@ def measure(runs: int, quick: bool = False, workdir: Path = CACHE / "bench-manif
               f"ROI query {result['roi_query']['median'] * 1e3:.1f} ms "
               f"({result['roi_query_segments']['median'] * 1e3:.1f} ms with {SEGMENTS_AFTER} segments), "
               f"load table {result['load_table']['median']:.2f} s ({result['load_table_segments']['median']:.2f} s), "
-              f"partial chunks (revisit) {result['partial_query']['median']:.2f} s", flush=True)
+              f"partial chunks (revisit) {result['partial_query']['median']:.2f} s, statuses (darts-aux status) "
+              f"{result['status_query']['median']:.2f} s", flush=True)
     return out
 
 

@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .grid import ChunkGrid, ChunkId
+from .grid import ChunkGrid, ChunkId, PixelWindow
 from .location import DataLocation
-from .manifest import Manifest
+from .manifest import SCHEMA, Manifest, latest_columns
 from .products import Product, tcvis
 from .store import check_cube_folder, cube_exists, cube_paths
 
@@ -55,13 +56,14 @@ def coverage_frame(data_dir: DataLocation, product: Product, aoi: Any = None, cr
     if product.has_time_axis:
         return _steps_frame(data_dir, product, aoi, crs)
     check_cube_folder(data_dir, product)
-    table = latest_table(data_dir, product)
-    frame = gpd.GeoDataFrame(_columns(table), geometry="geometry", crs=product.extent.crs)
     if aoi is None:
-        return frame
+        return gpd.GeoDataFrame(_columns(latest_table(data_dir, product)), geometry="geometry", crs=product.extent.crs)
     from .aoi import aoi_chunks
 
     wanted = aoi_chunks(product, aoi, crs)
+    # only the rows around the AOI: at full coverage the whole manifest has millions of rows
+    table = latest_table(data_dir, product, ChunkGrid(product).covering(wanted)) if wanted else SCHEMA.empty_table()
+    frame = gpd.GeoDataFrame(_columns(table), geometry="geometry", crs=product.extent.crs)
     frame = frame[frame.chunk_id.isin({str(c) for c in wanted})]
     return _with_missing(frame, product, wanted)
 
@@ -79,13 +81,14 @@ def _steps_frame(data_dir: DataLocation, product: Product, aoi: Any, crs: Any) -
     return gpd.GeoDataFrame(both, geometry="geometry", crs=product.extent.crs)
 
 
-def latest_table(data_dir: DataLocation, product: Product) -> pa.Table:
-    """The manifest's latest rows (empty when the cube does not exist yet)."""
-    from .manifest import SCHEMA
-
+def latest_table(data_dir: DataLocation, product: Product, window: PixelWindow | None = None,
+                 columns: Sequence[str] | None = None) -> pa.Table:
+    """The manifest's latest rows, of the chunks touching `window` when given, in `columns` and those that pick the
+    latest row when given (empty when there is no cube yet)."""
     if not cube_exists(data_dir, product):
-        return SCHEMA.empty_table()
-    return Manifest(cube_paths(data_dir, product).manifest, ChunkGrid(product)).latest_table()
+        empty = SCHEMA.empty_table()
+        return empty if columns is None else empty.select(latest_columns(columns))
+    return Manifest(cube_paths(data_dir, product).manifest, ChunkGrid(product)).latest_table(window, columns)
 
 
 def _columns(table: pa.Table) -> dict[str, Any]:

@@ -45,14 +45,16 @@ def present_products(data_dir: DataLocation) -> Iterator[Product]:
 
 def cube_statuses(data_dir: DataLocation, lease: float = DEFAULT_LEASE_SECONDS) -> list[CubeStatus]:
     """One status row per cube present (`lease`: how old a chunk claim may be and still count as downloading)."""
-    from .cube_coverage import coverage_frame
+    import pyarrow.compute as pc
+
+    from .cube_coverage import latest_table
 
     rows = []
     for product in present_products(data_dir):
         paths = cube_paths(data_dir, product)
-        frame = coverage_frame(data_dir, product)  # the rows `coverage()` returns, counted
-        counts = frame.status.value_counts()
-        last = frame.checked_at.max().to_pydatetime() if len(frame) else None
+        table = latest_table(data_dir, product, columns=("status",))  # the rows `coverage()` returns, counted
+        counts = {c["values"]: c["counts"] for c in pc.value_counts(table.column("status")).to_pylist()}
+        last = pc.max(table.column("checked_at")).as_py() if table.num_rows else None
         files = tuple(Manifest(paths.manifest, ChunkGrid(product)).files())
         claims = tuple(live_claims(paths.root / CLAIMS_DIR, lease))
         rows.append(CubeStatus(product, int(counts.get("full", 0)), int(counts.get("partial", 0)),

@@ -56,6 +56,15 @@ SCHEMA = pa.schema(
         pa.field("note", pa.string(), nullable=True),
     ]
 )
+LATEST_KEY_COLUMNS = ("chunk_row", "chunk_col", "checked_at")
+"""What picks a chunk's latest row: every read of the latest rows includes these."""
+
+
+def latest_columns(columns: Sequence[str]) -> list[str]:
+    """`columns` and those that pick the latest row, in the schema's order."""
+    return [name for name in SCHEMA.names if name in {*LATEST_KEY_COLUMNS, *columns}]
+
+
 RECORD_COLUMNS: tuple[str, ...] = tuple(name for name in SCHEMA.names if name not in ("chunk_id", "geometry"))
 """What a ChunkRecord needs: the footprint and id follow from the chunk's row and column."""
 
@@ -217,14 +226,18 @@ class Manifest:
         What the revisit flow asks of a whole manifest: at PGC's full coverage (5.7 M rows) building every
         record takes a minute, this a few seconds (`benchmarks/README.md`, target 5).
         """
-        table = self._latest(None, ("chunk_row", "chunk_col", "status", "checked_at"))
+        table = self.latest_table(columns=("status",))
         picked = table.filter(pc.equal(table.column("status"), status))
         pairs = zip(picked.column("chunk_row").to_pylist(), picked.column("chunk_col").to_pylist(), strict=True)
         return sorted(ChunkId(row, col) for row, col in pairs)
 
-    def latest_table(self, window: PixelWindow | None = None) -> pa.Table:
-        """Latest rows as an Arrow table (GeoParquet schema), optionally limited to a window's chunks."""
-        return self._latest(window, SCHEMA.names)
+    def latest_table(self, window: PixelWindow | None = None, columns: Sequence[str] | None = None) -> pa.Table:
+        """Latest rows as an Arrow table (GeoParquet schema), optionally limited to a window's chunks.
+
+        With `columns`, only those are read, plus the chunk's row and column and `checked_at` that pick the latest
+        row: counting statuses needs no footprints, which are most of the bytes of a large manifest.
+        """
+        return self._latest(window, SCHEMA.names if columns is None else latest_columns(columns))
 
     def _latest(self, window: PixelWindow | None, columns: Sequence[str]) -> pa.Table:
         """Latest rows of some columns; with a window only the row groups that may hold its chunks are read."""

@@ -198,3 +198,13 @@ def test_chunks_with_status_reads_the_latest_rows(manifest: Manifest) -> None:
     assert manifest.chunks_with_status("partial") == [a, c]
     assert manifest.chunks_with_status("full") == [b]
     assert Manifest(manifest.root / "none", manifest.grid).chunks_with_status("partial") == []
+
+
+def test_latest_table_of_some_columns_has_the_same_rows(manifest: Manifest) -> None:
+    for minute in range(3):
+        manifest.append([_record(ChunkId(0, c), "full" if c < minute else "partial", minute) for c in range(4)])
+    whole = manifest.latest_table()
+    part = manifest.latest_table(columns=("status",))
+    assert part.column_names == ["chunk_row", "chunk_col", "status", "checked_at"]
+    assert part.to_pylist() == whole.select(part.column_names).to_pylist()
+    assert part.column("status").to_pylist() == ["full", "full", "partial", "partial"]
