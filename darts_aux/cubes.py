@@ -12,7 +12,7 @@ from .grid import ChunkGrid, ChunkId
 from .location import DataLocation, S3Location
 from .manifest import ChunkRecord, Manifest, status_for, union_coverage
 from .products import Product
-from .store import LEGACY_FILL_CHUNK, Cube, cube_exists, cube_paths, record_fill_chunk
+from .store import LEGACY_FILL_CHUNK, Cube, check_cube_folder, cube_exists, cube_paths, record_fill_chunk
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ def cube_statuses(data_dir: DataLocation, lease: float = DEFAULT_LEASE_SECONDS) 
     rows = []
     for product in present_products(data_dir):
         paths = cube_paths(data_dir, product)
+        check_cube_folder(data_dir, product)  # as `coverage()` does: a cube of another layout is refused, not read
         table = latest_table(data_dir, product, columns=("status",))  # the rows `coverage()` returns, counted
         counts = {c["values"]: c["counts"] for c in pc.value_counts(table.column("status")).to_pylist()}
         last = pc.max(table.column("checked_at")).as_py() if table.num_rows else None

@@ -317,9 +317,9 @@ MAX_SLICED_ROWS = 1024
 
 
 def _chunk_keys(table: pa.Table) -> np.ndarray:
-    """One int64 per row that orders rows as (chunk_row, chunk_col) does."""
+    """One int64 per row that orders rows as (chunk_row, chunk_col) does (int32 columns: no two rows' ranges meet)."""
     rows = table.column("chunk_row").to_numpy().astype(np.int64)
-    return (rows << 32) | table.column("chunk_col").to_numpy().astype(np.int64)
+    return rows * 2**32 + table.column("chunk_col").to_numpy().astype(np.int64)
 
 
 def _overlay(base: pa.Table, recent: pa.Table) -> pa.Table:
