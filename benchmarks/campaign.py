@@ -1,7 +1,7 @@
 """Section `campaign`: scenes as DARTS processes them, loaded by 4 concurrent workers into one data dir over a WAN link.
 
     uv run python benchmarks/campaign.py            # 100 PlanetScope-like scenes (+ Sentinel-2-like ones at 10 m)
-    uv run python benchmarks/campaign.py --quick    # 16 + 2
+    uv run python benchmarks/campaign.py --quick    # 8 + 1
     uv run python benchmarks/run.py --only campaign
 
 Scenes (seeded, clustered so that neighbours overlap, every window inside the real-size world of
@@ -180,10 +180,10 @@ def make_scenes(kind: Kind, count: int, clusters: int, rng: np.random.Generator,
 def campaign_scenes(quick: bool) -> list[Scene]:
     """The campaign: PlanetScope-like scenes at 2 m, then Sentinel-2-like ones at 10 m when those tiles exist."""
     rng = np.random.default_rng(SEED)
-    planet = make_scenes(PLANET, 16 if quick else 100, 2 if quick else 8, rng)
+    planet = make_scenes(PLANET, 8 if quick else 100, 2 if quick else 8, rng)
     if not any(r == 10 for _, r in built_tiles()):
         return planet
-    return planet + make_scenes(SENTINEL2, 2 if quick else 6, 1 if quick else 2, rng, first=len(planet))
+    return planet + make_scenes(SENTINEL2, 1 if quick else 6, 1 if quick else 2, rng, first=len(planet))
 
 
 # -- what the scenes need at least: union area and union block bytes -----------------------------------------

@@ -413,7 +413,8 @@ def prefect_server() -> Iterator[None]:
 
 
 def measure(runs: int, quick: bool, world: World | None = None, own_instance: bool = False) -> dict[str, Any]:
-    """Dask and Ray at each size, DARTS's pattern, and with `own_instance` the runner's own Ray instance.
+    """Dask (not with `quick`) and Ray at each size, DARTS's pattern, and with `own_instance` the runner's own Ray
+    instance.
 
     `runs` is not used: one timed prefetch per size keeps the section near 5 minutes (5.9 measured at load 4-10;
     10.8 while other processes kept 45-89 % of the 2 cores busy). The own-instance run (Ray started and stopped by
@@ -430,7 +431,8 @@ def measure(runs: int, quick: bool, world: World | None = None, own_instance: bo
         out["link"] = link_check(stac_url)
         print(f"  {out['scenes']} scenes over {out['chunks']} chunks; the link: {out['link']['request_ms']:.0f} ms "
               f"per request", flush=True)
-        out["dask"] = sweep("dask", on_dask, bench, sizes)
+        if not quick:  # a quick pass shows the growth with workers on one engine
+            out["dask"] = sweep("dask", on_dask, bench, sizes)
         out["ray"] = sweep("ray", on_ray, bench, sizes)
         if own_instance:
             out["ray_own_instance"] = on_ray_own_instance(bench, sizes[-1])
@@ -442,7 +444,7 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES} instead of {SIZES}")
+    parser.add_argument("--quick", action="store_true", help=f"Ray only, sizes {QUICK_SIZES} instead of {SIZES}")
     parser.add_argument("--own-instance", action="store_true",
                         help="also the Ray task runner with its own instance (started by the flow run)")
     args = parser.parse_args()
