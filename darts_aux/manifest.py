@@ -242,14 +242,12 @@ class Manifest:
     def _latest(self, window: PixelWindow | None, columns: Sequence[str]) -> pa.Table:
         """Latest rows of some columns; with a window only the row groups that may hold its chunks are read."""
         ranges = None if window is None else self.grid.chunk_ranges(window)
-        for attempt in range(5):
-            files = self.files()
+        for _ in range(4):
             try:
-                return self._latest_of(files, ranges, columns)
-            except FileNotFoundError:  # a compaction removed a file between listing and reading
-                if attempt == 4:
-                    raise
-        raise AssertionError("unreachable")
+                return self._latest_of(self.files(), ranges, columns)
+            except FileNotFoundError:  # a compaction removed a file between listing and reading: list again
+                continue
+        return self._latest_of(self.files(), ranges, columns)
 
     def _latest_of(self, files: list[DataLocation], ranges: list[ChunkRange] | None,
                    columns: Sequence[str]) -> pa.Table:
