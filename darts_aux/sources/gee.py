@@ -202,6 +202,11 @@ def compute_pixels(expression: Any, grid: PixelGrid, band_ids: Sequence[str], po
     return _checked(result, grid.shape, band_ids, dtypes)
 
 
+_HEADER_LOCK = threading.Lock()
+"""One .npy header parsed at a time: concurrent parses made CPython 3.11.7 raise "AST constructor recursion depth
+mismatch" in a download thread."""
+
+
 def npy_array(data: Any) -> np.ndarray:
     """The array of an .npy file's bytes, as a read-only view of them; ValueError when they are not one."""
     from numpy.lib import format as npy
@@ -213,7 +218,8 @@ def npy_array(data: Any) -> np.ndarray:
     read_header = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
     if read_header is None:
         raise ValueError(f".npy format version {version} is not read here")
-    shape, fortran_order, dtype = read_header(stream)
+    with _HEADER_LOCK:  # numpy parses the header with ast.literal_eval: not thread-safe on CPython 3.11 (gh-106905)
+        shape, fortran_order, dtype = read_header(stream)
     if dtype.hasobject:
         raise ValueError(".npy file holds Python objects")
     count = math.prod(shape)
