@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import StoreError
 from .location import DataLocation, S3Location, as_location
+from .npy_header import NPY_HEADER_LOCK
 
 STALE_SECONDS = 24 * 3600
 ORPHAN_SECONDS = 3600
@@ -57,7 +58,7 @@ def load(path: DataLocation) -> dict[str, np.ndarray]:
     """Read a staged chunk back; StoreError when the file is gone or damaged (its chunk is simply downloaded again)."""
     try:
         source = io.BytesIO(path.read_bytes()) if isinstance(path, S3Location) else path
-        with np.load(source) as data:
+        with NPY_HEADER_LOCK, np.load(source) as data:  # each array's header is parsed as it is read
             return {key: data[key] for key in data.files}
     except (FileNotFoundError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise StoreError(f"the staged chunk {path} cannot be read ({error}); "

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigurationError, SourceDataError, SourceRequestError, SourceUnavailableError
+from ..npy_header import NPY_HEADER_LOCK
 from ..retry import RetryPolicy, http_status, is_transient
 from ..settings import Settings
 
@@ -202,11 +203,6 @@ def compute_pixels(expression: Any, grid: PixelGrid, band_ids: Sequence[str], po
     return _checked(result, grid.shape, band_ids, dtypes)
 
 
-_HEADER_LOCK = threading.Lock()
-"""One .npy header parsed at a time: concurrent parses made CPython 3.11.7 raise "AST constructor recursion depth
-mismatch" in a download thread."""
-
-
 def npy_array(data: Any) -> np.ndarray:
     """The array of an .npy file's bytes, as a read-only view of them; ValueError when they are not one."""
     from numpy.lib import format as npy
@@ -218,7 +214,7 @@ def npy_array(data: Any) -> np.ndarray:
     read_header = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
     if read_header is None:
         raise ValueError(f".npy format version {version} is not read here")
-    with _HEADER_LOCK:  # numpy parses the header with ast.literal_eval: not thread-safe on CPython 3.11 (gh-106905)
+    with NPY_HEADER_LOCK:
         shape, fortran_order, dtype = read_header(stream)
     if dtype.hasobject:
         raise ValueError(".npy file holds Python objects")
