@@ -5,7 +5,8 @@
     uv run python benchmarks/run.py --only campaign
 
 Scenes (seeded, clustered so that neighbours overlap, every window inside the real-size world of
-`realsize_world.py`): PlanetScope-like footprints of 25 km × 8 km at a random heading (±25°), loaded at 2 m with
+`realsize_world.py` built to stage 16: the 2 m quarters and 10 m tiles of supertiles 72_46, 72_47, 73_46 and 73_47,
+200 km × 200 km): PlanetScope-like footprints of 25 km × 8 km at a random heading (±25°), loaded at 2 m with
 buffer=50; and, when the world's 10 m tiles are built, Sentinel-2-like 109.8 km squares at a random rotation (±5°),
 loaded at 10 m with buffer=50. A scene's geobox is its rotated footprint's bounding GeoBox in UTM zone 51N
 (EPSG:32651; 3 m pixels for PlanetScope, 10 m for Sentinel-2), as the optical scenes come.
@@ -23,8 +24,10 @@ cube's size on disk, and the over-fetch:
 
 Pixels of a few scenes are checked against a mosaic of rasterio reads of the same window from the tile files.
 The peer (smart-geocubes, `benchmarks/peer_sgc.py` when it exists) loads the same scenes one after the other into
-one work dir, as many as fit in its time budget (15 min, 2 min with --quick; standalone, or from run.py with
-BENCH_PEER=1; BENCH_PEER=0 never), and the output says how many.
+one work dir, as many as fit in its time budget (15 min, 2 min with --quick, BENCH_PEER_BUDGET seconds if set;
+standalone, or from run.py with BENCH_PEER=1; BENCH_PEER=0 never) and in the disk (it stops with 5 GB left), and the
+output says how many. It stores every tile it touches whole, so the section also prints what any whole-tile loader
+must fetch at least: the full-resolution blocks of every tile a scene's window touches.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ SEED = 7
 DATA = CACHE / "campaign-data"
 PEER_DATA = CACHE / "campaign-peer"
 PEER_BUDGET_S = 900.0
+PEER_MIN_FREE_DISK = 5e9
+"""The peer stops before a scene when less disk than this is free: it stores every tile it touches whole."""
 DEFINITION = (
     "over-fetch = bytes the COG server sent / union block bytes; union block bytes = compressed size of the "
     "distinct full-resolution COG blocks (dem + datamask) intersecting at least one scene's window (its EPSG:3413 "
@@ -114,7 +119,7 @@ def world_bounds(resolution: int) -> tuple[float, float, float, float]:
     """EPSG:3413 bounds of the built tiles of a resolution (with their buffers)."""
     tiles = [tile_ref(t, r) for t, r in built_tiles() if r == resolution]
     if not tiles:
-        raise RuntimeError(f"no {resolution} m tiles are built; run benchmarks/realsize_world.py build --stage 4")
+        raise RuntimeError(f"no {resolution} m tiles are built; run benchmarks/realsize_world.py build --stage 16")
     return (min(t.bounds[0] for t in tiles), min(t.bounds[1] for t in tiles),
             max(t.bounds[2] for t in tiles), max(t.bounds[3] for t in tiles))
 
@@ -225,15 +230,21 @@ def assigned_region(tile: Any, others: list[Any]) -> tuple[int, int, int, int]:
 
 
 def union_block_bytes(scenes: list[Scene], resolution: int) -> dict[str, Any]:
-    """Union block bytes of the scenes of one resolution (see DEFINITION), per asset, and the union's pixels."""
+    """Union block bytes of the scenes of one resolution (see DEFINITION), per asset, and the union's pixels; also
+    the tiles any scene's window touches and their full-resolution block bytes: what a loader that reads whole
+    tiles (as smart-geocubes does) must transfer at least."""
     from realsize_world import grid_offset
 
     windows = [s.window for s in scenes if s.resolution == resolution]
     tiles = [tile_ref(t, r) for t, r in built_tiles() if r == resolution]
-    out: dict[str, Any] = {"union_pixels": union_pixels(windows), "dem": 0, "datamask": 0, "blocks": 0}
+    out: dict[str, Any] = {"union_pixels": union_pixels(windows), "dem": 0, "datamask": 0, "blocks": 0,
+                           "tiles_touched": 0, "touched_tile_bytes": 0}
     for tile in tiles:
         off_r, off_c = grid_offset(tile)
         a_r0, a_r1, a_c0, a_c1 = assigned_region(tile, [t for t in tiles if t != tile])
+        rows, cols = tile.shape
+        touched = any(r0 - off_r < rows and r1 - off_r > 0 and c0 - off_c < cols and c1 - off_c > 0
+                      for r0, r1, c0, c1 in windows)
         needed: set[tuple[int, int]] = set()
         for r0, r1, c0, c1 in windows:
             rr0, rr1 = max(r0 - off_r, a_r0), min(r1 - off_r, a_r1)
@@ -242,9 +253,11 @@ def union_block_bytes(scenes: list[Scene], resolution: int) -> dict[str, Any]:
                 needed.update((y, x) for y in range(rr0 // 512, (rr1 - 1) // 512 + 1)
                               for x in range(cc0 // 512, (cc1 - 1) // 512 + 1))
         out["blocks"] += len(needed)
+        out["tiles_touched"] += touched
         for asset in ("dem", "datamask"):
             sizes = tile_block_sizes(WORLD / tile.asset_relpath(asset))
             out[asset] += int(sum(sizes[y, x] for y, x in needed))
+            out["touched_tile_bytes"] += int(sizes.sum()) if touched else 0
     out["bytes"] = out["dem"] + out["datamask"]
     return out
 
@@ -387,21 +400,31 @@ def run_peer(scenes: list[Scene], cat: Any, budget: float) -> dict[str, Any]:
     shutil.rmtree(PEER_DATA, ignore_errors=True)
     cat.reset_log()
     done: list[dict[str, Any]] = []
+    stopped = "every scene loaded"
     started = time.perf_counter()
     for scene in scenes:
         elapsed = time.perf_counter() - started
         per_scene = elapsed / len(done) if done else 0.0
         if done and elapsed + per_scene > budget:
+            stopped = f"time budget of {budget:.0f} s"
+            break
+        PEER_DATA.mkdir(parents=True, exist_ok=True)
+        if shutil.disk_usage(PEER_DATA).free < PEER_MIN_FREE_DISK:
+            stopped = f"less than {PEER_MIN_FREE_DISK / 1e9:.0f} GB of disk left"
             break
         bounds = window_bounds(arcticdem(scene.resolution).extent, PixelWindow(*scene.window))
         out = PEER_DATA / f"out-{scene.index}"
         result = peer_sgc.peer_load(cat.stac_url, bounds, scene.resolution, PEER_DATA / "work", out, warm_runs=0)
         done.append({"scene": scene.index, "seconds": result.get("seconds", result.get("load_seconds"))})
         shutil.rmtree(out, ignore_errors=True)
+        print(f"    peer: scene {scene.index} in {done[-1]['seconds']:.1f} s "
+              f"({time.perf_counter() - started:.0f} s so far)", flush=True)
+    wall = time.perf_counter() - started
     files = cat.requests("files")
+    work_bytes = cube_bytes(PEER_DATA / "work") if (PEER_DATA / "work").exists() else 0
     shutil.rmtree(PEER_DATA, ignore_errors=True)
-    return {"available": True, "scenes": len(done), "of": len(scenes), "budget_s": budget,
-            "wall_s": round(time.perf_counter() - started, 1), "loads": done,
+    return {"available": True, "scenes": len(done), "of": len(scenes), "budget_s": budget, "stopped": stopped,
+            "wall_s": round(wall, 1), "loads": done, "cube_bytes": work_bytes,
             "requests": len(files), "bytes": sum(r["bytes"] for r in files)}
 
 
@@ -414,18 +437,21 @@ def cube_bytes(data_dir: Path) -> int:
 
 
 def peer_budget(quick: bool, standalone: bool) -> float:
-    """Seconds the peer may take: BENCH_PEER=0 none; =1, or standalone, 15 min (2 min quick); from run.py none,
-    as a cold smart-geocubes campaign would take longer than the whole run."""
+    """Seconds the peer may take: BENCH_PEER=0 none; =1, or standalone, 15 min (2 min quick) unless
+    BENCH_PEER_BUDGET gives the seconds; from run.py none, as a cold smart-geocubes campaign would take longer than
+    the whole run."""
     choice = os.environ.get("BENCH_PEER", "")
     if choice == "0" or (not standalone and choice != "1"):
         return 0.0
+    if os.environ.get("BENCH_PEER_BUDGET"):
+        return float(os.environ["BENCH_PEER_BUDGET"])
     return 120.0 if quick else PEER_BUDGET_S
 
 
 def measure(runs: int, quick: bool, standalone: bool = False) -> dict[str, Any]:
     """The campaign over the WAN link; `runs` is unused (one campaign is one sample)."""
     del runs
-    build_world(WORLD, "4", progress=lambda line: print(line, flush=True))
+    build_world(WORLD, "16", progress=lambda line: print(line, flush=True))
     scenes = campaign_scenes(quick)
     resolutions = sorted({s.resolution for s in scenes})
     union = {res: union_block_bytes(scenes, res) for res in resolutions}
@@ -451,9 +477,9 @@ def measure(runs: int, quick: bool, standalone: bool = False) -> dict[str, Any]:
         out["cube_bytes"] = cube_bytes(DATA)
         print("  checking pixels of three scenes …", flush=True)
         out["pixels_checked"] = check_pixels(scenes, DATA)
+        shutil.rmtree(DATA, ignore_errors=True)  # the peer's whole tiles need the disk
         out["peer"] = run_peer(scenes, cat, peer_budget(quick, standalone))
     out["over_fetch"] = out["bytes"] / sum(u["bytes"] for u in union.values())
-    shutil.rmtree(DATA, ignore_errors=True)
     return out
 
 
@@ -471,10 +497,22 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, bool | None]]
          f"{r['bytes'] / 1e9:.2f} GB in {r['requests']:,} requests", f"union block bytes {union / 1e9:.2f} GB",
          f"{r['over_fetch']:.2f}×", "≤ 1.3×", r["over_fetch"] <= 1.3),
     ]
+    touched = sum(u.get("touched_tile_bytes", 0) for u in r["union"].values())
+    if touched:
+        tiles = ", ".join(f"{u['tiles_touched']} at {res} m" for res, u in r["union"].items())
+        out.append(("C what a whole-tile loader fetches at least: every touched tile's full-resolution blocks",
+                    f"{r['bytes'] / 1e9:.2f} GB", f"{touched / 1e9:.2f} GB ({tiles} tiles touched)",
+                    f"{touched / r['bytes']:.2f}× fewer", "(printed)", None))
     peer = r.get("peer", {})
-    if peer.get("available") and peer.get("scenes"):
-        subset = f"{peer['scenes']} of {peer['of']} scenes" + (" (a subset: time budget)"
-                                                               if peer["scenes"] < peer["of"] else "")
+    if peer.get("available") and peer.get("scenes") == peer.get("of"):
+        wall, sent = peer["wall_s"] / run["wall_s"], peer["bytes"] / r["bytes"]
+        out.append(("C smart-geocubes on the same scenes (one process), wall time", f"{run['wall_s']:.0f} s",
+                    f"peer {peer['wall_s']:.0f} s", f"{wall:.1f}× less", "≥ 10× less", wall >= 10))
+        out.append(("C smart-geocubes on the same scenes, bytes the COG server sent", f"{r['bytes'] / 1e9:.2f} GB",
+                    f"peer {peer['bytes'] / 1e9:.2f} GB in {peer['requests']:,} requests", f"{sent:.1f}× fewer",
+                    "≥ 5× fewer", sent >= 5))
+    elif peer.get("available") and peer.get("scenes"):
+        subset = f"{peer['scenes']} of {peer['of']} scenes (a subset: {peer.get('stopped', 'time budget')})"
         peer_scene = statistics.median(x["seconds"] for x in peer["loads"])
         hours = peer_scene * peer["of"] / 3600
         out.append((f"C smart-geocubes on the same scenes, one at a time ({subset})", f"{per_scene:.1f} s/scene",

@@ -3,6 +3,7 @@
     uv run python benchmarks/realsize_world.py build            # the ROI's 2 m tile (72_46_1_1)
     uv run python benchmarks/realsize_world.py build --stage 4  # + the other three 2 m quarters of supertile 72_46
     uv run python benchmarks/realsize_world.py build --stage 10 # + four 10 m tiles (72_46, 72_47, 73_46, 73_47)
+    uv run python benchmarks/realsize_world.py build --stage 16 # + the 2 m quarters of those three other supertiles
     uv run python benchmarks/realsize_world.py info             # what is built: sizes, ratios, build times
 
 The tiles are laid out as PGC packages them: PGC's grid (`darts_aux.local.tiles.TileRef`: 2 m quarters of
@@ -87,6 +88,8 @@ STAGES: dict[str, tuple[tuple[str, int], ...]] = {
     "1": ((ROI_TILE, 2),),
     "4": tuple((f"{SUPERTILE}_{r}_{c}", 2) for r in (1, 2) for c in (1, 2)),
     "10": tuple((t, 10) for t in ("72_46", "72_47", "73_46", "73_47")),
+    "16": tuple((f"{supertile}_{r}_{c}", 2) for supertile in ("72_47", "73_46", "73_47") for r in (1, 2)
+                for c in (1, 2)),
 }
 """What each build stage adds: (tile id, resolution)."""
 
@@ -388,7 +391,7 @@ def is_built(root: Path, tile_id: str, resolution: int, record: dict[str, Any] |
 
 
 def stage_tiles(stage: str) -> tuple[tuple[str, int], ...]:
-    """Every tile up to and including a stage ('1', '4', '10')."""
+    """Every tile up to and including a stage ('1', '4', '10', '16')."""
     order = list(STAGES)
     return tuple(dict.fromkeys(t for name in order[:order.index(stage) + 1] for t in STAGES[name]))
 
