@@ -504,7 +504,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, bool | None]]
                     f"{r['bytes'] / 1e9:.2f} GB", f"{touched / 1e9:.2f} GB ({tiles} tiles touched)",
                     f"{touched / r['bytes']:.2f}× fewer", "(printed)", None))
     peer = r.get("peer", {})
-    if peer.get("available") and peer.get("scenes") == peer.get("of"):
+    if peer.get("available") and peer.get("scenes") and peer["scenes"] == peer["of"]:
         wall, sent = peer["wall_s"] / run["wall_s"], peer["bytes"] / r["bytes"]
         out.append(("C smart-geocubes on the same scenes (one process), wall time", f"{run['wall_s']:.0f} s",
                     f"peer {peer['wall_s']:.0f} s", f"{wall:.1f}× less", "≥ 10× less", wall >= 10))
