@@ -19,6 +19,7 @@ import numpy as np
 
 from . import staging
 from .errors import DiskFullError, SourceUnavailableError
+from .freed_memory import release_freed_memory
 from .grid import ChunkGrid, ChunkId, PixelWindow, span_label
 from .location import DataLocation, as_location
 from .manifest import ChunkRecord, Manifest, failure_note, status_for, union_coverage, utc_now
@@ -475,12 +476,15 @@ def run_inline(ctx: FillContext, window: PixelWindow) -> FillReport:
         run_bounded(jobs, start, lambda running: next(as_completed(running)),
                     lambda _, future: commits.put(future.result()), workers)
 
-    with fill_claims(ctx) as claims, ThreadPoolExecutor(workers, thread_name_prefix="download") as downloads, \
-            GroupingWorkers(commit_waiting, COMMIT_THREADS, chunks_per_commit(ctx.product), waiting_limit(ctx.product),
-                            COMMIT_LINGER, name="commit") as commits:
-        shared = run_shared(ctx, claims, discovery.jobs, run)
-        for staged, record in commits.close():
-            add_to_report(report, staged, record)
+    try:
+        with fill_claims(ctx) as claims, ThreadPoolExecutor(workers, thread_name_prefix="download") as downloads, \
+                GroupingWorkers(commit_waiting, COMMIT_THREADS, chunks_per_commit(ctx.product),
+                                waiting_limit(ctx.product), COMMIT_LINGER, name="commit") as commits:
+            shared = run_shared(ctx, claims, discovery.jobs, run)
+            for staged, record in commits.close():
+                add_to_report(report, staged, record)
+    finally:
+        release_freed_memory(f"the {ctx.product.key} fill")
     report.chunks_by_others, report.seconds_waiting = len(shared.by_others), shared.waited_seconds
     finish_report(ctx, report, discovery, started)
     return report

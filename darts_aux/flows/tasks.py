@@ -26,6 +26,7 @@ from darts_aux.fill import (
     finish_report,
     new_report,
 )
+from darts_aux.freed_memory import release_freed_memory
 from darts_aux.grid import ChunkId, PixelWindow, span_label
 from darts_aux.manifest import ChunkRecord
 from darts_aux.pipeline import run_bounded
@@ -176,11 +177,14 @@ def fill_windows(ctx: FillContext, windows: Sequence[tuple[str, PixelWindow]]) -
     forward_library_logs()
     started = time.perf_counter()
     outcome = FillOutcome(ctx, new_report(ctx), list(windows))
-    for label, window in windows:
-        part, chunks, errors = _fill_one(ctx, window, label)
-        _add_report(outcome.report, part)
-        outcome.chunks.extend(chunks)
-        outcome.errors.extend(errors)
+    try:
+        for label, window in windows:
+            part, chunks, errors = _fill_one(ctx, window, label)
+            _add_report(outcome.report, part)
+            outcome.chunks.extend(chunks)
+            outcome.errors.extend(errors)
+    finally:  # the tasks ran on this process's threads (or, on Dask or Ray, elsewhere: then little was freed here)
+        release_freed_memory(f"the {ctx.product.key} fill flow")
     outcome.report.seconds = time.perf_counter() - started
     return outcome
 
