@@ -470,7 +470,8 @@ def run_inline(ctx: FillContext, window: PixelWindow) -> FillReport:
             if isinstance(result, Exception):
                 raise result
             records[chunk] = result
-        return [(staged, records[staged.chunk]) for staged in group]
+        # committed: what the report needs stays, the pixels go (kept until the fill's end, a scene's chunks add up)
+        return [(replace(staged, pixels=None), records[staged.chunk]) for staged in group]
 
     def run(jobs: list[ChunkJob]) -> None:
         run_bounded(jobs, start, lambda running: next(as_completed(running)),

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
+import weakref
 from pathlib import Path
 
 import numpy as np
 import pytest
 from odc.geo.geobox import GeoBox
 
+import darts_aux.fill
 from darts_aux import load_arcticdem
 from darts_aux.grid import roi_window
 from darts_aux.local import LocalCatalog
@@ -47,6 +50,32 @@ def test_an_inline_fill_releases_freed_memory_after_its_last_commit_and_a_warm_l
         caplog.clear()
         _load_and_check(use_catalog, tmp_path)  # warm: nothing is filled, nothing to release
         assert not _released(caplog)
+
+
+def test_no_chunk_pixels_are_still_held_when_the_fill_hands_memory_back(
+    use_catalog: LocalCatalog, inline: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every chunk's mosaic is garbage once committed: a fill of a scene's hundreds of chunks must not hold them all."""
+    downloaded: list[weakref.ref] = []
+    alive_at_release: list[int] = []
+    download, release = darts_aux.fill.download, darts_aux.fill.release_freed_memory
+
+    def tracked_download(*args: object, **kwargs: object) -> darts_aux.fill.StagedChunk:
+        staged = download(*args, **kwargs)  # type: ignore[arg-type]
+        assert staged.pixels is not None, "an in-process fill holds the mosaic in memory"
+        downloaded.extend(weakref.ref(array) for array in staged.pixels.values())
+        return staged
+
+    def counting_release(after: str) -> int | None:
+        gc.collect()
+        alive_at_release.append(sum(ref() is not None for ref in downloaded))
+        return release(after)
+
+    monkeypatch.setattr(darts_aux.fill, "download", tracked_download)
+    monkeypatch.setattr(darts_aux.fill, "release_freed_memory", counting_release)
+    _load_and_check(use_catalog, tmp_path)
+    assert len(downloaded) == 4 * 2, "four chunks, dem and datamask each"
+    assert alive_at_release == [0]
 
 
 class Collected(logging.Handler):
