@@ -1,11 +1,10 @@
 """Handing the memory a fill freed back to the operating system, so a process that loads scene after scene stays small.
 
 A fill allocates and frees chunk pixels, decoded COG blocks and encoded chunk objects on many threads. glibc keeps
-freed memory in its per-thread arenas for reuse, and the load's result arrays are new mappings on top of that. A
-worker that loads scene after scene so kept its peak: 4.2 GB resident after twelve 2 m scenes of 100-180 Mpx, of
-which 3.3 GB stayed resident between scenes (benchmarks/README.md, "Memory of a campaign worker").
-`malloc_trim(0)` hands the free pages of every arena back; called at the end of each fill, the same twelve scenes
-peak at 1.9 GB and drop to 0.6-0.8 GB between scenes, at no measurable cost in time.
+freed memory in its per-thread arenas for reuse, and the load's result arrays are new mappings on top of it.
+`malloc_trim(0)` hands the free pages of every arena back, and each fill ends with it. Six 2 m scenes of 94-177 Mpx
+loaded one after the other in one process peaked at 1.5 GB resident with it and 2.5 GB without, in the same time
+within the noise (benchmarks/README.md, "Memory of a campaign worker").
 
 Elsewhere (macOS, Windows, musl) there is no `malloc_trim` and nothing is done.
 """
@@ -13,7 +12,6 @@ Elsewhere (macOS, Windows, musl) there is no `malloc_trim` and nothing is done.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 from collections.abc import Callable
@@ -25,13 +23,10 @@ MB = 2**20
 
 @lru_cache(maxsize=1)
 def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's `malloc_trim`, or None where the C library has none."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    """glibc's `malloc_trim`, or None where the C library has none (looked up in the process, no `ldconfig` run)."""
     try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):  # no such symbol (macOS, musl), or no process namespace (Windows)
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim

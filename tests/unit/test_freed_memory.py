@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import sys
 from pathlib import Path
@@ -18,9 +17,7 @@ BLOCK = 64 * 1024
 
 
 def _libc() -> ctypes.CDLL:
-    name = ctypes.util.find_library("c")
-    assert name is not None
-    libc = ctypes.CDLL(name)
+    libc = ctypes.CDLL(None)  # the process's own symbols, the C library's among them
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
     libc.free.restype, libc.free.argtypes = None, [ctypes.c_void_p]
     return libc
